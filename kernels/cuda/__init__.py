@@ -1,0 +1,1 @@
+"""CUDA C sources of the fused GPU kernels, compiled by CuPy on first use."""

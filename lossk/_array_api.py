@@ -1,0 +1,77 @@
+"""The one place that imports array-api-compat, with lossk's typing aliases.
+
+Every other module asks this one for an array's namespace and device, so that
+the rules for mixing libraries live in a single function.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any, TypeAlias
+
+import array_api_compat
+from array_api_compat import device, is_array_api_obj, size
+
+__all__ = [
+    "Array",
+    "device",
+    "is_array_api_obj",
+    "is_cpu_eager",
+    "is_numpy_namespace",
+    "library_name",
+    "namespace_of",
+    "size",
+]
+
+Array: TypeAlias = Any
+"""Any array of a library that array-api-compat understands."""
+
+
+def library_name(x: Array) -> str:
+    """The top-level package of an array's type, for error messages: 'numpy', 'torch', ..."""
+    return type(x).__module__.split(".")[0]
+
+
+def namespace_of(**arrays: Array | None) -> ModuleType:
+    """The Array API namespace shared by the named arrays (``None`` entries are skipped).
+
+    Raises
+    ------
+    TypeError
+        If an entry is not an array, or if the arrays come from two different libraries.
+    """
+    present = {name: a for name, a in arrays.items() if a is not None}
+    for name, a in present.items():
+        if not is_array_api_obj(a):
+            raise TypeError(
+                f"{name} must be an array (NumPy, CuPy, PyTorch, Dask, array-api-strict, ...), "
+                f"got {type(a).__name__}"
+            )
+    libraries = {name: library_name(a) for name, a in present.items()}
+    if len(set(libraries.values())) > 1:
+        listing = ", ".join(f"{name} is a {lib} array" for name, lib in libraries.items())
+        raise TypeError(f"all arrays of one call must come from one library: {listing}")
+    try:
+        return array_api_compat.array_namespace(*present.values())
+    except TypeError as error:  # same library, different devices or flavours
+        raise TypeError(f"the arrays of one call are not compatible: {error}") from error
+
+
+def is_numpy_namespace(xp: ModuleType) -> bool:
+    """Whether ``xp`` is NumPy's namespace (the array-api-compat wrapper or NumPy itself)."""
+    return array_api_compat.is_numpy_namespace(xp)
+
+
+def is_cpu_eager(x: Array) -> bool:
+    """Whether the values of ``x`` can be read on the host now, without a device sync or a lazy graph.
+
+    Data-dependent checks (class indices in range, probabilities in [0, 1]) run only where this holds:
+    on a GPU they would cost a synchronisation, and on Dask they would force a computation.
+    """
+    if array_api_compat.is_numpy_array(x) or array_api_compat.is_array_api_strict_namespace(
+        array_api_compat.array_namespace(x)
+    ):
+        return True
+    if array_api_compat.is_torch_array(x):
+        return x.device.type == "cpu"
+    return False

@@ -1,0 +1,1 @@
+"""Optional backends: each module registers its implementations with ``lossk._dispatch`` when imported."""

@@ -1,0 +1,1 @@
+"""The ``numba`` backend: host-side adapters that register the fused CPU kernels of ``lossk._kernels.numba``."""
