@@ -11,6 +11,13 @@ Every implementation has the signature::
     impl(input, target, *, xp, reduction, grad_output, compute_grad, [out,] **options) -> (loss, grad | None)
 
 with validated arguments; ``out`` is passed only to implementations registered with ``writes_out=True``.
+
+``cross_entropy`` implementations always receive, besides ``weight``, ``ignore_index`` and ``label_smoothing``,
+the options ``z_loss`` (float >= 0; 0 means none), ``softcap`` (float > 0, or None for none) and
+``return_z_loss`` (bool), with the semantics of ``lossk._reference.classification``. When ``return_z_loss``
+is True the loss slot of the result is the pair ``(loss, z_term)`` — both in the input's dtype, reduced
+alike, ``loss`` including ``z_term`` — so the result is ``((loss, z_term), grad | None)``; otherwise it is
+``(loss, grad | None)`` as for every loss. ``LossFunction`` hands that loss slot to the caller unchanged.
 """
 
 from __future__ import annotations

@@ -119,7 +119,10 @@ class BCEWithLogitsLoss(Loss):
 
 
 class CrossEntropyLoss(Loss):
-    """Cross-entropy on logits; see :func:`lossk.cross_entropy`. PyTorch: ``torch.nn.CrossEntropyLoss``."""
+    """Cross-entropy on logits; see :func:`lossk.cross_entropy`. PyTorch: ``torch.nn.CrossEntropyLoss``.
+
+    With ``return_z_loss=True`` a call returns ``(loss, z_term)``.
+    """
 
     function = classification.cross_entropy
 
@@ -130,11 +133,14 @@ class CrossEntropyLoss(Loss):
         reduction: str = "mean",
         label_smoothing: float = 0.0,
         *,
+        z_loss: float = 0.0,
+        softcap: float | None = None,
+        return_z_loss: bool = False,
         backend: str = "auto",
     ) -> None:
         super().__init__(
             reduction=reduction, backend=backend, weight=weight, ignore_index=ignore_index,
-            label_smoothing=label_smoothing,
+            label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap, return_z_loss=return_z_loss,
         )
 
 

@@ -18,10 +18,10 @@ Divisor = Any
 
 def apply_reduction(xp: ModuleType, loss: Array, reduction: str, divisor: Divisor) -> Array:
     """``loss`` unreduced for 'none', its sum for 'sum', its sum over ``divisor`` otherwise."""
+    # asarray: NumPy gives NumPy scalars for 0-d results; lossk always returns arrays of the input's library
     if reduction == "none":
-        return loss
+        return xp.asarray(loss)
     total = xp.sum(loss)
-    # asarray: NumPy's sum gives a NumPy scalar; lossk always returns a 0-d array of the input's library
     return xp.asarray(total if reduction == "sum" else total / divisor)
 
 
@@ -31,7 +31,11 @@ def upstream_scale(reduction: str, grad_output: Any, divisor: Divisor) -> Any:
     ``grad_output`` is ``None`` (ones), a scalar (mean and sum) or an array of the loss's shape ('none').
     """
     upstream = 1.0 if grad_output is None else grad_output
-    return upstream / divisor if reduction not in ("none", "sum") else upstream
+    if reduction in ("none", "sum"):
+        return upstream
+    if isinstance(divisor, (int, float)) and divisor == 0:  # an empty input: its gradient is empty too
+        return upstream * float("nan")
+    return upstream / divisor
 
 
 def compute_dtype(xp: ModuleType, dtype: Any) -> Any:

@@ -17,6 +17,8 @@ from ._validation import (
     check_class_indices,
     check_floating,
     check_integer,
+    check_nonnegative,
+    check_positive,
     check_reduction,
     check_same_shape,
     check_shape,
@@ -69,6 +71,9 @@ def cross_entropy(
     ignore_index: int = -100,
     reduction: str = "mean",
     label_smoothing: float = 0.0,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    return_z_loss: bool = False,
 ) -> Prepared:
     r"""Cross-entropy between logits ``input`` and class indices or class probabilities ``target``.
 
@@ -88,6 +93,19 @@ def cross_entropy(
     a device synchronisation or a computation and is skipped. PyTorch equivalent:
     ``torch.nn.functional.cross_entropy``.
 
+    Options for LLM training (not in PyTorch; Liger-Kernel's semantics):
+
+    - ``softcap`` :math:`c > 0` (Gemma 2): the logits become :math:`c \tanh(z / c)` before everything
+      else; the gradient gains the factor :math:`1 - \tanh^2(z / c)`.
+    - ``z_loss`` :math:`\lambda \ge 0` (PaLM's auxiliary loss): every row not ignored (every row for
+      probability targets) adds :math:`\lambda \operatorname{lse}^2`, :math:`\operatorname{lse} =
+      \log \sum_c e^{z_c}` of the (soft-capped) logits, unweighted and unsmoothed; its gradient is
+      :math:`2 \lambda \operatorname{lse} \operatorname{softmax}(z)`. The mean divides this part by the
+      number of rows not ignored, the cross-entropy part by its own divisor above.
+    - ``return_z_loss=True``: the call returns ``(loss, z_term)`` and ``value_and_grad`` returns
+      ``((loss, z_term), grad)``; ``z_term`` is the z-loss part alone, reduced like the loss, which
+      includes it (for logging). ``.grad`` returns the gradient alone.
+
     >>> import numpy as np, lossk
     >>> logits = np.array([[2.0, 0.0, -1.0], [0.5, 0.5, 3.0]])
     >>> round(float(lossk.cross_entropy(logits, np.array([0, 2]))), 6)
@@ -95,11 +113,20 @@ def cross_entropy(
     """
     xp, n_classes, loss_shape = _prepare_classes(input, target, weight, reduction, ignore_index)
     check_unit_interval("label_smoothing", label_smoothing)
+    check_nonnegative("z_loss", z_loss)
+    if softcap is not None:
+        check_positive("softcap", softcap)
+    if not isinstance(return_z_loss, bool):
+        raise TypeError(f"return_z_loss must be a bool, got {return_z_loss!r}")
     if xp.isdtype(target.dtype, "real floating"):
         check_same_shape("target", target, "input", input)
     else:
         _check_index_target(target, loss_shape, n_classes, ignore_index, xp)
-    options = {"weight": weight, "ignore_index": int(ignore_index), "label_smoothing": float(label_smoothing)}
+    options = {
+        "weight": weight, "ignore_index": int(ignore_index), "label_smoothing": float(label_smoothing),
+        "z_loss": float(z_loss), "softcap": None if softcap is None else float(softcap),
+        "return_z_loss": return_z_loss,
+    }
     return Prepared(xp, input, target, reduction, loss_shape, options)
 
 

@@ -78,7 +78,8 @@ def huber_loss(
                  \delta (|d_i| - \tfrac12 \delta) & \text{otherwise} \end{cases}, \quad d = x - y,
         \qquad \partial \ell_i / \partial x_i = w_i \operatorname{clip}(d_i, -\delta, \delta)
 
-    PyTorch equivalent: ``torch.nn.functional.huber_loss``.
+    ``reduction="mean"`` divides by the element count, with or without ``weight`` (PyTorch 2.13 does;
+    its l1 and mse divide by ``sum(weight)``). PyTorch equivalent: ``torch.nn.functional.huber_loss``.
 
     >>> import numpy as np, lossk
     >>> float(lossk.huber_loss(np.array([0.5, 3.0]), np.array([0.0, 0.0])))

@@ -39,4 +39,5 @@ def finish_elementwise(
     value = xp.astype(apply_reduction(xp, loss, reduction, divisor), dtype)
     if local_grad is None:
         return value, None
-    return value, xp.astype(local_grad * upstream_scale(reduction, grad_output, divisor), dtype)
+    # asarray: a 0-d NumPy input gives a NumPy scalar here
+    return value, xp.asarray(xp.astype(local_grad * upstream_scale(reduction, grad_output, divisor), dtype))

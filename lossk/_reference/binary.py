@@ -11,8 +11,8 @@ from ._elementwise import finish_elementwise, promote
 LOG_FLOOR = -100.0
 """PyTorch clamps BCE's logarithms at -100 so that a probability of exactly 0 or 1 gives a finite loss."""
 
-BCE_GRAD_EPSILON = 1e-12
-"""PyTorch's floor on x (1 - x) in the BCE gradient's denominator."""
+BCE_GRAD_EPSILON = 9.999999960041972e-13
+"""PyTorch's floor on x (1 - x) in the BCE gradient's denominator: 1e-12 rounded to float32, as PyTorch holds it."""
 
 
 def binary_cross_entropy(

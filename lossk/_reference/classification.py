@@ -9,6 +9,17 @@ weighted, smoothed distribution) and s = Σ_c q_c,
 Class-index target y:      q = (1 - ε) w_y onehot(y) + (ε / C) w, zero on ignored rows; the mean divides
                            by Σ w_y over non-ignored rows (PyTorch's weighted mean).
 Class-probability target t: q = w ((1 - ε) t + ε / C); the mean divides by the number of rows.
+
+Two options for LLM training act before and after that formula:
+
+- soft-capping (Gemma 2), ``softcap`` c: the logits become c · tanh(z / c) before everything else (the
+  logsumexp included); the gradient is chained with d(c tanh(z / c)) / dz = 1 - tanh²(z / c).
+- z-loss (PaLM), ``z_loss`` λ: each row r not ignored (every row for probability targets) adds
+  λ · lse_r², lse_r = logsumexp of its (soft-capped) logits, with no class weight or smoothing; its
+  gradient with respect to the soft-capped logits is 2 λ lse_r softmax_r. The mean divides this part by the
+  number of rows not ignored (rows for probability targets), the cross-entropy part by its own divisor
+  above — as Liger-Kernel does. With ``return_z_loss=True`` the loss slot of the result is the pair
+  (loss, z-term), the z-term being the λ · lse² part alone, reduced the same way (the loss includes it).
 """
 
 from __future__ import annotations
@@ -32,8 +43,15 @@ def class_back(xp: ModuleType, x: Array) -> Array:
 
 def log_softmax(xp: ModuleType, logits: Array) -> Array:
     """log softmax over the last axis, shifted by the row maximum so that exp never overflows."""
-    shifted = logits - xp.max(logits, axis=-1, keepdims=True)
-    return shifted - xp.log(xp.sum(xp.exp(shifted), axis=-1, keepdims=True))
+    return log_softmax_and_logsumexp(xp, logits)[0]
+
+
+def log_softmax_and_logsumexp(xp: ModuleType, logits: Array) -> tuple[Array, Array]:
+    """(log softmax over the last axis, its logsumexp with the last axis dropped), both shifted by the row max."""
+    row_max = xp.max(logits, axis=-1, keepdims=True)
+    shifted = logits - row_max
+    log_sum = xp.log(xp.sum(xp.exp(shifted), axis=-1, keepdims=True))
+    return shifted - log_sum, (row_max + log_sum)[..., 0]
 
 
 def target_rows(
@@ -52,15 +70,19 @@ def target_rows(
 
 def cross_entropy(
     input: Array, target: Array, *, xp: ModuleType, reduction: str, grad_output: Any, compute_grad: bool,
-    weight: Array | None, ignore_index: int, label_smoothing: float,
-) -> tuple[Array, Array | None]:
+    weight: Array | None, ignore_index: int, label_smoothing: float, z_loss: float, softcap: float | None,
+    return_z_loss: bool,
+) -> tuple[Any, Array | None]:
     """See the module docstring for the formula; the public function is ``lossk.cross_entropy``."""
     dtype = compute_dtype(xp, input.dtype)
     dev = device(input)
     z = class_last(xp, xp.astype(input, dtype))
+    if softcap is not None:
+        capped = xp.tanh(z / softcap)
+        z = softcap * capped
     n_classes = z.shape[-1]
     w = None if weight is None else xp.astype(weight, dtype)
-    log_p = log_softmax(xp, z)
+    log_p, lse = log_softmax_and_logsumexp(xp, z)
     eps = label_smoothing
     if xp.isdtype(target.dtype, "integral"):
         is_target, w_y, kept = target_rows(xp, target, n_classes, w, ignore_index, dtype, dev)
@@ -71,6 +93,7 @@ def cross_entropy(
         if eps > 0:
             loss = loss + (eps / n_classes) * -xp.sum(smooth_weight * log_p, axis=-1)
         divisor = xp.sum(w_y)
+        z_divisor = xp.sum(kept)
         if compute_grad:
             q = (1 - eps) * xp.where(is_target, w_y[..., None], xp.zeros_like(log_p))
             q = q + (eps / n_classes) * smooth_weight
@@ -80,14 +103,31 @@ def cross_entropy(
             t = (1 - eps) * t + eps / n_classes
         q = t if w is None else w * t
         loss = -xp.sum(q * log_p, axis=-1)
-        divisor = size(loss)
-    value = xp.astype(apply_reduction(xp, loss, reduction, divisor), input.dtype)
+        kept = xp.ones_like(loss)
+        divisor = z_divisor = size(loss)
+    # where() on ignored rows: their logsumexp may be infinite, and 0 * inf would be NaN
+    z_row = xp.where(kept != 0, z_loss * lse**2, xp.zeros_like(lse))
+    z_term = apply_reduction(xp, z_row, reduction, z_divisor)
+    # asarray: NumPy adds two 0-d arrays into a NumPy scalar
+    value = xp.astype(xp.asarray(apply_reduction(xp, loss, reduction, divisor) + z_term), input.dtype)
+    if return_z_loss:
+        value = (value, xp.astype(z_term, input.dtype))
     if not compute_grad:
         return value, None
     scale = upstream_scale(reduction, grad_output, divisor)
     if reduction == "none" and grad_output is not None:
         scale = xp.astype(scale, dtype)[..., None]
-    grad = (xp.sum(q, axis=-1, keepdims=True) * xp.exp(log_p) - q) * scale
+    p = xp.exp(log_p)
+    grad = (xp.sum(q, axis=-1, keepdims=True) * p - q) * scale
+    if z_loss > 0:
+        z_scale = upstream_scale(reduction, grad_output, z_divisor)
+        if reduction == "none" and grad_output is not None:
+            z_scale = xp.astype(z_scale, dtype)[..., None]
+        grad = grad + (2 * z_loss) * lse[..., None] * p * z_scale
+    # ignored rows get exactly 0, as in PyTorch, even when every row is ignored (scale = 1 / 0)
+    grad = xp.where(kept[..., None] != 0, grad, xp.zeros_like(grad))
+    if softcap is not None:
+        grad = grad * (1 - capped**2)
     return value, class_back(xp, xp.astype(grad, input.dtype))
 
 
@@ -109,5 +149,7 @@ def nll_loss(
     scale = upstream_scale(reduction, grad_output, divisor)
     if reduction == "none" and grad_output is not None:
         scale = xp.astype(scale, dtype)
-    grad = xp.where(is_target, (-w_y * scale)[..., None], xp.zeros_like(x))
+    # ignored rows get exactly 0, as in PyTorch, even when every row is ignored (scale = 1 / 0)
+    kept_target = is_target & (target != ignore_index)[..., None]
+    grad = xp.where(kept_target, (-w_y * scale)[..., None], xp.zeros_like(x))
     return value, class_back(xp, xp.astype(grad, input.dtype))

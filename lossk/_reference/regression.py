@@ -5,7 +5,7 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
-from .._array_api import Array
+from .._array_api import Array, size
 from ._elementwise import finish_elementwise, promote
 
 
@@ -16,7 +16,8 @@ def l1_loss(
     """|x - y|; gradient sign(x - y), 0 at a zero residual (the subgradient PyTorch picks)."""
     x, y, w = promote(xp, input, target, weight)
     diff = x - y
-    grad = xp.sign(diff) if compute_grad else None
+    # PyTorch's sign(NaN) is 0: a NaN residual gives a NaN loss but a zero gradient
+    grad = xp.where(xp.isnan(diff), xp.zeros_like(diff), xp.sign(diff)) if compute_grad else None
     return finish_elementwise(
         xp, xp.abs(diff), grad, weight=w, reduction=reduction, grad_output=grad_output, dtype=input.dtype
     )
@@ -45,7 +46,10 @@ def huber_loss(
     magnitude = xp.abs(diff)
     loss = xp.where(magnitude < delta, 0.5 * diff * diff, delta * (magnitude - 0.5 * delta))
     grad = xp.clip(diff, -delta, delta) if compute_grad else None
-    return finish_elementwise(xp, loss, grad, weight=w, reduction=reduction, grad_output=grad_output, dtype=input.dtype)
+    # PyTorch 2.13 divides Huber's weighted mean by the element count (l1 and mse divide by sum(weight))
+    return finish_elementwise(
+        xp, loss, grad, weight=w, reduction=reduction, grad_output=grad_output, dtype=input.dtype, divisor=size(x)
+    )
 
 
 def smooth_l1_loss(

@@ -1,1 +1,3 @@
 """The ``numba`` backend: host-side adapters that register the fused CPU kernels of ``lossk._kernels.numba``."""
+
+from . import elementwise  # noqa: F401  (registers the fused elementwise losses)

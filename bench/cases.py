@@ -1,0 +1,253 @@
+"""What the benchmark times: each loss with its inputs, sizes, minimum bytes and every peer's formulation.
+
+A :class:`Case` is one loss at its PyTorch defaults (``reduction="mean"``), forward and backward with
+respect to its first argument, in float32. Its :class:`Layout` turns a size into array shapes, makes
+seeded inputs and counts the minimum bytes a fused forward+backward must move (the GB/s column). The
+peers' formulations live here too: the obvious several-pass NumPy code (written against ``xp`` so CuPy runs
+it unchanged on a GPU) and the JAX forward that ``jax.value_and_grad`` differentiates.
+
+To add a loss, add a ``Case`` to ``CASES``; a new input layout needs a new ``Layout``.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType, ModuleType
+from typing import Any
+
+import numpy as np
+
+Shape = tuple[int, ...]
+FLOAT32_BYTES = 4
+INDEX_BYTES = 8
+"""Class-index targets are int64 (PyTorch's requirement), except for JAX, which has no int64 by default."""
+
+
+def parse_size(token: str) -> Shape:
+    """``"1048576"``, ``"2^20"``, ``"1e6"`` or ``"2048x32768"`` -> a tuple of positive integers."""
+    parts = token.strip().lower().split("x")
+    values = tuple(_parse_count(part) for part in parts)
+    if not values or any(v < 1 for v in values):
+        raise ValueError(f"size {token!r}: every dimension must be a positive integer")
+    return values
+
+
+def _parse_count(text: str) -> int:
+    text = text.strip().replace("_", "")
+    if "^" in text:
+        base, exponent = text.split("^", 1)
+        return int(base) ** int(exponent)
+    if "e" in text:
+        value = float(text)
+        if value != int(value):
+            raise ValueError(f"{text!r} is not an integer")
+        return int(value)
+    return int(text)
+
+
+def size_label(shape: Shape) -> str:
+    """``(1048576,)`` -> ``"2^20"``, ``(1000,)`` -> ``"1000"``, ``(2048, 32768)`` -> ``"2048x32768"``."""
+    if len(shape) == 1 and shape[0] >= 1024 and shape[0] & (shape[0] - 1) == 0:
+        return f"2^{shape[0].bit_length() - 1}"
+    return "x".join(map(str, shape))
+
+
+class Layout(ABC):
+    """How a loss's arguments are shaped, made and counted."""
+
+    description: str
+
+    @abstractmethod
+    def shape(self, requested: Shape) -> Shape:
+        """The shape this layout uses for a size given on the command line."""
+
+    @abstractmethod
+    def sweep(self, *, quick: bool, gpu: bool) -> list[Shape]:
+        """The default sizes."""
+
+    @abstractmethod
+    def inputs(self, shape: Shape, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+        """Seeded host arrays, in the loss's positional order."""
+
+    @abstractmethod
+    def min_bytes(self, shape: Shape) -> int:
+        """Bytes a fused forward+backward must read and write at least."""
+
+
+class Elementwise(Layout):
+    """Input and target of n float32 values; the gradient is n float32 values: 12 bytes per element."""
+
+    description = "input, target and gradient: 12 bytes per element"
+
+    def __init__(self, *, probability_target: bool = False) -> None:
+        self.probability_target = probability_target
+
+    def shape(self, requested: Shape) -> Shape:
+        return (math.prod(requested),)
+
+    def sweep(self, *, quick: bool, gpu: bool) -> list[Shape]:
+        exponents = {(False, False): (16, 18, 20, 22, 24), (True, False): (16, 20, 22),
+                     (False, True): (20, 22, 24, 26, 28), (True, True): (20, 24, 28)}[quick, gpu]
+        return [(1 << e,) for e in exponents]
+
+    def inputs(self, shape: Shape, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+        input = rng.standard_normal(shape, dtype=np.float32)
+        if self.probability_target:
+            return input, rng.random(shape, dtype=np.float32)
+        return input, rng.standard_normal(shape, dtype=np.float32)
+
+    def min_bytes(self, shape: Shape) -> int:
+        return 3 * math.prod(shape) * FLOAT32_BYTES
+
+
+class Classes(Layout):
+    """Logits (N, V) float32 and N int64 class indices; the gradient is (N, V): 2 N V x 4 + 8 N bytes.
+
+    A size given as one number n means n logits: V = min(n, 32768) classes and N = n // V rows.
+    """
+
+    description = "logits read once, gradient written once, int64 targets: 8 N V + 8 N bytes"
+    default_classes = 32768
+
+    def shape(self, requested: Shape) -> Shape:
+        if len(requested) == 2:
+            return requested
+        n = math.prod(requested)
+        classes = min(n, self.default_classes)
+        return (max(1, n // classes), classes)
+
+    def sweep(self, *, quick: bool, gpu: bool) -> list[Shape]:
+        return {
+            (False, False): [(2048, 4096), (128, 32768), (512, 32768), (2048, 32768)],
+            (True, False): [(256, 32768), (2048, 32768)],
+            (False, True): [(1024, 32768), (4096, 32768), (16384, 32768), (4096, 131072)],
+            (True, True): [(4096, 32768), (4096, 131072)],
+        }[quick, gpu]
+
+    def inputs(self, shape: Shape, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+        rows, classes = shape
+        logits = 2 * rng.standard_normal(shape, dtype=np.float32)
+        return logits, rng.integers(0, classes, rows, dtype=np.int64)
+
+    def min_bytes(self, shape: Shape) -> int:
+        rows, classes = shape
+        return 2 * rows * classes * FLOAT32_BYTES + rows * INDEX_BYTES
+
+
+@dataclass(frozen=True)
+class Case:
+    """One loss, forward and backward, as lossk and each peer compute it."""
+
+    name: str
+    """The name on the command line."""
+    lossk_name: str
+    """The ``lossk`` function (and dispatch registry name)."""
+    torch_name: str
+    """The ``torch.nn.functional`` function."""
+    layout: Layout
+    several_pass: Callable[..., tuple[Any, Any]]
+    """``(xp, *arrays, **options) -> (loss, grad)``: the obvious NumPy / CuPy code, one array op at a time."""
+    jax_loss: Callable[..., Any]
+    """``(jnp, *arrays, **options) -> loss``, differentiated by ``jax.value_and_grad``."""
+    options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    """Keyword options, the same for lossk, PyTorch and the peers' formulations."""
+    liger: str | None = None
+    """The Liger-Kernel loss class (in ``liger_kernel.transformers``) for this loss, if it has one."""
+
+
+# --- the peers' formulations --------------------------------------------------------------------------
+
+
+def _mse(xp: ModuleType, input: Any, target: Any) -> tuple[Any, Any]:
+    diff = input - target
+    return xp.mean(diff * diff), diff * (2.0 / diff.size)
+
+
+def _l1(xp: ModuleType, input: Any, target: Any) -> tuple[Any, Any]:
+    diff = input - target
+    return xp.mean(xp.abs(diff)), xp.sign(diff) * (1.0 / diff.size)
+
+
+def _huber(xp: ModuleType, input: Any, target: Any, *, delta: float) -> tuple[Any, Any]:
+    diff = input - target
+    abs_diff = xp.abs(diff)
+    loss = xp.where(abs_diff < delta, 0.5 * diff * diff, delta * (abs_diff - 0.5 * delta))
+    return xp.mean(loss), xp.clip(diff, -delta, delta) * (1.0 / diff.size)
+
+
+def _smooth_l1(xp: ModuleType, input: Any, target: Any, *, beta: float) -> tuple[Any, Any]:
+    diff = input - target
+    abs_diff = xp.abs(diff)
+    loss = xp.where(abs_diff < beta, (0.5 / beta) * diff * diff, abs_diff - 0.5 * beta)
+    return xp.mean(loss), xp.clip(diff * (1.0 / beta), -1.0, 1.0) * (1.0 / diff.size)
+
+
+def _bce_with_logits(xp: ModuleType, input: Any, target: Any) -> tuple[Any, Any]:
+    # max(x, 0) - x t + log(1 + e^-|x|) never overflows; sigmoid from the same e^-|x|.
+    exp_neg_abs = xp.exp(-xp.abs(input))
+    loss = xp.maximum(input, 0) - input * target + xp.log1p(exp_neg_abs)
+    sigmoid = xp.where(input >= 0, 1 / (1 + exp_neg_abs), exp_neg_abs / (1 + exp_neg_abs))
+    return xp.mean(loss), (sigmoid - target) * (1.0 / input.size)
+
+
+def _cross_entropy(xp: ModuleType, logits: Any, target: Any) -> tuple[Any, Any]:
+    rows = xp.arange(logits.shape[0])
+    shifted = logits - xp.max(logits, axis=1, keepdims=True)
+    exp = xp.exp(shifted)
+    total = xp.sum(exp, axis=1, keepdims=True)
+    loss = xp.mean(xp.log(total[:, 0]) - shifted[rows, target])
+    grad = exp / total
+    grad[rows, target] -= 1
+    grad *= 1.0 / logits.shape[0]
+    return loss, grad
+
+
+def _jax_mse(jnp: ModuleType, input: Any, target: Any) -> Any:
+    return jnp.mean((input - target) ** 2)
+
+
+def _jax_l1(jnp: ModuleType, input: Any, target: Any) -> Any:
+    return jnp.mean(jnp.abs(input - target))
+
+
+def _jax_huber(jnp: ModuleType, input: Any, target: Any, *, delta: float) -> Any:
+    diff = input - target
+    abs_diff = jnp.abs(diff)
+    return jnp.mean(jnp.where(abs_diff < delta, 0.5 * diff * diff, delta * (abs_diff - 0.5 * delta)))
+
+
+def _jax_smooth_l1(jnp: ModuleType, input: Any, target: Any, *, beta: float) -> Any:
+    diff = input - target
+    abs_diff = jnp.abs(diff)
+    return jnp.mean(jnp.where(abs_diff < beta, (0.5 / beta) * diff * diff, abs_diff - 0.5 * beta))
+
+
+def _jax_bce_with_logits(jnp: ModuleType, input: Any, target: Any) -> Any:
+    return jnp.mean(jnp.maximum(input, 0) - input * target + jnp.log1p(jnp.exp(-jnp.abs(input))))
+
+
+def _jax_cross_entropy(jnp: ModuleType, logits: Any, target: Any) -> Any:
+    import jax
+
+    picked = jnp.take_along_axis(logits, target[:, None], axis=1)[:, 0]
+    return jnp.mean(jax.nn.logsumexp(logits, axis=1) - picked)
+
+
+CASES: dict[str, Case] = {
+    case.name: case
+    for case in (
+        Case("mse", "mse_loss", "mse_loss", Elementwise(), _mse, _jax_mse),
+        Case("l1", "l1_loss", "l1_loss", Elementwise(), _l1, _jax_l1),
+        Case("huber", "huber_loss", "huber_loss", Elementwise(), _huber, _jax_huber,
+             MappingProxyType({"delta": 1.0})),
+        Case("smooth_l1", "smooth_l1_loss", "smooth_l1_loss", Elementwise(), _smooth_l1, _jax_smooth_l1,
+             MappingProxyType({"beta": 1.0})),
+        Case("bce_with_logits", "binary_cross_entropy_with_logits", "binary_cross_entropy_with_logits",
+             Elementwise(probability_target=True), _bce_with_logits, _jax_bce_with_logits),
+        Case("cross_entropy", "cross_entropy", "cross_entropy", Classes(), _cross_entropy, _jax_cross_entropy,
+             liger="LigerCrossEntropyLoss"),
+    )
+}

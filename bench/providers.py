@@ -1,0 +1,308 @@
+"""Who computes the losses: lossk's backends and the peers a user would pick instead.
+
+A :class:`Provider` turns a case's host arrays into a *call*: a function of no arguments that runs one
+forward+backward on the provider's own arrays and returns ``(loss, grad)`` once the work is finished (the
+device synchronised). Providers whose library is missing, that do not run on the chosen device, or that
+do not implement a loss, say why; the benchmark lists them as skipped.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .cases import Case
+
+Call = Callable[[], tuple[Any, Any]]
+CPU, GPU = "cpu", "gpu"
+
+
+class NotApplicable(Exception):
+    """This provider does not compute this loss (on this device); the message says why."""
+
+
+class Provider(ABC):
+    """One way to compute a loss's value and gradient."""
+
+    name: str
+    peer: bool
+    """True for the libraries lossk is compared with; False for lossk's own backends."""
+    devices: frozenset[str]
+    libraries: tuple[str, ...]
+    """Modules that must import for this provider to run."""
+    description: str
+    """What exactly is timed, in a few words."""
+
+    def unavailable(self, device: str) -> str | None:
+        """Why this provider cannot run on ``device`` here, or None if it can."""
+        if device not in self.devices:
+            return f"runs on {' and '.join(sorted(self.devices)).upper()} only"
+        for module in self.libraries:
+            try:
+                importlib.import_module(module)
+            except ImportError:
+                return f"{module} is not installed"
+            except Exception as error:  # noqa: BLE001 - a broken install is reported, not raised
+                return f"{module} fails to import: {type(error).__name__}: {error}"
+        return None
+
+    def default_on(self, device: str) -> bool:
+        """Whether a run that names no providers includes this one."""
+        return True
+
+    @abstractmethod
+    def prepare(self, case: Case, arrays: tuple[np.ndarray, ...], device: str) -> Call:
+        """Move ``arrays`` to this provider and return its forward+backward call; raise NotApplicable."""
+
+
+# --- arrays on devices ------------------------------------------------------------------------------
+
+
+def _synchronize_cupy() -> None:
+    import cupy
+
+    cupy.cuda.Device().synchronize()
+
+
+def _synchronize_torch_cuda() -> None:
+    import torch
+
+    torch.cuda.synchronize()
+
+
+def _nothing() -> None:
+    return None
+
+
+def _gpu_arrays(arrays: tuple[np.ndarray, ...]) -> tuple[tuple[Any, ...], Callable[[], None]]:
+    """Host arrays as CuPy arrays (or PyTorch CUDA tensors without CuPy), and how to wait for the GPU."""
+    try:
+        import cupy
+    except ImportError:
+        import torch
+
+        return tuple(torch.from_numpy(a).cuda() for a in arrays), _synchronize_torch_cuda
+    return tuple(cupy.asarray(a) for a in arrays), _synchronize_cupy
+
+
+def to_numpy(x: Any) -> np.ndarray:
+    """A result of any provider as a NumPy array (copied to the host)."""
+    if hasattr(x, "detach"):  # torch
+        return x.detach().cpu().numpy()
+    if hasattr(x, "get") and type(x).__module__.startswith("cupy"):
+        return x.get()
+    return np.asarray(x)
+
+
+# --- lossk --------------------------------------------------------------------------------------------
+
+
+class LosskBackend(Provider):
+    """``lossk.<loss>.value_and_grad(..., backend=<backend>)``."""
+
+    peer = False
+    libraries = ("lossk",)
+
+    def __init__(self, backend: str, devices: frozenset[str]) -> None:
+        self.backend = backend
+        self.name = f"lossk.{backend}"
+        self.devices = devices
+        self.description = (
+            f"lossk value_and_grad, backend={backend!r}; the gradient goes into a reused out= buffer "
+            "where the backend writes it directly"
+        )
+
+    def unavailable(self, device: str) -> str | None:
+        reason = super().unavailable(device)
+        if reason is not None:
+            return reason
+        from lossk import _dispatch
+
+        if not _dispatch.is_available(self.backend):
+            return f"not available here; install with: {_dispatch.BACKENDS[self.backend].install_hint}"
+        return None
+
+    def prepare(self, case: Case, arrays: tuple[np.ndarray, ...], device: str) -> Call:
+        import lossk
+        from array_api_compat import array_namespace
+        from lossk import _dispatch
+
+        registration = _dispatch.implementations(case.lossk_name).get(self.backend)
+        if registration is None:
+            raise NotApplicable(f"lossk backend {self.backend!r} does not implement {case.lossk_name}")
+        args, synchronize = (arrays, _nothing) if device == CPU else _gpu_arrays(arrays)
+        value_and_grad = functools.partial(
+            getattr(lossk, case.lossk_name).value_and_grad, backend=self.backend, **case.options
+        )
+        out = array_namespace(args[0]).empty_like(args[0]) if registration.writes_out else None
+
+        def call() -> tuple[Any, Any]:
+            result = value_and_grad(*args, out=out)
+            synchronize()
+            return result
+
+        return call
+
+
+# --- several-pass array code: NumPy on the CPU, CuPy on a GPU -------------------------------------------
+
+
+class SeveralPass(Provider):
+    """The obvious forward and backward, one NumPy (or CuPy) operation at a time."""
+
+    peer = True
+
+    def __init__(self, module: str, device: str) -> None:
+        self.name = module
+        self.libraries = (module,)
+        self.devices = frozenset({device})
+        self.description = f"hand-written {module} forward and backward, one array operation per step"
+
+    def prepare(self, case: Case, arrays: tuple[np.ndarray, ...], device: str) -> Call:
+        xp = importlib.import_module(self.name)
+        args = tuple(xp.asarray(a) for a in arrays)
+        synchronize = _synchronize_cupy if device == GPU else _nothing
+        several_pass = functools.partial(case.several_pass, xp, **case.options)
+
+        def call() -> tuple[Any, Any]:
+            result = several_pass(*args)
+            synchronize()
+            return result
+
+        return call
+
+
+# --- PyTorch ------------------------------------------------------------------------------------------
+
+
+class TorchAutograd(Provider):
+    """``torch.nn.functional.<loss>`` then ``loss.backward()`` (eager, or under ``torch.compile``)."""
+
+    peer = True
+    libraries = ("torch",)
+    devices = frozenset({CPU, GPU})
+
+    def __init__(self, *, compiled: bool) -> None:
+        self.compiled = compiled
+        self.name = "torch.compile" if compiled else "torch"
+        how = "torch.compile(F.<loss>, dynamic=False)" if compiled else "eager F.<loss>"
+        self.description = f"PyTorch {how} forward, autograd backward; the gradient is allocated each call"
+
+    def default_on(self, device: str) -> bool:
+        # Inductor's C++ code generation takes about 30 s for the first loss on a 2-core CPU (measured),
+        # more than the whole --quick run; on a GPU it compiles Triton kernels in a few seconds.
+        return device == GPU or not self.compiled
+
+    def prepare(self, case: Case, arrays: tuple[np.ndarray, ...], device: str) -> Call:
+        import torch
+
+        target_device = "cuda" if device == GPU else "cpu"
+        input, *rest = (torch.from_numpy(a).to(target_device) for a in arrays)
+        input.requires_grad_(True)
+        loss_function = getattr(torch.nn.functional, case.torch_name)
+        if self.compiled:
+            # One compilation per shape (dynamic=False); allow more shapes than Dynamo's default limit of 8.
+            torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+            loss_function = torch.compile(loss_function, dynamic=False)
+        options = dict(case.options)
+        synchronize = _synchronize_torch_cuda if device == GPU else _nothing
+
+        def call() -> tuple[Any, Any]:
+            input.grad = None
+            loss = loss_function(input, *rest, **options)
+            loss.backward()
+            synchronize()
+            return loss.detach(), input.grad
+
+        return call
+
+
+# --- JAX ----------------------------------------------------------------------------------------------
+
+
+class JaxJit(Provider):
+    """``jax.jit(jax.value_and_grad(loss))`` of the case's ``jax.numpy`` forward."""
+
+    name = "jax"
+    peer = True
+    libraries = ("jax",)
+    devices = frozenset({CPU, GPU})
+    description = "jax.jit(jax.value_and_grad(loss)) of a jax.numpy forward (int32 class indices: no x64)"
+
+    def unavailable(self, device: str) -> str | None:
+        reason = super().unavailable(device)
+        if reason is None and device == GPU:
+            import jax
+
+            if not any(d.platform == "gpu" for d in jax.devices()):
+                return "this JAX has no GPU backend (install jax[cuda12])"
+        return reason
+
+    def prepare(self, case: Case, arrays: tuple[np.ndarray, ...], device: str) -> Call:
+        import jax
+        import jax.numpy as jnp
+
+        target_device = next(d for d in jax.devices() if d.platform == device) if device == GPU else jax.devices("cpu")[0]
+        args = tuple(jax.device_put(a.astype(np.int32) if a.dtype == np.int64 else a, target_device) for a in arrays)
+        value_and_grad = jax.jit(jax.value_and_grad(functools.partial(case.jax_loss, jnp, **case.options)))
+
+        def call() -> tuple[Any, Any]:
+            loss, grad = value_and_grad(*args)
+            grad.block_until_ready()
+            return loss, grad
+
+        return call
+
+
+# --- Liger-Kernel -------------------------------------------------------------------------------------
+
+
+class Liger(Provider):
+    """Liger-Kernel's Triton loss module, forward then ``backward()`` (it writes the gradient in place)."""
+
+    name = "liger"
+    peer = True
+    libraries = ("torch", "liger_kernel.transformers")
+    devices = frozenset({GPU})
+    description = "Liger-Kernel loss module (Triton), gradient computed in the forward into the logits' memory"
+
+    def prepare(self, case: Case, arrays: tuple[np.ndarray, ...], device: str) -> Call:
+        if case.liger is None:
+            raise NotApplicable(f"Liger-Kernel has no {case.lossk_name}")
+        import torch
+        from liger_kernel import transformers
+
+        input, *rest = (torch.from_numpy(a).cuda() for a in arrays)
+        input.requires_grad_(True)
+        loss_function = getattr(transformers, case.liger)()
+
+        def call() -> tuple[Any, Any]:
+            input.grad = None
+            loss = loss_function(input, *rest)
+            loss.backward()
+            torch.cuda.synchronize()
+            return loss.detach(), input.grad
+
+        return call
+
+
+PROVIDERS: dict[str, Provider] = {
+    provider.name: provider
+    for provider in (
+        LosskBackend("array_api", frozenset({CPU, GPU})),
+        LosskBackend("numba", frozenset({CPU})),
+        LosskBackend("cupy", frozenset({GPU})),
+        SeveralPass("numpy", CPU),
+        SeveralPass("cupy", GPU),
+        TorchAutograd(compiled=False),
+        TorchAutograd(compiled=True),
+        JaxJit(),
+        Liger(),
+    )
+}
+"""Every provider, lossk's first; ``--providers`` names them."""

@@ -1,0 +1,405 @@
+"""Fused cross-entropy and negative log-likelihood: the loss and its gradient, rows in parallel.
+
+Cross-entropy of a row z with per-class coefficients q (see ``lossk._reference.classification``) is
+
+    loss = Σ_c q_c (lse - z_c),   lse = m + log S,   S = Σ_c e^{z_c - m},   m = max_c z_c,
+    d loss / d z_c = s e^{z_c - m} / S - q_c,   s = Σ_c q_c,
+
+written as ``s log S + Σ_c q_c (m - z_c)``: both terms are non-negative sums, so nothing cancels.
+With soft-capping the row is first z -> c tanh(z / c) and the gradient is chained with 1 - tanh²(z / c);
+the z-loss λ lse² adds 2 λ lse e^{z_c - m} / S to the gradient.
+
+Each row is read from memory once and worked on while it sits in the core's L2 cache (a 32768-class
+float32 row is 128 KiB):
+
+1. the row maximum m (with soft-capping: the capped row is written to the gradient buffer first);
+2. only with label smoothing or probability targets: Σ q_c (m - z_c) and Σ q_c;
+3. e_c = e^{z_c - m} once per element, summed into S (float64) and stored in the gradient buffer;
+4. the gradient, from the stored e_c: g_c = e_c (s λ-terms) / S - q_c, the target class fixed afterwards.
+
+With soft-capping step 3 cannot keep both the capped logit and its exponential, so step 4 recomputes the
+exponential (two exp and one tanh per element instead of one exp). Every step reads an element before
+it writes it, so the gradient buffer may be the logits themselves (in-place mode).
+
+Rows run in parallel over fixed chunks of rows; each chunk sums its rows' losses in float64 and the
+chunks' sums are added in chunk order, so the loss does not depend on the number of threads.
+float32 rows use float32 arithmetic (exp by ``vecmath.exp32``, vectorised) with float64 row sums;
+float64 rows use float64 throughout (``math.exp``). Input (N, C, d1, ...) is worked on as (N, C, S)
+without a transposed copy: row (n, s) is the strided view ``[n, :, s]`` and consecutive rows are
+consecutive s, so each cache line of a class plane serves 16 rows; those rows are not vectorised.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange, types
+from numba.extending import overload
+
+from .vecmath import exp32, tanh32
+from .vecmath_extra import maximum
+
+ROW_FASTMATH = {"reassoc", "contract", "nsz"}
+"""Reassociation lets LLVM vectorise the row sums; NaN and inf semantics are kept."""
+
+SUM_BLOCK = 256
+"""float32 rows sum their exponentials in float32 over blocks of this many elements, the blocks in
+float64: float64 accuracy (relative error ~1e-9) at float32 vector width."""
+
+ELEMENTS_PER_CHUNK = 1 << 16
+"""Rows are grouped into chunks of about this many elements: the unit of parallel work and of summation."""
+
+
+def element(array, value):
+    """``value`` as a scalar of ``array``'s dtype (keeps float32 loops in float32)."""
+
+
+@overload(element)
+def _element(array, value):
+    dtype = array.dtype
+    return lambda array, value: dtype(value)
+
+
+def fast_exp(x):
+    """e^x: ``exp32`` (vectorisable) for float32, ``math.exp`` for float64."""
+
+
+@overload(fast_exp)
+def _fast_exp(x):
+    if x == types.float32:
+        return lambda x: exp32(x)
+    return lambda x: math.exp(x)
+
+
+def fast_tanh(x):
+    """tanh x: ``tanh32`` (vectorisable) for float32, ``math.tanh`` for float64."""
+
+
+@overload(fast_tanh)
+def _fast_tanh(x):
+    if x == types.float32:
+        return lambda x: tanh32(x)
+    return lambda x: math.tanh(x)
+
+
+@njit(fastmath=ROW_FASTMATH, error_model="numpy", cache=True)
+def capped(value, softcap):
+    """softcap · tanh(value / softcap), or ``value`` when ``softcap`` is None."""
+    if softcap is None:
+        return value
+    return softcap * fast_tanh(value / softcap)
+
+
+@njit(fastmath=ROW_FASTMATH, error_model="numpy", cache=True)
+def row_max(row, softcap):
+    """max_c of the (capped) row; NaN if it holds a NaN."""
+    m = element(row, -np.inf)
+    for c in range(row.shape[0]):
+        m = maximum(m, capped(row[c], softcap))
+    return m
+
+
+@njit(fastmath=ROW_FASTMATH, error_model="numpy", cache=True)
+def copy_row_max(row, out, softcap):
+    """out <- the (capped) row; returns its maximum. ``out`` must not overlap ``row``."""
+    m = element(out, -np.inf)
+    for c in range(row.shape[0]):
+        v = capped(row[c], softcap)
+        out[c] = v
+        m = maximum(m, v)
+    return m
+
+
+@njit(fastmath=ROW_FASTMATH, error_model="numpy", cache=True)
+def cap_row_max_in_place(row, softcap):
+    """row <- softcap · tanh(row / softcap); returns its maximum."""
+    m = element(row, -np.inf)
+    for c in range(row.shape[0]):
+        v = capped(row[c], softcap)
+        row[c] = v
+        m = maximum(m, v)
+    return m
+
+
+@njit(fastmath=ROW_FASTMATH, error_model="numpy", cache=True)
+def coefficient_gap_sums(row, m, softcap, class_weight, probabilities, probability_coefficient, constant):
+    """(Σ q_c (m - z_c), Σ q_c) in float64 with q_c = w_c (t_c · probability_coefficient + constant).
+
+    ``class_weight`` None means w = 1, ``probabilities`` None means t = 0.
+    """
+    gap = 0.0
+    total = 0.0
+    for c in range(row.shape[0]):
+        q = constant
+        if probabilities is not None:
+            q = probabilities[c] * probability_coefficient + constant
+        if class_weight is not None:
+            q = q * class_weight[c]
+        gap += np.float64(q * (m - capped(row[c], softcap)))
+        total += np.float64(q)
+    return gap, total
+
+
+@njit(fastmath=ROW_FASTMATH, error_model="numpy", cache=True)
+def exp_sum(row, m, softcap):
+    """Σ_c e^{z_c - m} in float64 (z the capped row); blocks of SUM_BLOCK summed in the row's dtype."""
+    n = row.shape[0]
+    total = 0.0
+    for start in range(0, n - n % SUM_BLOCK, SUM_BLOCK):
+        block = element(row, 0.0)
+        for c in range(start, start + SUM_BLOCK):
+            block += fast_exp(capped(row[c], softcap) - m)
+        total += np.float64(block)
+    block = element(row, 0.0)
+    for c in range(n - n % SUM_BLOCK, n):
+        block += fast_exp(capped(row[c], softcap) - m)
+    return total + np.float64(block)
+
+
+@njit(fastmath=ROW_FASTMATH, error_model="numpy", cache=True)
+def exp_sum_in_place(row, m):
+    """row <- e^{row - m}; returns its sum in float64, as :func:`exp_sum`."""
+    n = row.shape[0]
+    total = 0.0
+    for start in range(0, n - n % SUM_BLOCK, SUM_BLOCK):
+        block = element(row, 0.0)
+        for c in range(start, start + SUM_BLOCK):
+            e = fast_exp(row[c] - m)
+            row[c] = e
+            block += e
+        total += np.float64(block)
+    block = element(row, 0.0)
+    for c in range(n - n % SUM_BLOCK, n):
+        e = fast_exp(row[c] - m)
+        row[c] = e
+        block += e
+    return total + np.float64(block)
+
+
+@njit(fastmath=ROW_FASTMATH, error_model="numpy", cache=True)
+def write_gradient(grad, m, softmax_scale, softcap, class_weight, probabilities, probability_scale, constant):
+    """grad_c <- (softmax_scale e_c - w_c (t_c probability_scale + constant)) (1 - tanh² when soft-capped).
+
+    Without soft-capping ``grad`` holds e_c = e^{z_c - m}; with it, the capped logit v_c, and
+    e_c = e^{v_c - m} is recomputed. ``class_weight`` None means w = 1, ``probabilities`` None t = 0.
+    """
+    one = element(grad, 1.0)
+    for c in range(grad.shape[0]):
+        v = grad[c]
+        e = v if softcap is None else fast_exp(v - m)
+        subtract = constant
+        if probabilities is not None:
+            subtract = probabilities[c] * probability_scale + constant
+        if class_weight is not None:
+            subtract = subtract * class_weight[c]
+        g = e * softmax_scale - subtract
+        if softcap is not None:
+            t = v / softcap
+            g = g * (one - t * t)
+        grad[c] = g
+
+
+@njit(fastmath=ROW_FASTMATH, error_model="numpy", cache=True)
+def row_view(array, r, spatial):
+    """Row r of (R, C), or of (N, C, S) as the strided view [r // S, :, r % S]."""
+    if array.ndim == 2:
+        return array[r]
+    return array[r // spatial, :, r % spatial]
+
+
+def optional_row_view(array, r, spatial):
+    """:func:`row_view`, or None when ``array`` is None (chosen at compile time: no Optional type)."""
+
+
+@overload(optional_row_view)
+def _optional_row_view(array, r, spatial):
+    if isinstance(array, types.NoneType):
+        return lambda array, r, spatial: None
+    return lambda array, r, spatial: row_view(array, r, spatial)
+
+
+@njit(fastmath=ROW_FASTMATH, error_model="numpy", cache=True)
+def cross_entropy_row(
+    z, label, probabilities, grad, class_weight, smoothing_weight, smoothing, z_loss, softcap, scale, z_scale
+):
+    """(cross-entropy, z-loss) of one row not ignored, writing its gradient into ``grad`` unless None.
+
+    ``label`` is the class index (ignored when ``probabilities`` is given), ``class_weight`` the per-class
+    weights or None, ``smoothing_weight`` the weights the smoothing term uses (None: weights of 1, or no
+    smoothing). ``scale`` and ``z_scale`` multiply the cross-entropy and z-loss gradients.
+    """
+    n_classes = z.shape[0]
+    if n_classes == 0:
+        return 0.0, 0.0
+    label_logit = 0.0
+    label_weight = 0.0
+    if probabilities is None:
+        label_logit = np.float64(capped(z[label], softcap))  # read before the row is overwritten
+        label_weight = 1.0 if class_weight is None else np.float64(class_weight[label])
+    # 1. maximum; with a gradient, the (capped) row moves into the gradient buffer, which steps 2-4 use
+    if grad is None:
+        m = row_max(z, softcap)
+    elif grad.ctypes.data == z.ctypes.data:  # in-place: out is input
+        m = row_max(grad, None) if softcap is None else cap_row_max_in_place(grad, softcap)
+    else:
+        m = copy_row_max(z, grad, softcap)
+    # 2. Σ q_c (m - z_c) over the smoothing (index target) or every (probability target) coefficient
+    uniform = smoothing / n_classes
+    gap = 0.0
+    smooth_total = 0.0
+    if probabilities is not None or smoothing > 0:
+        coefficient = element(z, 1.0 - smoothing)
+        constant = element(z, uniform)
+        weights = class_weight if probabilities is not None else smoothing_weight
+        if grad is None:
+            gap, smooth_total = coefficient_gap_sums(z, m, softcap, weights, probabilities, coefficient, constant)
+        else:
+            gap, smooth_total = coefficient_gap_sums(grad, m, None, weights, probabilities, coefficient, constant)
+    # 3. S = Σ e^{z_c - m}; without soft-capping the exponentials replace the row in the gradient buffer
+    if grad is None:
+        total = exp_sum(z, m, softcap)
+    elif softcap is None:
+        total = exp_sum_in_place(grad, m)
+    else:
+        total = exp_sum(grad, m, None)
+    log_total = math.log(total)
+    lse = np.float64(m) + log_total
+    label_coefficient = (1.0 - smoothing) * label_weight
+    loss = smooth_total * log_total + gap
+    if probabilities is None:
+        loss += label_coefficient * (lse - label_logit)
+    z_term = z_loss * lse * lse if z_loss > 0 else 0.0  # not 0 · inf
+    if grad is None:
+        return loss, z_term
+    # 4. gradient: (scale s + z_scale 2 λ lse) e_c / S - scale q_c
+    q_sum = smooth_total + (label_coefficient if probabilities is None else 0.0)
+    softmax_weight = scale * q_sum + (z_scale * 2.0 * z_loss * lse if z_loss > 0 else 0.0)
+    softmax_scale = element(grad, softmax_weight / total)
+    if probabilities is not None:
+        write_gradient(grad, m, softmax_scale, softcap, class_weight, probabilities,
+                       element(grad, scale * (1.0 - smoothing)), element(grad, scale * uniform))
+    else:
+        write_gradient(grad, m, softmax_scale, softcap, smoothing_weight, None,
+                       element(grad, 0.0), element(grad, scale * uniform))
+        label_factor = 1.0
+        if softcap is not None:
+            t = label_logit / np.float64(softcap)
+            label_factor = 1.0 - t * t
+        grad[label] -= element(grad, scale * label_coefficient * label_factor)
+    return loss, z_term
+
+
+@njit(fastmath=ROW_FASTMATH, error_model="numpy", cache=True)
+def fill_row(row, value):
+    for c in range(row.shape[0]):
+        row[c] = value
+
+
+def chunk_rows(n_classes: int) -> int:
+    """Rows per chunk of parallel work: fixed by the row length alone, never by the thread count."""
+    return max(1, ELEMENTS_PER_CHUNK // max(n_classes, 1))
+
+
+@njit(parallel=True, error_model="numpy", cache=True)
+def cross_entropy(
+    logits, labels, probabilities, grad, class_weight, smoothing_weight, ignore_index, smoothing, z_loss,
+    softcap, scale, z_scale, row_upstream, row_loss, row_z_loss, rows_per_chunk,
+):
+    """Cross-entropy and z-loss summed over the rows (two float64), per-row values and the gradient.
+
+    ``logits`` is (R, C) or (N, C, S) (rows (n, s)); ``labels`` (R,) class indices, or None when
+    ``probabilities`` (shaped like ``logits``) is given. ``grad`` (shaped like ``logits``, may be
+    ``logits`` itself) receives the gradient, or is None for the loss alone. ``class_weight`` (C,) or
+    None; ``smoothing_weight`` is ``class_weight`` or None (weights of 1, or ``smoothing`` = 0).
+    ``softcap`` is a scalar of the logits' dtype or None. Row r's gradient is scaled by ``scale`` (its
+    cross-entropy part) and ``z_scale`` (its z-loss part), each times ``row_upstream[r]`` unless that is
+    None. ``row_loss`` / ``row_z_loss`` (R,) float64, or None, receive each row's total loss / z-loss.
+    Rows whose label is ``ignore_index`` contribute 0 and get a zero gradient (times ``scale``, so that a
+    mean over no rows gives NaN as in the reference).
+    """
+    spatial = logits.shape[2] if logits.ndim == 3 else 1
+    n_rows = logits.shape[0] * spatial
+    n_chunks = (n_rows + rows_per_chunk - 1) // rows_per_chunk
+    chunk_loss = np.zeros(n_chunks)
+    chunk_z_loss = np.zeros(n_chunks)
+    for chunk in prange(n_chunks):
+        loss_sum = 0.0
+        z_loss_sum = 0.0
+        for r in range(chunk * rows_per_chunk, min(n_rows, (chunk + 1) * rows_per_chunk)):
+            upstream = 1.0 if row_upstream is None else row_upstream[r]
+            z = row_view(logits, r, spatial)
+            if labels is not None and labels[r] == ignore_index:
+                loss, z_term = 0.0, 0.0
+                if grad is not None:
+                    fill_row(row_view(grad, r, spatial), element(grad, 0.0 * scale * upstream))
+            else:
+                label = 0 if labels is None else labels[r]
+                loss, z_term = cross_entropy_row(
+                    z, label, optional_row_view(probabilities, r, spatial), optional_row_view(grad, r, spatial),
+                    class_weight, smoothing_weight, smoothing, z_loss, softcap, scale * upstream, z_scale * upstream,
+                )
+            loss += z_term
+            if row_loss is not None:
+                row_loss[r] = loss
+            if row_z_loss is not None:
+                row_z_loss[r] = z_term
+            loss_sum += loss - z_term
+            z_loss_sum += z_term
+        chunk_loss[chunk] = loss_sum
+        chunk_z_loss[chunk] = z_loss_sum
+    loss_total = 0.0
+    z_loss_total = 0.0
+    for chunk in range(n_chunks):  # fixed order: the same sum for any number of threads
+        loss_total += chunk_loss[chunk]
+        z_loss_total += chunk_z_loss[chunk]
+    return loss_total, z_loss_total
+
+
+@njit(error_model="numpy", cache=True)
+def label_weight_sums(labels, class_weight, ignore_index):
+    """(Σ w_y, number of rows) over the rows whose label is not ``ignore_index``: the 'mean' divisors."""
+    weight_sum = 0.0
+    kept = 0.0
+    for r in range(labels.shape[0]):
+        y = labels[r]
+        if y != ignore_index:
+            kept += 1.0
+            weight_sum += 1.0 if class_weight is None else np.float64(class_weight[y])
+    return weight_sum, kept
+
+
+@njit(parallel=True, error_model="numpy", cache=True)
+def nll_loss(log_probabilities, labels, grad, class_weight, ignore_index, scale, row_upstream, row_loss,
+             rows_per_chunk):
+    """Σ_r -w_y x_{r,y} over rows not ignored (float64); per-row losses and the gradient -scale w_y onehot(y).
+
+    Layout and arguments as in :func:`cross_entropy`; ``grad`` may be ``log_probabilities`` itself.
+    """
+    spatial = log_probabilities.shape[2] if log_probabilities.ndim == 3 else 1
+    n_rows = log_probabilities.shape[0] * spatial
+    n_chunks = (n_rows + rows_per_chunk - 1) // rows_per_chunk
+    chunk_loss = np.zeros(n_chunks)
+    for chunk in prange(n_chunks):
+        loss_sum = 0.0
+        for r in range(chunk * rows_per_chunk, min(n_rows, (chunk + 1) * rows_per_chunk)):
+            upstream = 1.0 if row_upstream is None else row_upstream[r]
+            y = labels[r]
+            loss = 0.0
+            label_weight = 0.0
+            if y != ignore_index:
+                label_weight = 1.0 if class_weight is None else np.float64(class_weight[y])
+                loss = -label_weight * np.float64(row_view(log_probabilities, r, spatial)[y])
+            if grad is not None:
+                grad_row = row_view(grad, r, spatial)
+                fill_row(grad_row, element(grad, 0.0 * scale * upstream))
+                if y != ignore_index:
+                    grad_row[y] = element(grad, -label_weight * scale * upstream)
+            if row_loss is not None:
+                row_loss[r] = loss
+            loss_sum += loss
+        chunk_loss[chunk] = loss_sum
+    total = 0.0
+    for chunk in range(n_chunks):
+        total += chunk_loss[chunk]
+    return total

@@ -1,0 +1,187 @@
+"""Host side of the fused elementwise kernels: NumPy arrays in, flat contiguous buffers to the kernels.
+
+Each adapter maps a loss's options onto its kernel's operands (``lossk._kernels.numba.elementwise``); the
+shared :func:`_run` brings inputs to the compute dtype (float16 computes in float32), picks the divisor of
+the 'mean', writes the gradient straight into ``out`` when it can, and casts results to the input dtype.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from lossk._dispatch import register
+from lossk._kernels.numba import elementwise as kernels
+
+NUMBA_CROSSOVER_SIZE = 1 << 14
+"""From this many elements on, ``backend="auto"`` prefers the fused kernels to the NumPy reference.
+
+Measured on the 2-core development machine (bench/NOTES.md, helper C): below a few thousand elements
+the reference's several NumPy passes cost less than the parallel launch; 2^14 is where every elementwise
+kernel had overtaken it (MSE crosses near 2^11, BCE-with-logits near 2^9, weighted losses a bit later).
+"""
+
+
+def _compute_dtype(dtype: np.dtype) -> np.dtype:
+    return np.dtype(np.float32) if np.dtype(dtype).itemsize < 4 else np.dtype(dtype)
+
+
+def _flat(array: np.ndarray | None, dtype: np.dtype) -> np.ndarray | None:
+    """``array`` as a 1-D C-contiguous array of ``dtype``: a view when it already is one, else a copy.
+
+    Broadcast options (``weight``/``pos_weight`` views with zero strides) are materialised here.
+    """
+    if array is None:
+        return None
+    return np.ascontiguousarray(array, dtype=dtype).reshape(-1)
+
+
+def _writes_into(out: np.ndarray | None, dtype: np.dtype) -> bool:
+    """Whether the kernel can write the gradient straight into ``out`` (its dtype, C-contiguous)."""
+    return out is not None and out.dtype == dtype and out.flags.c_contiguous
+
+
+def _run(
+    kernel: Any,
+    input: np.ndarray,
+    target: np.ndarray,
+    operands: tuple[Any, ...],
+    *,
+    reduction: str,
+    grad_output: Any,
+    compute_grad: bool,
+    out: np.ndarray | None,
+    divisor: float,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Call ``kernel(x, y, *operands, scale, upstream, grad, loss_out)`` and shape its results."""
+    dtype = _compute_dtype(input.dtype)
+    x, y = _flat(input, dtype), _flat(target, dtype)
+    loss_out = np.empty(x.size, dtype) if reduction == "none" else None
+    scale, upstream, grad = 1.0, None, None
+    direct = compute_grad and _writes_into(out, dtype)
+    if compute_grad:
+        if reduction == "none":
+            upstream = _flat(grad_output, dtype)
+        else:
+            scale = 1.0 if grad_output is None else float(grad_output)
+            if reduction == "mean":
+                scale = float(np.divide(scale, divisor))
+        grad = out.reshape(-1) if direct else np.empty(x.size, dtype)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        total = kernel(x, y, *operands, scale, upstream, grad, loss_out)
+        if loss_out is not None:
+            loss = loss_out.reshape(input.shape).astype(input.dtype, copy=False)
+        else:
+            loss = np.asarray(total if reduction == "sum" else np.divide(total, divisor), dtype=input.dtype)
+    if grad is None:
+        return loss, None
+    if direct:
+        return loss, out
+    grad = grad.reshape(input.shape).astype(input.dtype, copy=False)
+    if out is not None:
+        out[...] = grad
+        return loss, out
+    return loss, grad
+
+
+def _weighted_mean_divisor(weight: np.ndarray | None, input: np.ndarray, reduction: str) -> float:
+    """What 'mean' divides by: the sum of the weights when there are weights, else the element count."""
+    if weight is None or reduction != "mean":
+        return float(input.size)
+    return float(kernels.weight_sum(weight))
+
+
+@register("l1_loss", "numba", auto_min_size=NUMBA_CROSSOVER_SIZE, writes_out=True)
+def l1_loss(
+    input: np.ndarray, target: np.ndarray, *, xp: ModuleType, reduction: str, grad_output: Any,
+    compute_grad: bool, out: np.ndarray | None, weight: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Fused :func:`lossk._reference.regression.l1_loss`."""
+    w = _flat(weight, _compute_dtype(input.dtype))
+    return _run(
+        kernels.l1_loss, input, target, (w,), reduction=reduction, grad_output=grad_output,
+        compute_grad=compute_grad, out=out, divisor=_weighted_mean_divisor(w, input, reduction),
+    )
+
+
+@register("mse_loss", "numba", auto_min_size=NUMBA_CROSSOVER_SIZE, writes_out=True)
+def mse_loss(
+    input: np.ndarray, target: np.ndarray, *, xp: ModuleType, reduction: str, grad_output: Any,
+    compute_grad: bool, out: np.ndarray | None, weight: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Fused :func:`lossk._reference.regression.mse_loss`."""
+    w = _flat(weight, _compute_dtype(input.dtype))
+    return _run(
+        kernels.mse_loss, input, target, (w,), reduction=reduction, grad_output=grad_output,
+        compute_grad=compute_grad, out=out, divisor=_weighted_mean_divisor(w, input, reduction),
+    )
+
+
+@register("huber_loss", "numba", auto_min_size=NUMBA_CROSSOVER_SIZE, writes_out=True)
+def huber_loss(
+    input: np.ndarray, target: np.ndarray, *, xp: ModuleType, reduction: str, grad_output: Any,
+    compute_grad: bool, out: np.ndarray | None, delta: float, weight: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Fused :func:`lossk._reference.regression.huber_loss` (the mean divides by the element count)."""
+    return _run(
+        kernels.huber_loss, input, target, (_flat(weight, _compute_dtype(input.dtype)), delta, 1.0),
+        reduction=reduction, grad_output=grad_output, compute_grad=compute_grad, out=out,
+        divisor=float(input.size),
+    )
+
+
+@register("smooth_l1_loss", "numba", auto_min_size=NUMBA_CROSSOVER_SIZE, writes_out=True)
+def smooth_l1_loss(
+    input: np.ndarray, target: np.ndarray, *, xp: ModuleType, reduction: str, grad_output: Any,
+    compute_grad: bool, out: np.ndarray | None, beta: float,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Fused :func:`lossk._reference.regression.smooth_l1_loss`: Huber(delta=beta) / beta; L1 at beta = 0."""
+    kernel, operands = (kernels.l1_loss, (None,)) if beta == 0 else (kernels.huber_loss, (None, beta, 1.0 / beta))
+    return _run(
+        kernel, input, target, operands, reduction=reduction, grad_output=grad_output,
+        compute_grad=compute_grad, out=out, divisor=float(input.size),
+    )
+
+
+@register("binary_cross_entropy", "numba", auto_min_size=NUMBA_CROSSOVER_SIZE, writes_out=True)
+def binary_cross_entropy(
+    input: np.ndarray, target: np.ndarray, *, xp: ModuleType, reduction: str, grad_output: Any,
+    compute_grad: bool, out: np.ndarray | None, weight: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Fused :func:`lossk._reference.binary.binary_cross_entropy` (the mean divides by the element count)."""
+    return _run(
+        kernels.binary_cross_entropy, input, target, (_flat(weight, _compute_dtype(input.dtype)),),
+        reduction=reduction, grad_output=grad_output, compute_grad=compute_grad, out=out,
+        divisor=float(input.size),
+    )
+
+
+@register("binary_cross_entropy_with_logits", "numba", auto_min_size=NUMBA_CROSSOVER_SIZE, writes_out=True)
+def binary_cross_entropy_with_logits(
+    input: np.ndarray, target: np.ndarray, *, xp: ModuleType, reduction: str, grad_output: Any,
+    compute_grad: bool, out: np.ndarray | None, weight: np.ndarray | None, pos_weight: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Fused :func:`lossk._reference.binary.binary_cross_entropy_with_logits`."""
+    dtype = _compute_dtype(input.dtype)
+    return _run(
+        kernels.binary_cross_entropy_with_logits, input, target, (_flat(weight, dtype), _flat(pos_weight, dtype)),
+        reduction=reduction, grad_output=grad_output, compute_grad=compute_grad, out=out,
+        divisor=float(input.size),
+    )
+
+
+@register("kl_div", "numba", auto_min_size=NUMBA_CROSSOVER_SIZE, writes_out=True)
+def kl_div(
+    input: np.ndarray, target: np.ndarray, *, xp: ModuleType, reduction: str, grad_output: Any,
+    compute_grad: bool, out: np.ndarray | None, log_target: bool,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Fused :func:`lossk._reference.divergence.kl_div`; 'batchmean' divides by ``input.shape[0]``."""
+    divisor = float(input.size)
+    if reduction == "batchmean":
+        reduction, divisor = "mean", float(input.shape[0] if input.ndim else 1)
+    return _run(
+        kernels.kl_div, input, target, (log_target,), reduction=reduction, grad_output=grad_output,
+        compute_grad=compute_grad, out=out, divisor=divisor,
+    )
