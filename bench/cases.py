@@ -89,9 +89,13 @@ class Elementwise(Layout):
         return (math.prod(requested),)
 
     def sweep(self, *, quick: bool, gpu: bool) -> list[Shape]:
-        exponents = {(False, False): (16, 18, 20, 22, 24), (True, False): (16, 20, 22),
-                     (False, True): (20, 22, 24, 26, 28), (True, True): (20, 24, 28)}[quick, gpu]
-        return [(1 << e,) for e in exponents]
+        exponents: dict[tuple[bool, bool], tuple[int, ...]] = {
+            (False, False): (16, 18, 20, 22, 24),
+            (True, False): (16, 20, 22),
+            (False, True): (20, 22, 24, 26, 28),
+            (True, True): (20, 24, 28),
+        }
+        return [(1 << e,) for e in exponents[quick, gpu]]
 
     def inputs(self, shape: Shape, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
         input = rng.standard_normal(shape, dtype=np.float32)
@@ -120,12 +124,13 @@ class Classes(Layout):
         return (max(1, n // classes), classes)
 
     def sweep(self, *, quick: bool, gpu: bool) -> list[Shape]:
-        return {
+        sweeps: dict[tuple[bool, bool], list[Shape]] = {
             (False, False): [(2048, 4096), (128, 32768), (512, 32768), (2048, 32768)],
             (True, False): [(256, 32768), (2048, 32768)],
             (False, True): [(1024, 32768), (4096, 32768), (16384, 32768), (4096, 131072)],
             (True, True): [(4096, 32768), (4096, 131072)],
-        }[quick, gpu]
+        }
+        return sweeps[quick, gpu]
 
     def inputs(self, shape: Shape, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
         rows, classes = shape
@@ -135,6 +140,45 @@ class Classes(Layout):
     def min_bytes(self, shape: Shape) -> int:
         rows, classes = shape
         return 2 * rows * classes * FLOAT32_BYTES + rows * INDEX_BYTES
+
+
+class LinearClasses(Layout):
+    """Hidden states (N, H), a linear head (V, H) and N int64 class indices; the logits (N, V) need not exist.
+
+    Compute-bound (6 N H V multiply-adds forward and backward), so GB/s is low by nature; the minimum bytes
+    are the inputs read once and both gradients (input and head) written once: 8 (N + V) H + 8 N. A size
+    NxHxV is taken as given; NxV uses H = 512; one number n means n logits, as for :class:`Classes`.
+    """
+
+    description = (
+        "compute-bound; hidden states and head read once, both gradients written once: 8 (N + V) H + 8 N bytes"
+    )
+    default_hidden = 512
+
+    def shape(self, requested: Shape) -> Shape:
+        if len(requested) == 3:
+            return requested
+        rows, classes = Classes().shape(requested)
+        return (rows, self.default_hidden, classes)
+
+    def sweep(self, *, quick: bool, gpu: bool) -> list[Shape]:
+        sweeps: dict[tuple[bool, bool], list[Shape]] = {
+            (False, False): [(4096, 512, 32768)],
+            (True, False): [(1024, 512, 8192)],
+            (False, True): [(4096, 512, 32768), (8192, 4096, 32768)],
+            (True, True): [(4096, 512, 32768)],
+        }
+        return sweeps[quick, gpu]
+
+    def inputs(self, shape: Shape, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+        rows, hidden, classes = shape
+        hidden_states = rng.standard_normal((rows, hidden), dtype=np.float32)
+        head = rng.standard_normal((classes, hidden), dtype=np.float32) * np.float32(hidden**-0.5)
+        return hidden_states, head, rng.integers(0, classes, rows, dtype=np.int64)
+
+    def min_bytes(self, shape: Shape) -> int:
+        rows, hidden, classes = shape
+        return 2 * (rows + classes) * hidden * FLOAT32_BYTES + rows * INDEX_BYTES
 
 
 @dataclass(frozen=True)
@@ -154,8 +198,12 @@ class Case:
     """``(jnp, *arrays, **options) -> loss``, differentiated by ``jax.value_and_grad``."""
     options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     """Keyword options, the same for lossk, PyTorch and the peers' formulations."""
-    liger: str | None = None
-    """The Liger-Kernel loss class (in ``liger_kernel.transformers``) for this loss, if it has one."""
+    differentiable: tuple[int, ...] = (0,)
+    """Positions of the arguments differentiated; with more than one, ``grad`` is a tuple in this order."""
+    liger: Callable[[ModuleType], Callable[..., Any]] | None = None
+    """Builds Liger-Kernel's loss (from ``liger_kernel.transformers``) taking lossk's arguments, if it has one."""
+    torch_chunked: Callable[[ModuleType], Mapping[str, Any]] | None = None
+    """Extra PyTorch options (given ``torch``) that select a chunked, memory-saving path, if it has one."""
 
 
 # --- the peers' formulations --------------------------------------------------------------------------
@@ -205,6 +253,11 @@ def _cross_entropy(xp: ModuleType, logits: Any, target: Any) -> tuple[Any, Any]:
     return loss, grad
 
 
+def _linear_cross_entropy(xp: ModuleType, input: Any, linear_weight: Any, target: Any) -> tuple[Any, Any]:
+    loss, grad_logits = _cross_entropy(xp, input @ linear_weight.T, target)
+    return loss, (grad_logits @ linear_weight, grad_logits.T @ input)
+
+
 def _jax_mse(jnp: ModuleType, input: Any, target: Any) -> Any:
     return jnp.mean((input - target) ** 2)
 
@@ -236,18 +289,65 @@ def _jax_cross_entropy(jnp: ModuleType, logits: Any, target: Any) -> Any:
     return jnp.mean(jax.nn.logsumexp(logits, axis=1) - picked)
 
 
+def _jax_linear_cross_entropy(jnp: ModuleType, input: Any, linear_weight: Any, target: Any) -> Any:
+    return _jax_cross_entropy(jnp, input @ linear_weight.T, target)
+
+
+def _liger_cross_entropy(transformers: ModuleType) -> Callable[..., Any]:
+    return transformers.LigerCrossEntropyLoss()
+
+
+def _liger_linear_cross_entropy(transformers: ModuleType) -> Callable[..., Any]:
+    fused = transformers.LigerFusedLinearCrossEntropyLoss()
+    return lambda input, linear_weight, target: fused(linear_weight, input, target)  # Liger takes the head first
+
+
+def _torch_chunked_linear_cross_entropy(torch: ModuleType) -> Mapping[str, Any]:
+    return {"options": torch.nn.LinearCrossEntropyOptions()}
+
+
 CASES: dict[str, Case] = {
     case.name: case
     for case in (
         Case("mse", "mse_loss", "mse_loss", Elementwise(), _mse, _jax_mse),
         Case("l1", "l1_loss", "l1_loss", Elementwise(), _l1, _jax_l1),
-        Case("huber", "huber_loss", "huber_loss", Elementwise(), _huber, _jax_huber,
-             MappingProxyType({"delta": 1.0})),
-        Case("smooth_l1", "smooth_l1_loss", "smooth_l1_loss", Elementwise(), _smooth_l1, _jax_smooth_l1,
-             MappingProxyType({"beta": 1.0})),
-        Case("bce_with_logits", "binary_cross_entropy_with_logits", "binary_cross_entropy_with_logits",
-             Elementwise(probability_target=True), _bce_with_logits, _jax_bce_with_logits),
-        Case("cross_entropy", "cross_entropy", "cross_entropy", Classes(), _cross_entropy, _jax_cross_entropy,
-             liger="LigerCrossEntropyLoss"),
+        Case("huber", "huber_loss", "huber_loss", Elementwise(), _huber, _jax_huber, MappingProxyType({"delta": 1.0})),
+        Case(
+            "smooth_l1",
+            "smooth_l1_loss",
+            "smooth_l1_loss",
+            Elementwise(),
+            _smooth_l1,
+            _jax_smooth_l1,
+            MappingProxyType({"beta": 1.0}),
+        ),
+        Case(
+            "bce_with_logits",
+            "binary_cross_entropy_with_logits",
+            "binary_cross_entropy_with_logits",
+            Elementwise(probability_target=True),
+            _bce_with_logits,
+            _jax_bce_with_logits,
+        ),
+        Case(
+            "cross_entropy",
+            "cross_entropy",
+            "cross_entropy",
+            Classes(),
+            _cross_entropy,
+            _jax_cross_entropy,
+            liger=_liger_cross_entropy,
+        ),
+        Case(
+            "linear_cross_entropy",
+            "linear_cross_entropy",
+            "linear_cross_entropy",
+            LinearClasses(),
+            _linear_cross_entropy,
+            _jax_linear_cross_entropy,
+            differentiable=(0, 1),
+            liger=_liger_linear_cross_entropy,
+            torch_chunked=_torch_chunked_linear_cross_entropy,
+        ),
     )
 }

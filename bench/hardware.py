@@ -45,23 +45,29 @@ def _cpu_model() -> str:
 
 
 def gpu_model() -> str | None:
-    """The first CUDA device's name, found through CuPy or PyTorch; None without one."""
+    """The first CUDA device's name, found through CuPy or else PyTorch; None without one."""
+    return _cupy_gpu_model() or _torch_gpu_model()
+
+
+def _cupy_gpu_model() -> str | None:
     try:
         import cupy
 
-        if cupy.cuda.runtime.getDeviceCount() > 0:
-            name = cupy.cuda.runtime.getDeviceProperties(0)["name"]
-            return name.decode() if isinstance(name, bytes) else str(name)
-    except Exception:  # noqa: BLE001 - no CuPy, no driver or no device all mean: not through CuPy
-        pass
+        if cupy.cuda.runtime.getDeviceCount() == 0:
+            return None
+        name = cupy.cuda.runtime.getDeviceProperties(0)["name"]
+    except Exception:  # noqa: BLE001 - no CuPy, no driver or no device all mean: none through CuPy
+        return None
+    return name.decode() if isinstance(name, bytes) else str(name)
+
+
+def _torch_gpu_model() -> str | None:
     try:
         import torch
 
-        if torch.cuda.is_available():
-            return torch.cuda.get_device_name(0)
+        return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     except Exception:  # noqa: BLE001 - as above, for PyTorch
-        pass
-    return None
+        return None
 
 
 def library_versions() -> dict[str, str]:
@@ -86,26 +92,32 @@ def copy_bandwidth(device: str, *, quick: bool) -> float:
         destination = np.empty_like(source)
         return _median_gbs(lambda: np.copyto(destination, source), 2 * source.nbytes, repeats=5)
     elements = (1 << 26) if quick else (1 << 28)
+    return _median_gbs(_device_copy(elements), 2 * 4 * elements, repeats=10)
+
+
+def _device_copy(elements: int) -> Callable[[], None]:
+    """A device-to-device copy of ``elements`` float32 values that returns once finished."""
     try:
         import cupy
-
-        source = cupy.ones(elements, dtype=cupy.float32)
-        destination = cupy.empty_like(source)
-
-        def copy() -> None:
-            cupy.copyto(destination, source)
-            cupy.cuda.Device().synchronize()
     except ImportError:
         import torch
 
-        source = torch.ones(elements, dtype=torch.float32, device="cuda")
-        destination = torch.empty_like(source)
+        torch_source = torch.ones(elements, dtype=torch.float32, device="cuda")
+        torch_destination = torch.empty_like(torch_source)
 
-        def copy() -> None:
-            destination.copy_(source)
+        def torch_copy() -> None:
+            torch_destination.copy_(torch_source)
             torch.cuda.synchronize()
 
-    return _median_gbs(copy, 2 * 4 * elements, repeats=10)
+        return torch_copy
+    source = cupy.ones(elements, dtype=cupy.float32)
+    destination = cupy.empty_like(source)
+
+    def cupy_copy() -> None:
+        cupy.copyto(destination, source)
+        cupy.cuda.Device().synchronize()
+
+    return cupy_copy
 
 
 def _median_gbs(copy: Callable[[], None], nbytes: int, *, repeats: int) -> float:

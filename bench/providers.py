@@ -12,7 +12,7 @@ import functools
 import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -51,9 +51,9 @@ class Provider(ABC):
                 return f"{module} fails to import: {type(error).__name__}: {error}"
         return None
 
-    def default_on(self, device: str) -> bool:
-        """Whether a run that names no providers includes this one."""
-        return True
+    def not_by_default(self, device: str) -> str | None:
+        """Why a run that names no providers leaves this one out on ``device``, or None if it includes it."""
+        return None
 
     @abstractmethod
     def prepare(self, case: Case, arrays: tuple[np.ndarray, ...], device: str) -> Call:
@@ -123,13 +123,18 @@ class LosskBackend(Provider):
             return reason
         from lossk import _dispatch
 
-        if not _dispatch.is_available(self.backend):
+        try:
+            available = _dispatch.is_available(self.backend)
+        except Exception as error:  # noqa: BLE001 - a backend that fails to load is reported, not raised
+            return f"fails to load: {type(error).__name__}: {error}"
+        if not available:
             return f"not available here; install with: {_dispatch.BACKENDS[self.backend].install_hint}"
         return None
 
     def prepare(self, case: Case, arrays: tuple[np.ndarray, ...], device: str) -> Call:
-        import lossk
         from array_api_compat import array_namespace
+
+        import lossk
         from lossk import _dispatch
 
         registration = _dispatch.implementations(case.lossk_name).get(self.backend)
@@ -139,7 +144,8 @@ class LosskBackend(Provider):
         value_and_grad = functools.partial(
             getattr(lossk, case.lossk_name).value_and_grad, backend=self.backend, **case.options
         )
-        out = array_namespace(args[0]).empty_like(args[0]) if registration.writes_out else None
+        writes_out = registration.writes_out and case.differentiable == (0,)
+        out = array_namespace(args[0]).empty_like(args[0]) if writes_out else None
 
         def call() -> tuple[Any, Any]:
             result = value_and_grad(*args, out=out)
@@ -180,46 +186,67 @@ class SeveralPass(Provider):
 # --- PyTorch ------------------------------------------------------------------------------------------
 
 
+def _torch_autograd_call(
+    case: Case, loss_function: Callable[..., Any], arrays: tuple[np.ndarray, ...], device: str
+) -> Call:
+    """Tensors on ``device`` (the differentiable ones requiring grad); ``loss_function`` then ``backward()``."""
+    import torch
+
+    tensors = [torch.from_numpy(a).to("cuda" if device == GPU else "cpu") for a in arrays]
+    leaves = [tensors[i].requires_grad_(True) for i in case.differentiable]
+    synchronize = _synchronize_torch_cuda if device == GPU else _nothing
+
+    def call() -> tuple[Any, Any]:
+        for leaf in leaves:
+            leaf.grad = None
+        loss = loss_function(*tensors)
+        loss.backward()
+        synchronize()
+        grads = tuple(leaf.grad for leaf in leaves)
+        return loss.detach(), grads if len(grads) > 1 else grads[0]
+
+    return call
+
+
 class TorchAutograd(Provider):
-    """``torch.nn.functional.<loss>`` then ``loss.backward()`` (eager, or under ``torch.compile``)."""
+    """``torch.nn.functional.<loss>`` then ``loss.backward()``: eager, under ``torch.compile``, or chunked."""
 
     peer = True
     libraries = ("torch",)
     devices = frozenset({CPU, GPU})
+    VARIANTS: ClassVar[dict[str, str]] = {
+        "torch": "eager F.<loss>",
+        "torch.compile": "torch.compile(F.<loss>, dynamic=False)",
+        "torch.chunked": "F.<loss> with its chunked path (linear_cross_entropy: options=LinearCrossEntropyOptions())",
+    }
 
-    def __init__(self, *, compiled: bool) -> None:
-        self.compiled = compiled
-        self.name = "torch.compile" if compiled else "torch"
-        how = "torch.compile(F.<loss>, dynamic=False)" if compiled else "eager F.<loss>"
-        self.description = f"PyTorch {how} forward, autograd backward; the gradient is allocated each call"
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.description = f"PyTorch {self.VARIANTS[name]} forward, autograd backward; gradients allocated each call"
 
-    def default_on(self, device: str) -> bool:
-        # Inductor's C++ code generation takes about 30 s for the first loss on a 2-core CPU (measured),
-        # more than the whole --quick run; on a GPU it compiles Triton kernels in a few seconds.
-        return device == GPU or not self.compiled
+    def not_by_default(self, device: str) -> str | None:
+        if self.name == "torch.compile" and device == CPU:
+            # On a GPU, Inductor compiles Triton kernels in seconds.
+            return (
+                "Inductor's C++ code generation takes about 30 s for the first loss on a 2-core CPU (measured), "
+                "more than the whole --quick run; name it in --providers to include it"
+            )
+        return None
 
     def prepare(self, case: Case, arrays: tuple[np.ndarray, ...], device: str) -> Call:
         import torch
 
-        target_device = "cuda" if device == GPU else "cpu"
-        input, *rest = (torch.from_numpy(a).to(target_device) for a in arrays)
-        input.requires_grad_(True)
         loss_function = getattr(torch.nn.functional, case.torch_name)
-        if self.compiled:
+        options = dict(case.options)
+        if self.name == "torch.compile":
             # One compilation per shape (dynamic=False); allow more shapes than Dynamo's default limit of 8.
             torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
             loss_function = torch.compile(loss_function, dynamic=False)
-        options = dict(case.options)
-        synchronize = _synchronize_torch_cuda if device == GPU else _nothing
-
-        def call() -> tuple[Any, Any]:
-            input.grad = None
-            loss = loss_function(input, *rest, **options)
-            loss.backward()
-            synchronize()
-            return loss.detach(), input.grad
-
-        return call
+        elif self.name == "torch.chunked":
+            if case.torch_chunked is None:
+                raise NotApplicable(f"PyTorch has no chunked path for {case.torch_name}")
+            options.update(case.torch_chunked(torch))
+        return _torch_autograd_call(case, functools.partial(loss_function, **options), arrays, device)
 
 
 # --- JAX ----------------------------------------------------------------------------------------------
@@ -247,14 +274,14 @@ class JaxJit(Provider):
         import jax
         import jax.numpy as jnp
 
-        target_device = next(d for d in jax.devices() if d.platform == device) if device == GPU else jax.devices("cpu")[0]
+        target_device = next(d for d in jax.devices() if d.platform == GPU) if device == GPU else jax.devices(CPU)[0]
         args = tuple(jax.device_put(a.astype(np.int32) if a.dtype == np.int64 else a, target_device) for a in arrays)
-        value_and_grad = jax.jit(jax.value_and_grad(functools.partial(case.jax_loss, jnp, **case.options)))
+        argnums = case.differentiable if len(case.differentiable) > 1 else case.differentiable[0]
+        loss = functools.partial(case.jax_loss, jnp, **case.options)
+        value_and_grad = jax.jit(jax.value_and_grad(loss, argnums=argnums))
 
         def call() -> tuple[Any, Any]:
-            loss, grad = value_and_grad(*args)
-            grad.block_until_ready()
-            return loss, grad
+            return jax.block_until_ready(value_and_grad(*args))
 
         return call
 
@@ -269,26 +296,14 @@ class Liger(Provider):
     peer = True
     libraries = ("torch", "liger_kernel.transformers")
     devices = frozenset({GPU})
-    description = "Liger-Kernel loss module (Triton), gradient computed in the forward into the logits' memory"
+    description = "Liger-Kernel loss module (Triton); the gradient is computed in the forward, in place"
 
     def prepare(self, case: Case, arrays: tuple[np.ndarray, ...], device: str) -> Call:
         if case.liger is None:
             raise NotApplicable(f"Liger-Kernel has no {case.lossk_name}")
-        import torch
         from liger_kernel import transformers
 
-        input, *rest = (torch.from_numpy(a).cuda() for a in arrays)
-        input.requires_grad_(True)
-        loss_function = getattr(transformers, case.liger)()
-
-        def call() -> tuple[Any, Any]:
-            input.grad = None
-            loss = loss_function(input, *rest)
-            loss.backward()
-            torch.cuda.synchronize()
-            return loss.detach(), input.grad
-
-        return call
+        return _torch_autograd_call(case, case.liger(transformers), arrays, device)
 
 
 PROVIDERS: dict[str, Provider] = {
@@ -299,8 +314,9 @@ PROVIDERS: dict[str, Provider] = {
         LosskBackend("cupy", frozenset({GPU})),
         SeveralPass("numpy", CPU),
         SeveralPass("cupy", GPU),
-        TorchAutograd(compiled=False),
-        TorchAutograd(compiled=True),
+        TorchAutograd("torch"),
+        TorchAutograd("torch.compile"),
+        TorchAutograd("torch.chunked"),
         JaxJit(),
         Liger(),
     )

@@ -12,7 +12,7 @@ from .cases import Case
 from .run import LOSS_RTOL, Measurement, Outcome
 
 COLUMNS = ("size", "provider", "median ms", "GB/s", "of copy", "vs best peer")
-WIDTHS = (12, 16, 11, 9, 8, 13)
+WIDTHS = (12, 16, 11, 10, 9, 14)
 
 
 def table(case: Case, measurements: Sequence[Measurement], copy_gbs: float) -> str:
@@ -28,12 +28,20 @@ def table(case: Case, measurements: Sequence[Measurement], copy_gbs: float) -> s
         for i, m in enumerate(rows):
             speedup = "" if m.speedup_vs_best_peer is None else f"{m.speedup_vs_best_peer:.2f}x"
             mark = "" if m.loss_matches else "  ! loss differs"
-            cells = (size if i == 0 else "", m.provider, f"{m.median_s * 1e3:.3f}", f"{m.gbs:.2f}",
-                     f"{m.fraction_of_copy:.0%}", speedup)
+            cells = (
+                size if i == 0 else "",
+                m.provider,
+                f"{m.median_s * 1e3:.3f}",
+                f"{m.gbs:.2f}",
+                f"{m.fraction_of_copy:.0%}",
+                speedup,
+            )
             lines.append("  " + _row(cells) + mark)
     if not all(m.loss_matches for m in measurements):
-        lines.append(f"  ! the loss differs from the float64 NumPy value by more than {LOSS_RTOL:g} (relative); "
-                     "such rows are not counted as peers")
+        lines.append(
+            f"  ! the loss differs from the float64 NumPy value by more than {LOSS_RTOL:g} (relative); "
+            "such rows are not counted as peers"
+        )
     return "\n".join(lines)
 
 

@@ -113,16 +113,29 @@ def run(
                     outcome.failed.append(Failed(provider.name, case.name, label, _one_line(error)))
                     traceback.print_exc()
                     continue
-                outcome.measurements.append(Measurement(
-                    case.name, provider.name, provider.peer, label, shape, case.layout.min_bytes(shape),
-                    timing.median_s, timing.min_s, timing.first_call_s, len(timing.times_s),
-                    loss_value, reference_loss,
-                ))
+                outcome.measurements.append(
+                    Measurement(
+                        case.name,
+                        provider.name,
+                        provider.peer,
+                        label,
+                        shape,
+                        case.layout.min_bytes(shape),
+                        timing.median_s,
+                        timing.min_s,
+                        timing.first_call_s,
+                        len(timing.times_s),
+                        loss_value,
+                        reference_loss,
+                    )
+                )
     derive(outcome.measurements, copy_gbs)
     return outcome
 
 
-def _time_one(provider: Provider, case: Case, arrays: tuple[np.ndarray, ...], settings: Settings) -> tuple[Timing, float]:
+def _time_one(
+    provider: Provider, case: Case, arrays: tuple[np.ndarray, ...], settings: Settings
+) -> tuple[Timing, float]:
     """Time ``provider`` on ``case``; its arrays are freed on return, before the next provider allocates."""
     call = provider.prepare(case, arrays, settings.device)
     timing = measure(call, warmup=settings.warmup, repeats=settings.repeats, budget_s=settings.budget_s)

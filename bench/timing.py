@@ -30,26 +30,28 @@ class Timing:
 def measure(call: Callable[[], object], *, warmup: int, repeats: int, budget_s: float) -> Timing:
     """Time ``call`` (which must return only once its work is finished, device included).
 
-    ``warmup`` calls after the first are untimed; then ``call`` runs ``repeats`` times, or fewer once
-    ``budget_s`` seconds are spent, but at least ``MIN_REPEATS`` times (if ``repeats`` allows). The garbage collector is paused
-    while timing.
+    The first call is untimed, and so are ``warmup`` more; then ``call`` runs ``repeats`` times, or fewer
+    once ``budget_s`` seconds are spent, but at least ``MIN_REPEATS`` times (if ``repeats`` allows). A call
+    slower than the whole budget (a large linear cross-entropy on a CPU) is timed once, and gets no extra
+    warm-up if its first call (compilation included) already took the budget. The garbage collector is
+    paused while timing.
     """
     start = time.perf_counter()
     call()
     first_call_s = time.perf_counter() - start
-    for _ in range(warmup):
+    for _ in range(0 if first_call_s > budget_s else warmup):
         call()
     times: list[float] = []
     gc.collect()
     gc.disable()
     try:
-        spent = 0.0
-        at_least = min(MIN_REPEATS, repeats)
-        while len(times) < repeats and (len(times) < at_least or spent < budget_s):
+        while len(times) < repeats:
             start = time.perf_counter()
             call()
             times.append(time.perf_counter() - start)
-            spent += times[-1]
+            at_least = 1 if times[0] > budget_s else MIN_REPEATS
+            if len(times) >= at_least and sum(times) >= budget_s:
+                break
     finally:
         gc.enable()
     return Timing(first_call_s, tuple(times))

@@ -26,6 +26,7 @@ from ._modules import (
 from .binary import binary_cross_entropy, binary_cross_entropy_with_logits
 from .classification import cross_entropy, nll_loss
 from .divergence import kl_div
+from .linear import linear_cross_entropy
 from .regression import huber_loss, l1_loss, mse_loss, smooth_l1_loss
 
 __version__ = "0.1.0"
@@ -49,6 +50,7 @@ __all__ = [
     "huber_loss",
     "kl_div",
     "l1_loss",
+    "linear_cross_entropy",
     "mse_loss",
     "nll_loss",
     "smooth_l1_loss",

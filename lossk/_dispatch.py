@@ -153,10 +153,14 @@ def implementations(loss: str) -> dict[str, Registration]:
     }
 
 
-def select(loss: str, backend: str, input: Array) -> Registration:
-    """The registration that computes ``loss`` for ``input`` under the ``backend`` request."""
+def select(loss: str, backend: str, input: Array, n_elements: int | None = None) -> Registration:
+    """The registration that computes ``loss`` for ``input`` under the ``backend`` request.
+
+    ``n_elements`` stands in for ``input``'s size in auto's choice (an array of ``input``'s kind that is not
+    built yet, e.g. a chunk of logits).
+    """
     if backend == "auto":
-        n = size(input) or 0
+        n = (size(input) or 0) if n_elements is None else n_elements
         for name, registration in implementations(loss).items():
             if BACKENDS[name].accepts(input) and n >= registration.auto_min_size:
                 return registration

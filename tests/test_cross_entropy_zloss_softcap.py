@@ -20,31 +20,41 @@ import lossk
 SATURATED = 1e4
 
 
-def torch_z_loss_cross_entropy(
-    input: np.ndarray,
-    target: np.ndarray,
+def z_loss_cross_entropy_formula(
+    logits: torch.Tensor,
+    target: torch.Tensor,
     *,
     reduction: str,
     z_loss: float,
     softcap: float | None,
-    grad_output: Any = None,
-    weight: np.ndarray | None = None,
+    weight: torch.Tensor | None = None,
     ignore_index: int = -100,
     label_smoothing: float = 0.0,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(loss, z-term, d loss / d input) in float64, from the formulas of lossk.cross_entropy's docstring."""
-    x = to_torch(input).requires_grad_(True)
-    t = to_torch(target)
-    z = x if softcap is None else softcap * torch.tanh(x / softcap)
-    class_axis = 0 if x.ndim == 1 else 1
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(loss, z-term) as differentiable torch tensors, from the formulas of lossk.cross_entropy's docstring."""
+    z = logits if softcap is None else softcap * torch.tanh(logits / softcap)
+    class_axis = 0 if z.ndim == 1 else 1
     cross_entropy = F.cross_entropy(
-        z, t, weight=to_torch(weight), ignore_index=ignore_index, label_smoothing=label_smoothing, reduction=reduction
+        z, target, weight=weight, ignore_index=ignore_index, label_smoothing=label_smoothing, reduction=reduction
     )
     lse = torch.logsumexp(z, dim=class_axis)
-    kept = torch.ones_like(lse) if t.is_floating_point() else (t != ignore_index).to(lse.dtype)
+    kept = torch.ones_like(lse) if target.is_floating_point() else (target != ignore_index).to(lse.dtype)
     z_row = z_loss * lse**2 * kept
     z_term = {"none": z_row, "sum": z_row.sum(), "mean": z_row.sum() / kept.sum()}[reduction]
-    loss = cross_entropy + z_term
+    return cross_entropy + z_term, z_term
+
+
+def torch_z_loss_cross_entropy(
+    input: np.ndarray,
+    target: np.ndarray,
+    *,
+    grad_output: Any = None,
+    weight: np.ndarray | None = None,
+    **options: Any,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(loss, z-term, d loss / d input) in float64 by autograd through :func:`z_loss_cross_entropy_formula`."""
+    x = to_torch(input).requires_grad_(True)
+    loss, z_term = z_loss_cross_entropy_formula(x, to_torch(target), weight=to_torch(weight), **options)
     upstream = torch.ones_like(loss) if grad_output is None else torch.as_tensor(np.asarray(grad_output, np.float64))
     (grad,) = torch.autograd.grad(loss, x, upstream.expand_as(loss))
     return loss.detach().numpy(), z_term.detach().numpy(), grad.numpy()

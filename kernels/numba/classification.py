@@ -221,13 +221,12 @@ def _optional_row_view(array, r, spatial):
 
 @njit(fastmath=ROW_FASTMATH, error_model="numpy", cache=True)
 def cross_entropy_row(
-    z, label, probabilities, grad, class_weight, smoothing_weight, smoothing, z_loss, softcap, scale, z_scale
+    z, label, probabilities, grad, class_weight, smoothing, z_loss, softcap, scale, z_scale
 ):
     """(cross-entropy, z-loss) of one row not ignored, writing its gradient into ``grad`` unless None.
 
     ``label`` is the class index (ignored when ``probabilities`` is given), ``class_weight`` the per-class
-    weights or None, ``smoothing_weight`` the weights the smoothing term uses (None: weights of 1, or no
-    smoothing). ``scale`` and ``z_scale`` multiply the cross-entropy and z-loss gradients.
+    weights or None (weights of 1). ``scale`` and ``z_scale`` multiply the cross-entropy and z-loss gradients.
     """
     n_classes = z.shape[0]
     if n_classes == 0:
@@ -251,11 +250,10 @@ def cross_entropy_row(
     if probabilities is not None or smoothing > 0:
         coefficient = element(z, 1.0 - smoothing)
         constant = element(z, uniform)
-        weights = class_weight if probabilities is not None else smoothing_weight
         if grad is None:
-            gap, smooth_total = coefficient_gap_sums(z, m, softcap, weights, probabilities, coefficient, constant)
+            gap, smooth_total = coefficient_gap_sums(z, m, softcap, class_weight, probabilities, coefficient, constant)
         else:
-            gap, smooth_total = coefficient_gap_sums(grad, m, None, weights, probabilities, coefficient, constant)
+            gap, smooth_total = coefficient_gap_sums(grad, m, None, class_weight, probabilities, coefficient, constant)
     # 3. S = Σ e^{z_c - m}; without soft-capping the exponentials replace the row in the gradient buffer
     if grad is None:
         total = exp_sum(z, m, softcap)
@@ -279,14 +277,17 @@ def cross_entropy_row(
     if probabilities is not None:
         write_gradient(grad, m, softmax_scale, softcap, class_weight, probabilities,
                        element(grad, scale * (1.0 - smoothing)), element(grad, scale * uniform))
-    else:
-        write_gradient(grad, m, softmax_scale, softcap, smoothing_weight, None,
+        return loss, z_term
+    if smoothing > 0:
+        write_gradient(grad, m, softmax_scale, softcap, class_weight, None,
                        element(grad, 0.0), element(grad, scale * uniform))
-        label_factor = 1.0
-        if softcap is not None:
-            t = label_logit / np.float64(softcap)
-            label_factor = 1.0 - t * t
-        grad[label] -= element(grad, scale * label_coefficient * label_factor)
+    else:  # no smoothing: the class weights only enter through the label's coefficient below
+        write_gradient(grad, m, softmax_scale, softcap, None, None, element(grad, 0.0), element(grad, 0.0))
+    label_factor = 1.0
+    if softcap is not None:
+        t = label_logit / np.float64(softcap)
+        label_factor = 1.0 - t * t
+    grad[label] -= element(grad, scale * label_coefficient * label_factor)
     return loss, z_term
 
 
@@ -303,20 +304,19 @@ def chunk_rows(n_classes: int) -> int:
 
 @njit(parallel=True, error_model="numpy", cache=True)
 def cross_entropy(
-    logits, labels, probabilities, grad, class_weight, smoothing_weight, ignore_index, smoothing, z_loss,
-    softcap, scale, z_scale, row_upstream, row_loss, row_z_loss, rows_per_chunk,
+    logits, labels, probabilities, grad, class_weight, ignore_index, smoothing, z_loss, softcap, scale, z_scale,
+    row_upstream, row_loss, row_z_loss, rows_per_chunk,
 ):
     """Cross-entropy and z-loss summed over the rows (two float64), per-row values and the gradient.
 
     ``logits`` is (R, C) or (N, C, S) (rows (n, s)); ``labels`` (R,) class indices, or None when
     ``probabilities`` (shaped like ``logits``) is given. ``grad`` (shaped like ``logits``, may be
     ``logits`` itself) receives the gradient, or is None for the loss alone. ``class_weight`` (C,) or
-    None; ``smoothing_weight`` is ``class_weight`` or None (weights of 1, or ``smoothing`` = 0).
-    ``softcap`` is a scalar of the logits' dtype or None. Row r's gradient is scaled by ``scale`` (its
-    cross-entropy part) and ``z_scale`` (its z-loss part), each times ``row_upstream[r]`` unless that is
-    None. ``row_loss`` / ``row_z_loss`` (R,) float64, or None, receive each row's total loss / z-loss.
-    Rows whose label is ``ignore_index`` contribute 0 and get a zero gradient (times ``scale``, so that a
-    mean over no rows gives NaN as in the reference).
+    None (weights of 1); ``softcap`` a scalar of the logits' dtype or None. Row r's gradient is scaled by
+    ``scale`` (its cross-entropy part) and ``z_scale`` (its z-loss part), each times ``row_upstream[r]``.
+    ``row_loss`` / ``row_z_loss`` (R,) float64 receive each row's total loss / z-loss.
+    Rows whose label is ``ignore_index`` contribute 0 and get a gradient of exactly 0 (as in PyTorch, even
+    when every row is ignored and ``scale`` = 1 / 0).
     """
     spatial = logits.shape[2] if logits.ndim == 3 else 1
     n_rows = logits.shape[0] * spatial
@@ -327,24 +327,21 @@ def cross_entropy(
         loss_sum = 0.0
         z_loss_sum = 0.0
         for r in range(chunk * rows_per_chunk, min(n_rows, (chunk + 1) * rows_per_chunk)):
-            upstream = 1.0 if row_upstream is None else row_upstream[r]
+            upstream = row_upstream[r]
             z = row_view(logits, r, spatial)
             if labels is not None and labels[r] == ignore_index:
                 loss, z_term = 0.0, 0.0
                 if grad is not None:
-                    fill_row(row_view(grad, r, spatial), element(grad, 0.0 * scale * upstream))
+                    fill_row(row_view(grad, r, spatial), element(grad, 0.0))
             else:
                 label = 0 if labels is None else labels[r]
                 loss, z_term = cross_entropy_row(
                     z, label, optional_row_view(probabilities, r, spatial), optional_row_view(grad, r, spatial),
-                    class_weight, smoothing_weight, smoothing, z_loss, softcap, scale * upstream, z_scale * upstream,
+                    class_weight, smoothing, z_loss, softcap, scale * upstream, z_scale * upstream,
                 )
-            loss += z_term
-            if row_loss is not None:
-                row_loss[r] = loss
-            if row_z_loss is not None:
-                row_z_loss[r] = z_term
-            loss_sum += loss - z_term
+            row_loss[r] = loss + z_term
+            row_z_loss[r] = z_term
+            loss_sum += loss
             z_loss_sum += z_term
         chunk_loss[chunk] = loss_sum
         chunk_z_loss[chunk] = z_loss_sum
@@ -383,7 +380,7 @@ def nll_loss(log_probabilities, labels, grad, class_weight, ignore_index, scale,
     for chunk in prange(n_chunks):
         loss_sum = 0.0
         for r in range(chunk * rows_per_chunk, min(n_rows, (chunk + 1) * rows_per_chunk)):
-            upstream = 1.0 if row_upstream is None else row_upstream[r]
+            upstream = row_upstream[r]
             y = labels[r]
             loss = 0.0
             label_weight = 0.0
@@ -392,11 +389,10 @@ def nll_loss(log_probabilities, labels, grad, class_weight, ignore_index, scale,
                 loss = -label_weight * np.float64(row_view(log_probabilities, r, spatial)[y])
             if grad is not None:
                 grad_row = row_view(grad, r, spatial)
-                fill_row(grad_row, element(grad, 0.0 * scale * upstream))
+                fill_row(grad_row, element(grad, 0.0))
                 if y != ignore_index:
                     grad_row[y] = element(grad, -label_weight * scale * upstream)
-            if row_loss is not None:
-                row_loss[r] = loss
+            row_loss[r] = loss
             loss_sum += loss
         chunk_loss[chunk] = loss_sum
     total = 0.0

@@ -12,7 +12,10 @@ and written to ``grad[i]``; ``grad=None`` skips the backward pass. ``loss_out`` 
 weighted loss (reduction 'none'), or is ``None`` and the kernel returns the sum. Passing ``None`` makes
 Numba compile a specialisation without the corresponding work, so each variant stays a straight loop.
 
-``grad`` may be ``x`` itself (in-place): element ``i`` is read before it is written.
+``grad=True`` writes the gradient over ``x`` (in-place). Passing ``x`` itself as ``grad`` would be correct
+too (element ``i`` is read before it is written) but slow: LLVM cannot prove that two array arguments
+are the same buffer, finds that they overlap at run time and falls back to its scalar loop; written
+through ``x``, the store's dependence on the load is visibly at distance 0 and the loop vectorises.
 
 Determinism: the elements are cut into chunks of ``CHUNK`` (whatever the thread count), each chunk sums
 its losses in float64 in a fixed order, and the chunk sums are added in chunk order, so the loss is
@@ -22,7 +25,8 @@ bit-identical for any ``NUMBA_NUM_THREADS``. Formulas are those of ``lossk._refe
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
+from numba.extending import overload
 
 from .typed_math import cast_like, exp_of, log1p_of, log_of
 
@@ -48,6 +52,17 @@ def chunk_count(n):
     return (n + CHUNK - 1) // CHUNK
 
 
+@njit(inline="always")
+def chunk_bounds(c, n):
+    """``[start, stop)`` of chunk ``c`` as unsigned integers.
+
+    A signed index gets Numba's negative-index wraparound, a select per access that LLVM cannot see through:
+    the loads and stores become gathers and scatters, three times slower (measured on MSE).
+    """
+    start = c * CHUNK
+    return np.uint64(start), np.uint64(min(start + CHUNK, n))
+
+
 @njit(cache=True)
 def sum_in_order(partial):
     """The chunk sums added in chunk order: the same result for any thread count."""
@@ -57,17 +72,39 @@ def sum_in_order(partial):
     return total
 
 
+def store_gradient(grad, x, i, value):
+    """``grad[i] = value``; over ``x[i]`` when ``grad`` is True (in-place); nothing when ``grad`` is None."""
+
+
+@overload(store_gradient)
+def _store_gradient(grad, x, i, value):
+    if grad is types.none:
+        return lambda grad, x, i, value: None
+    if isinstance(grad, types.Boolean):
+
+        def store_over_input(grad, x, i, value):
+            x[i] = value
+
+        return store_over_input
+
+    def store(grad, x, i, value):
+        grad[i] = value
+
+    return store
+
+
 @njit(inline="always")
-def emit(i, loss, local_grad, weight, scale, upstream, grad, loss_out):
+def emit(i, x, loss, local_grad, weight, scale, upstream, grad, loss_out):
     """Weight element ``i``'s loss and gradient, store them; returns what the sum gets (0 under 'none')."""
     if weight is not None:
         loss = loss * weight[i]
         local_grad = local_grad * weight[i]
     if grad is not None:
         if upstream is not None:
-            grad[i] = local_grad * upstream[i]
+            local_grad = local_grad * upstream[i]
         else:
-            grad[i] = local_grad * cast_like(scale, local_grad)
+            local_grad = local_grad * cast_like(scale, local_grad)
+        store_gradient(grad, x, i, local_grad)
     if loss_out is not None:
         loss_out[i] = loss
         return 0.0
@@ -81,7 +118,8 @@ def weight_sum(weight):
     partial = np.zeros(chunk_count(n))
     for c in prange(partial.size):
         total = 0.0
-        for i in range(c * CHUNK, min((c + 1) * CHUNK, n)):
+        start, stop = chunk_bounds(c, n)
+        for i in range(start, stop):
             total += np.float64(weight[i])
         partial[c] = total
     return sum_in_order(partial)
@@ -94,9 +132,10 @@ def mse_loss(x, y, weight, scale, upstream, grad, loss_out):
     partial = np.zeros(chunk_count(n))
     for c in prange(partial.size):
         total = 0.0
-        for i in range(c * CHUNK, min((c + 1) * CHUNK, n)):
+        start, stop = chunk_bounds(c, n)
+        for i in range(start, stop):
             diff = x[i] - y[i]
-            total += emit(i, diff * diff, cast_like(2.0, diff) * diff, weight, scale, upstream, grad, loss_out)
+            total += emit(i, x, diff * diff, cast_like(2.0, diff) * diff, weight, scale, upstream, grad, loss_out)
         partial[c] = total
     return sum_in_order(partial)
 
@@ -108,11 +147,12 @@ def l1_loss(x, y, weight, scale, upstream, grad, loss_out):
     partial = np.zeros(chunk_count(n))
     for c in prange(partial.size):
         total = 0.0
-        for i in range(c * CHUNK, min((c + 1) * CHUNK, n)):
+        start, stop = chunk_bounds(c, n)
+        for i in range(start, stop):
             diff = x[i] - y[i]
             one = cast_like(1.0, diff)
             sign = one if diff > 0 else (-one if diff < 0 else cast_like(0.0, diff))
-            total += emit(i, abs(diff), sign, weight, scale, upstream, grad, loss_out)
+            total += emit(i, x, abs(diff), sign, weight, scale, upstream, grad, loss_out)
         partial[c] = total
     return sum_in_order(partial)
 
@@ -127,7 +167,8 @@ def huber_loss(x, y, weight, delta, coefficient, scale, upstream, grad, loss_out
     partial = np.zeros(chunk_count(n))
     for c in prange(partial.size):
         total = 0.0
-        for i in range(c * CHUNK, min((c + 1) * CHUNK, n)):
+        start, stop = chunk_bounds(c, n)
+        for i in range(start, stop):
             diff = x[i] - y[i]
             bound = cast_like(delta, diff)
             factor = cast_like(coefficient, diff)
@@ -135,7 +176,7 @@ def huber_loss(x, y, weight, delta, coefficient, scale, upstream, grad, loss_out
             magnitude = abs(diff)
             loss = half * diff * diff if magnitude < bound else bound * (magnitude - half * bound)
             clipped = bound if diff > bound else (-bound if diff < -bound else diff)
-            total += emit(i, factor * loss, factor * clipped, weight, scale, upstream, grad, loss_out)
+            total += emit(i, x, factor * loss, factor * clipped, weight, scale, upstream, grad, loss_out)
         partial[c] = total
     return sum_in_order(partial)
 
@@ -147,7 +188,8 @@ def binary_cross_entropy(x, y, weight, scale, upstream, grad, loss_out):
     partial = np.zeros(chunk_count(n))
     for c in prange(partial.size):
         total = 0.0
-        for i in range(c * CHUNK, min((c + 1) * CHUNK, n)):
+        start, stop = chunk_bounds(c, n)
+        for i in range(start, stop):
             p = x[i]
             t = y[i]
             one = cast_like(1.0, p)
@@ -160,7 +202,7 @@ def binary_cross_entropy(x, y, weight, scale, upstream, grad, loss_out):
             variance = p * (one - p)
             epsilon = cast_like(BCE_GRAD_EPSILON, p)
             variance = epsilon if variance < epsilon else variance
-            total += emit(i, loss, (p - t) / variance, weight, scale, upstream, grad, loss_out)
+            total += emit(i, x, loss, (p - t) / variance, weight, scale, upstream, grad, loss_out)
         partial[c] = total
     return sum_in_order(partial)
 
@@ -176,7 +218,8 @@ def binary_cross_entropy_with_logits(x, y, weight, pos_weight, scale, upstream, 
     partial = np.zeros(chunk_count(n))
     for c in prange(partial.size):
         total = 0.0
-        for i in range(c * CHUNK, min((c + 1) * CHUNK, n)):
+        start, stop = chunk_bounds(c, n)
+        for i in range(start, stop):
             logit = x[i]
             t = y[i]
             one = cast_like(1.0, logit)
@@ -192,7 +235,7 @@ def binary_cross_entropy_with_logits(x, y, weight, pos_weight, scale, upstream, 
                 log_weight = one
                 positive = t
             loss = (one - t) * logit + log_weight * softplus_neg
-            total += emit(i, loss, log_weight * sigmoid - positive, weight, scale, upstream, grad, loss_out)
+            total += emit(i, x, loss, log_weight * sigmoid - positive, weight, scale, upstream, grad, loss_out)
         partial[c] = total
     return sum_in_order(partial)
 
@@ -204,7 +247,8 @@ def kl_div(x, y, log_target, scale, upstream, grad, loss_out):
     partial = np.zeros(chunk_count(n))
     for c in prange(partial.size):
         total = 0.0
-        for i in range(c * CHUNK, min((c + 1) * CHUNK, n)):
+        start, stop = chunk_bounds(c, n)
+        for i in range(start, stop):
             t = y[i]
             if log_target:
                 probability = exp_of(t)
@@ -212,6 +256,6 @@ def kl_div(x, y, log_target, scale, upstream, grad, loss_out):
             else:
                 probability = t
                 loss = t * log_of(t if t != 0 else cast_like(1.0, t)) - t * x[i]
-            total += emit(i, loss, -probability, None, scale, upstream, grad, loss_out)
+            total += emit(i, x, loss, -probability, None, scale, upstream, grad, loss_out)
         partial[c] = total
     return sum_in_order(partial)

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
+import numpy as np
+
 DTYPE_CODES = {"float32": 0, "float64": 1, "float16": 2, "bfloat16": 3}
 """LOSSK_INPUT / LOSSK_TARGET codes (common.cuh)."""
 
@@ -48,9 +50,13 @@ class CrossEntropyLayout(IntEnum):
 
 
 def dtype_name(dtype: Any) -> str:
-    """'float32', 'bfloat16', 'int64', ... for a NumPy, ml_dtypes, CuPy or PyTorch dtype."""
+    """'float32', 'bfloat16', 'int64', ... for a NumPy, ml_dtypes, CuPy or PyTorch dtype (or scalar type)."""
+    if isinstance(dtype, str):
+        return dtype
     name = str(dtype)
-    return name.removeprefix("torch.")
+    if name.startswith("torch."):
+        return name.removeprefix("torch.")
+    return np.dtype(dtype).name
 
 
 def accumulator_name(dtype: Any) -> str:

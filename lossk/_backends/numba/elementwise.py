@@ -7,6 +7,7 @@ the 'mean', writes the gradient straight into ``out`` when it can, and casts res
 
 from __future__ import annotations
 
+import math
 from types import ModuleType
 from typing import Any
 
@@ -38,9 +39,20 @@ def _flat(array: np.ndarray | None, dtype: np.dtype) -> np.ndarray | None:
     return np.ascontiguousarray(array, dtype=dtype).reshape(-1)
 
 
-def _writes_into(out: np.ndarray | None, dtype: np.dtype) -> bool:
-    """Whether the kernel can write the gradient straight into ``out`` (its dtype, C-contiguous)."""
-    return out is not None and out.dtype == dtype and out.flags.c_contiguous
+def _writes_into(out: np.ndarray | None, dtype: np.dtype, x: np.ndarray, others: tuple[Any, ...]) -> bool:
+    """Whether the kernel can write the gradient straight into ``out``: its dtype, C-contiguous, and either
+    ``x``'s very buffer (in-place) or overlapping none of the arrays read (a partial overlap would race)."""
+    if out is None or out.dtype != dtype or not out.flags.c_contiguous:
+        return False
+    reads = [a for a in others if isinstance(a, np.ndarray)]
+    if not _same_buffer(out, x):
+        reads.append(x)
+    return not any(np.may_share_memory(out, a) for a in reads)
+
+
+def _same_buffer(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two C-contiguous arrays of one size and dtype are the same memory."""
+    return a.__array_interface__["data"][0] == b.__array_interface__["data"][0] and a.nbytes == b.nbytes
 
 
 def _run(
@@ -60,17 +72,18 @@ def _run(
     x, y = _flat(input, dtype), _flat(target, dtype)
     loss_out = np.empty(x.size, dtype) if reduction == "none" else None
     scale, upstream, grad = 1.0, None, None
-    direct = compute_grad and _writes_into(out, dtype)
+    direct = compute_grad and _writes_into(out, dtype, x, (y, *operands, grad_output))
     if compute_grad:
         if reduction == "none":
             upstream = _flat(grad_output, dtype)
         else:
             scale = 1.0 if grad_output is None else float(grad_output)
-            if reduction == "mean":
-                scale = float(np.divide(scale, divisor))
+            if reduction == "mean":  # an empty input: NaN, as the reference (its gradient is empty anyway)
+                scale = scale / divisor if divisor else math.nan
         grad = out.reshape(-1) if direct else np.empty(x.size, dtype)
     with np.errstate(divide="ignore", invalid="ignore"):
-        total = kernel(x, y, *operands, scale, upstream, grad, loss_out)
+        in_place = direct and _same_buffer(grad, x)  # the kernel then writes through x: see its module docstring
+        total = kernel(x, y, *operands, scale, upstream, True if in_place else grad, loss_out)
         if loss_out is not None:
             loss = loss_out.reshape(input.shape).astype(input.dtype, copy=False)
         else:

@@ -1,0 +1,200 @@
+"""cross_entropy and nll_loss on the GPU: ``kernels/cuda/cross_entropy.cu`` and ``kernels/cuda/nll_loss.cu``.
+
+Cross-entropy runs one fused kernel (after, for a mean over class indices, a small pre-pass that sums
+w_y and counts the rows kept, on the device) and a one-block final sum; the launch plan
+(``launch.plan_cross_entropy``) keeps rows in shared memory across a thread-block cluster where they fit.
+The gradient goes to a new array, to ``out``, or over the logits (``out is input``). Not yet run on a
+GPU: see bench/GPU.md for what remains to be measured.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ..._dispatch import register
+from . import arguments, compiler, launch, specialisation
+from .interop import DeviceArrays, usable_out
+from .launch import CLASS_THREADS, FINISH_THREADS, grid_for_elements, is_aligned, plan_cross_entropy, vector_width
+from .layout import class_layout
+from .scaling import host_upstream, reciprocal, upstream_kind
+from .specialisation import DTYPE_CODES, CrossEntropyLayout
+
+
+def _loss_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The unreduced loss's shape: the input's without its class axis."""
+    return () if len(shape) == 1 else (shape[0], *shape[2:])
+
+
+def _class_divisors(arrays: DeviceArrays, target: Any, weight: Any, rows: int, classes: int, ignore_index: int,
+                    accumulator: str, sm_count: int) -> Any:
+    """A device buffer [sum of w_y, rows kept] over the class-index ``target``."""
+    spec = specialisation.class_divisors(arrays.dtype(target), accumulator, weight=weight is not None)
+    grid = grid_for_elements(rows, 1, sm_count, threads=CLASS_THREADS)
+    partials = arrays.scratch(2 * grid, accumulator)
+    divisors = arrays.scratch(2, accumulator)
+    compiler.launch(
+        spec, "lossk_class_divisor_partials", grid, CLASS_THREADS,
+        arguments.class_divisor_partials(
+            target=arrays.pointer(target), class_weight=arrays.pointer(weight), rows=rows, classes=classes,
+            ignore_index=ignore_index, partials=arrays.scratch_pointer(partials),
+        ),
+    )
+    compiler.launch(
+        spec, "lossk_class_divisor_finish", 1, FINISH_THREADS,
+        arguments.class_divisor_finish(
+            partials=arrays.scratch_pointer(partials), count=grid, divisors=arrays.scratch_pointer(divisors)
+        ),
+    )
+    return divisors
+
+
+@register("cross_entropy", "cupy", writes_out=True)
+def cross_entropy(  # noqa: ANN201, PLR0913
+    input, target, *, xp, reduction, grad_output, compute_grad, out, weight, ignore_index,  # noqa: ANN001
+    label_smoothing, z_loss=0.0, softcap=None, return_z_loss=False,  # noqa: ANN001
+):
+    """Fused cross-entropy with every option of lossk.cross_entropy (see kernels/cuda/cross_entropy.cu)."""
+    arrays = DeviceArrays(input)
+    with arrays.on_device():
+        x = arrays.contiguous(input)
+        shape = tuple(x.shape)
+        dtype = arrays.dtype(x)
+        accumulator = specialisation.accumulator_name(dtype)
+        rows, classes, inner = class_layout(shape)
+        t = arrays.contiguous(target)
+        probability = arrays.dtype(t) in DTYPE_CODES
+        w = None if weight is None else arrays.astype(arrays.contiguous(weight), accumulator)
+        sm_count, shared_limit = compiler.device_properties(arrays.device_id)
+        itemsize = arrays.itemsize(x)
+        plan = plan_cross_entropy(
+            rows, classes, inner, itemsize, probability_target=probability, sm_count=sm_count,
+            shared_limit=shared_limit, chunk_bytes_target=launch.CHUNK_BYTES_TARGET,  # read now: benchmarks sweep it
+        )
+        reduce = reduction != "none"
+        with_z = z_loss > 0 or return_z_loss
+        kind = upstream_kind(grad_output, reduction) if compute_grad else "ones"
+        upstream_array = arrays.contiguous(arrays.astype(grad_output, dtype)) if kind == "array" else None
+        upstream_device = arrays.astype(grad_output, accumulator) if kind == "device" else None
+
+        # the mean's divisors: the row count for probabilities; for class indices, sum w_y and the rows kept
+        mean_scale = 1.0
+        divisors = None
+        if reduction == "mean" and probability:
+            mean_scale = reciprocal(rows)
+        elif reduction == "mean":
+            divisors = _class_divisors(arrays, t, w, rows, classes, ignore_index, accumulator, sm_count)
+        divisors_pointer = 0 if divisors is None else arrays.scratch_pointer(divisors)
+
+        grad = None
+        if compute_grad:
+            usable = out is not None and usable_out(tuple(out.shape), arrays.strides(out), arrays.dtype(out), shape, dtype)
+            grad = out if usable else arrays.empty(shape, dtype)
+        loss_shape = () if reduce else _loss_shape(shape)
+        loss_out = arrays.empty(loss_shape, dtype)
+        z_out = arrays.empty(loss_shape, dtype) if return_z_loss else None
+        width = 2 if with_z else 1
+        partials = arrays.scratch(width * plan.workers, accumulator) if reduce else None
+
+        logits_pointer, grad_pointer = arrays.pointer(x), arrays.pointer(grad)
+        vectorised = (
+            plan.layout != CrossEntropyLayout.THREAD_PER_ROW
+            and (classes * itemsize) % 16 == 0
+            and is_aligned(logits_pointer, grad_pointer or None)
+        )
+        spec = specialisation.cross_entropy(
+            dtype, arrays.dtype(t), probability_target=probability, weight=w is not None,
+            smoothing=label_smoothing > 0, softcap=softcap is not None, z_loss=z_loss > 0, return_z=return_z_loss,
+            compute_grad=compute_grad, reduce=reduce, grad_output_array=kind == "array", layout=plan.layout,
+            cluster=plan.cluster, threads=plan.threads,
+        )
+        grad_scale = host_upstream(grad_output, kind) * mean_scale
+        compiler.launch(
+            spec, "lossk_cross_entropy", plan.grid, plan.threads,
+            arguments.cross_entropy(
+                logits=logits_pointer, target_index=0 if probability else arrays.pointer(t),
+                target_probability=arrays.pointer(t) if probability else 0, class_weight=arrays.pointer(w),
+                grad_output=arrays.pointer(upstream_array), grad=grad_pointer,
+                loss_out=0 if reduce else arrays.pointer(loss_out),
+                z_out=0 if (reduce or z_out is None) else arrays.pointer(z_out),
+                partials=0 if partials is None else arrays.scratch_pointer(partials), rows=rows, classes=classes,
+                inner=inner, vectorised=vectorised, ignore_index=ignore_index, smoothing=label_smoothing,
+                softcap=softcap or 0.0, z_loss=z_loss, ce_scale=grad_scale, z_scale=grad_scale,
+                upstream=arrays.pointer(upstream_device), divisors=divisors_pointer, accumulator=accumulator,
+            ),
+            shared_bytes=plan.shared_bytes,
+        )
+        if reduce:
+            loss_scale = mean_scale
+            compiler.launch(
+                spec, "lossk_cross_entropy_finish", 1, FINISH_THREADS,
+                arguments.cross_entropy_finish(
+                    partials=arrays.scratch_pointer(partials), count=plan.workers, ce_scale=loss_scale,
+                    z_scale=loss_scale, divisors=divisors_pointer, out=arrays.pointer(loss_out),
+                    z_out=arrays.pointer(z_out), accumulator=accumulator,
+                ),
+            )
+    return ((loss_out, z_out) if return_z_loss else loss_out), grad
+
+
+@register("nll_loss", "cupy", writes_out=True)
+def nll_loss(input, target, *, xp, reduction, grad_output, compute_grad, out, weight, ignore_index):  # noqa: ANN001, ANN201
+    """Negative log-likelihood: a per-row kernel for the loss, a vectorised fill for the gradient."""
+    arrays = DeviceArrays(input)
+    with arrays.on_device():
+        x = arrays.contiguous(input)
+        shape = tuple(x.shape)
+        dtype = arrays.dtype(x)
+        accumulator = specialisation.accumulator_name(dtype)
+        rows, classes, inner = class_layout(shape)
+        t = arrays.contiguous(target)
+        w = None if weight is None else arrays.astype(arrays.contiguous(weight), accumulator)
+        sm_count, _ = compiler.device_properties(arrays.device_id)
+        reduce = reduction != "none"
+        kind = upstream_kind(grad_output, reduction) if compute_grad else "ones"
+        upstream_array = arrays.contiguous(arrays.astype(grad_output, dtype)) if kind == "array" else None
+        upstream_device = arrays.astype(grad_output, accumulator) if kind == "device" else None
+        spec = specialisation.nll_loss(
+            dtype, arrays.dtype(t), weight=w is not None, reduce=reduce, grad_output_array=kind == "array"
+        )
+        loss_out = arrays.empty(() if reduce else _loss_shape(shape), dtype)
+        row_grid = grid_for_elements(rows, 1, sm_count, threads=CLASS_THREADS)
+        partials = arrays.scratch(2 * row_grid, accumulator) if reduce else None
+        divisor = arrays.scratch(1, accumulator) if reduce else None
+        compiler.launch(
+            spec, "lossk_nll_rows", row_grid, CLASS_THREADS,
+            arguments.nll_rows(
+                input=arrays.pointer(x), target=arrays.pointer(t), class_weight=arrays.pointer(w), rows=rows,
+                classes=classes, inner=inner, ignore_index=ignore_index,
+                loss_out=0 if reduce else arrays.pointer(loss_out),
+                partials=0 if partials is None else arrays.scratch_pointer(partials),
+            ),
+        )
+        if reduce:
+            compiler.launch(
+                spec, "lossk_nll_finish", 1, FINISH_THREADS,
+                arguments.nll_finish(
+                    partials=arrays.scratch_pointer(partials), count=row_grid, loss_scale=1.0,
+                    divide=reduction == "mean", out=arrays.pointer(loss_out),
+                    divisor=arrays.scratch_pointer(divisor), accumulator=accumulator,
+                ),
+            )
+        grad = None
+        if compute_grad:
+            usable = out is not None and usable_out(tuple(out.shape), arrays.strides(out), arrays.dtype(out), shape, dtype)
+            grad = out if usable else arrays.empty(shape, dtype)
+            elements = math.prod(shape)
+            grad_pointer = arrays.pointer(grad)
+            compiler.launch(
+                spec, "lossk_nll_grad", grid_for_elements(elements, vector_width(arrays.itemsize(x)), sm_count),
+                CLASS_THREADS,
+                arguments.nll_grad(
+                    target=arrays.pointer(t), class_weight=arrays.pointer(w),
+                    grad_output=arrays.pointer(upstream_array), grad=grad_pointer, elements=elements,
+                    classes=classes, inner=inner, ignore_index=ignore_index, vectorised=is_aligned(grad_pointer),
+                    grad_scale=host_upstream(grad_output, kind), upstream=arrays.pointer(upstream_device),
+                    divisor=arrays.scratch_pointer(divisor) if reduction == "mean" else 0,
+                    accumulator=accumulator,
+                ),
+            )
+    return loss_out, grad

@@ -1,0 +1,164 @@
+"""Host side of the fused cross-entropy and NLL kernels (``lossk._kernels.numba.classification``).
+
+The adapters lay the input out as rows for the kernels: (C,) as one row (1, C), (N, C) as it is,
+(N, C, d1, ...) as (N, C, S) with S = d1 · ... (row (n, s) strided, no transposed copy). They bring
+everything to the compute dtype (float16 computes in float32) and C order, compute the 'mean' divisors,
+turn ``grad_output`` into per-row upstream factors, and write the gradient straight into ``out`` — or
+into the logits themselves in in-place mode — whenever ``out`` is C-contiguous in the compute dtype.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from lossk._dispatch import register
+from lossk._kernels.numba import classification as kernels
+
+CROSS_ENTROPY_CROSSOVER_SIZE = 1 << 12
+"""From this many logits on, ``backend="auto"`` prefers the fused kernel to the NumPy reference.
+
+Measured on the 2-core development machine (bench/NOTES.md, helper D): the kernel's fixed cost (argument
+preparation and the parallel launch, ~20 µs) equals the reference's several NumPy passes near 1-2 K
+elements whatever the row length; 2^12 leaves a margin.
+"""
+
+NLL_CROSSOVER_SIZE = 1 << 12
+"""The same for ``nll_loss`` (its kernel reads one element per row and writes the gradient rows)."""
+
+
+def _compute_dtype(dtype: np.dtype) -> np.dtype:
+    return np.dtype(np.float32) if np.dtype(dtype).itemsize < 4 else np.dtype(dtype)
+
+
+def _rows(array: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """``array`` (C,), (N, C) or (N, C, d1, ...) as C-contiguous (1, C), (N, C) or (N, C, S) of ``dtype``.
+
+    A view when ``array`` already is C-contiguous in ``dtype``, else a copy.
+    """
+    array = np.ascontiguousarray(array, dtype=dtype)
+    if array.ndim == 1:
+        return array.reshape(1, -1)
+    if array.ndim == 2:
+        return array
+    return array.reshape(array.shape[0], array.shape[1], -1)
+
+
+def _row_count(rows: np.ndarray) -> int:
+    return rows.shape[0] * (rows.shape[2] if rows.ndim == 3 else 1)
+
+
+def _gradient_buffer(input: np.ndarray, logits: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+    """Where the kernel writes the gradient, laid out like ``logits``.
+
+    ``out`` itself when it is C-contiguous in the compute dtype (in-place mode: the kernel sees the same
+    memory as ``logits``); ``logits`` when that is a private copy of ``input`` (the kernel works in place
+    on it); else a new array.
+    """
+    if out is not None and out.dtype == logits.dtype and out.flags.c_contiguous:
+        return out.reshape(logits.shape)
+    if not np.may_share_memory(logits, input):
+        return logits
+    return np.empty_like(logits)
+
+
+def _upstream(reduction: str, grad_output: Any, n_rows: int) -> tuple[float, np.ndarray]:
+    """(scalar upstream gradient, per-row upstream factors (R,) float64) for the kernels."""
+    if reduction == "none":
+        if grad_output is None:
+            return 1.0, np.ones(n_rows)
+        return 1.0, np.ascontiguousarray(grad_output, dtype=np.float64).reshape(-1)
+    return (1.0 if grad_output is None else float(grad_output)), np.ones(n_rows)
+
+
+def _divide(numerator: float, divisor: float) -> np.float64:
+    """numerator / divisor with IEEE semantics (0 / 0 = NaN, x / 0 = inf), as the reference's arrays give."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.float64(numerator) / np.float64(divisor)
+
+
+def _reduced(reduction: str, total: float, row_values: np.ndarray, divisor: float, loss_shape: tuple[int, ...],
+             dtype: np.dtype) -> np.ndarray:
+    if reduction == "none":
+        return row_values.reshape(loss_shape).astype(dtype)
+    return np.asarray(total if reduction == "sum" else _divide(total, divisor), dtype=dtype)
+
+
+def _finish_gradient(grad: np.ndarray, input: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+    """The gradient in ``input``'s shape and dtype, in ``out`` when given."""
+    grad = grad.reshape(input.shape)
+    if out is None:
+        return grad.astype(input.dtype, copy=False)
+    if not np.may_share_memory(grad, out):
+        out[...] = grad
+    return out
+
+
+@register("cross_entropy", "numba", auto_min_size=CROSS_ENTROPY_CROSSOVER_SIZE, writes_out=True)
+def cross_entropy(
+    input: np.ndarray, target: np.ndarray, *, xp: ModuleType, reduction: str, grad_output: Any,
+    compute_grad: bool, out: np.ndarray | None = None, weight: np.ndarray | None, ignore_index: int,
+    label_smoothing: float, z_loss: float = 0.0, softcap: float | None = None, return_z_loss: bool = False,
+) -> tuple[Any, np.ndarray | None]:
+    """``lossk.cross_entropy`` by the fused kernel; the contract of ``lossk._reference.classification``."""
+    dtype = _compute_dtype(input.dtype)
+    logits = _rows(input, dtype)
+    n_rows, n_classes = _row_count(logits), logits.shape[1]
+    loss_shape = () if input.ndim == 1 else (input.shape[0], *input.shape[2:])
+    class_weight = None if weight is None else np.ascontiguousarray(weight, dtype=dtype)
+    if np.issubdtype(target.dtype, np.integer):
+        labels = np.ascontiguousarray(target, dtype=np.int64).reshape(-1)
+        probabilities = None
+        divisor, z_divisor = kernels.label_weight_sums(labels, class_weight, ignore_index)
+    else:
+        labels = None
+        probabilities = _rows(target, dtype)
+        divisor = z_divisor = float(n_rows)
+    upstream, row_upstream = _upstream(reduction, grad_output, n_rows)
+    mean = reduction == "mean"
+    scale = _divide(upstream, divisor) if mean else upstream
+    z_scale = _divide(upstream, z_divisor) if mean else upstream
+    grad = _gradient_buffer(input, logits, out) if compute_grad else None
+    row_loss = np.empty(n_rows)
+    row_z_loss = np.empty(n_rows)
+    loss_total, z_loss_total = kernels.cross_entropy(
+        logits, labels, probabilities, grad, class_weight, ignore_index, float(label_smoothing),
+        float(z_loss), None if softcap is None else dtype.type(softcap), float(scale), float(z_scale),
+        row_upstream, row_loss, row_z_loss, kernels.chunk_rows(n_classes),
+    )
+    if reduction == "none":
+        value = row_loss.reshape(loss_shape).astype(input.dtype)
+    else:
+        ce_part = loss_total if reduction == "sum" else _divide(loss_total, divisor)
+        z_part = z_loss_total if reduction == "sum" else _divide(z_loss_total, z_divisor)
+        value = np.asarray(ce_part + z_part, dtype=input.dtype)
+    if return_z_loss:
+        value = (value, _reduced(reduction, z_loss_total, row_z_loss, z_divisor, loss_shape, input.dtype))
+    return value, (None if grad is None else _finish_gradient(grad, input, out))
+
+
+@register("nll_loss", "numba", auto_min_size=NLL_CROSSOVER_SIZE, writes_out=True)
+def nll_loss(
+    input: np.ndarray, target: np.ndarray, *, xp: ModuleType, reduction: str, grad_output: Any,
+    compute_grad: bool, out: np.ndarray | None = None, weight: np.ndarray | None, ignore_index: int,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """``lossk.nll_loss`` by the fused kernel; the contract of ``lossk._reference.classification``."""
+    dtype = _compute_dtype(input.dtype)
+    log_probabilities = _rows(input, dtype)
+    n_rows = _row_count(log_probabilities)
+    loss_shape = () if input.ndim == 1 else (input.shape[0], *input.shape[2:])
+    class_weight = None if weight is None else np.ascontiguousarray(weight, dtype=dtype)
+    labels = np.ascontiguousarray(target, dtype=np.int64).reshape(-1)
+    divisor, _ = kernels.label_weight_sums(labels, class_weight, ignore_index)
+    upstream, row_upstream = _upstream(reduction, grad_output, n_rows)
+    scale = _divide(upstream, divisor) if reduction == "mean" else upstream
+    grad = _gradient_buffer(input, log_probabilities, out) if compute_grad else None
+    row_loss = np.empty(n_rows)
+    total = kernels.nll_loss(
+        log_probabilities, labels, grad, class_weight, ignore_index, float(scale), row_upstream, row_loss,
+        kernels.chunk_rows(log_probabilities.shape[1]),
+    )
+    value = _reduced(reduction, total, row_loss, divisor, loss_shape, input.dtype)
+    return value, (None if grad is None else _finish_gradient(grad, input, out))

@@ -1,0 +1,295 @@
+"""A linear layer and cross-entropy in one call that never materialises the (N, V) logits.
+
+An LLM's last layer maps N hidden states (N, H) to logits over a vocabulary of V classes; the logits and
+their gradient are the largest arrays of a training step. ``linear_cross_entropy`` goes over the tokens in
+chunks: a chunk's logits come from the namespace's own matrix product (the BLAS behind NumPy, cuBLAS behind
+CuPy and PyTorch), ``cross_entropy.value_and_grad(..., inplace=True)`` overwrites them with their gradient
+(a fused kernel on the Numba and CUDA backends, no further memory), and the two gradient products are
+accumulated. Peak extra memory is one chunk, whatever N.
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+from . import classification
+from ._array_api import Array, namespace_of
+from ._dispatch import select
+from ._reduction import compute_dtype
+from ._validation import (
+    check_array,
+    check_class_indices,
+    check_floating,
+    check_grad_output,
+    check_integer,
+    check_nonnegative,
+    check_positive,
+    check_reduction,
+    check_shape,
+    check_unit_interval,
+)
+
+LOGITS_CHUNK_BYTES = 32 * 2**20
+"""``chunk_size=None`` takes as many tokens as fit this many bytes of logits (in the input's dtype)."""
+
+UNFUSED_TEMPORARIES = 8
+"""A cross-entropy that does not write its gradient in place (the reference) makes about this many
+chunk-sized temporaries, so its chunks are this many times smaller."""
+
+WEIGHT_GRADIENT_BLOCK_BYTES = 8 * 2**20
+"""d_linear_weight += g.T @ x goes over the vocabulary in blocks of about this many bytes, the product's
+only temporary (the Array API has no in-place matrix product)."""
+
+
+@dataclass(frozen=True)
+class ChunkedCall:
+    """A validated call of :func:`linear_cross_entropy`."""
+
+    xp: ModuleType
+    input: Array
+    linear_weight: Array
+    target: Array
+    linear_bias: Array | None
+    reduction: str
+    z_loss: float
+    return_z_loss: bool
+    chunk_rows: int
+    cross_entropy_options: dict[str, Any]
+    """weight, ignore_index, label_smoothing, softcap and backend, passed to every chunk's cross-entropy."""
+
+
+class LinearCrossEntropy:
+    """``linear_cross_entropy(input, linear_weight, target, ...)`` returns the loss;
+    ``.value_and_grad`` returns ``(loss, (d_input, d_linear_weight, d_linear_bias))``."""
+
+    def __init__(self, prepare: Callable[..., ChunkedCall]) -> None:
+        functools.update_wrapper(self, prepare)
+        self._prepare = prepare
+
+    def __repr__(self) -> str:
+        return "<lossk loss function linear_cross_entropy>"
+
+    def __call__(self, input: Array, linear_weight: Array, target: Array, /, **options: Any) -> Any:
+        """The loss (``(loss, z_term)`` with ``return_z_loss=True``); nothing is kept for a backward pass."""
+        value, _ = _run(self._prepare(input, linear_weight, target, **options), compute_grad=False, grad_output=None)
+        return value
+
+    def value_and_grad(
+        self, input: Array, linear_weight: Array, target: Array, /, *, grad_output: Any = None, **options: Any
+    ) -> tuple[Any, tuple[Array, Array, Array | None]]:
+        """``(loss, (d_input, d_linear_weight, d_linear_bias))``, d_linear_bias None without a bias.
+
+        The loss is ``(loss, z_term)`` with ``return_z_loss=True``. ``grad_output`` is the upstream gradient:
+        a scalar for 'mean' and 'sum' (default 1), an (N,) array for 'none' (default ones).
+        """
+        call = self._prepare(input, linear_weight, target, **options)
+        grad_output = check_grad_output(grad_output, call.reduction, (input.shape[0],), input)
+        return _run(call, compute_grad=True, grad_output=grad_output)
+
+
+@LinearCrossEntropy
+def linear_cross_entropy(
+    input: Array,
+    linear_weight: Array,
+    target: Array,
+    *,
+    linear_bias: Array | None = None,
+    weight: Array | None = None,
+    ignore_index: int = -100,
+    label_smoothing: float = 0.0,
+    reduction: str = "mean",
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    return_z_loss: bool = False,
+    chunk_size: int | None = None,
+    backend: str = "auto",
+) -> ChunkedCall:
+    r"""Cross-entropy of the logits :math:`z = x W^\top + b` of a linear layer, computed chunk by chunk.
+
+    Equal to ``cross_entropy(input @ linear_weight.T + linear_bias, target, weight=weight, ...)`` with
+    every option of :func:`lossk.cross_entropy` (``z_loss``, ``softcap`` and ``return_z_loss`` included),
+    without ever holding the (N, V) logits. With :math:`g = \partial \ell / \partial z` (the
+    cross-entropy's gradient, one chunk of tokens at a time),
+
+    .. math:: \partial \ell / \partial x = g W, \qquad \partial \ell / \partial W = g^\top x, \qquad
+              \partial \ell / \partial b = \textstyle\sum_n g_n .
+
+    ``input`` is (N, H), ``linear_weight`` (V, H) as in ``torch.nn.Linear``, ``linear_bias`` (V,), both in
+    ``input``'s dtype; ``target`` holds N class indices; ``weight`` is the per-class weight (V,). The mean
+    divides by the sum of :math:`w_y` over the tokens not ignored (their count for the z-loss part), summed
+    over all chunks before any chunk is computed. ``chunk_size`` tokens go through at a time; ``None``
+    chooses it so that one chunk's logits take about 32 MiB (4 MiB when the cross-entropy backend is the
+    reference, which makes temporaries). Extra memory beyond the three gradients: one chunk of logits, an
+    (chunk_size, H) product and an 8 MiB block of the weight gradient's product. Matrix products run in the
+    input's dtype (float16 and bfloat16 accumulate in float32 on GPUs) and the weight gradient accumulates
+    over chunks in that dtype. ``backend`` chooses the cross-entropy's backend, as in
+    :func:`lossk.cross_entropy`. PyTorch equivalent: ``torch.nn.functional.linear_cross_entropy`` (pass
+    ``ignore_index=-100`` explicitly: its default is ``None``), chunked with
+    ``options=torch.nn.LinearCrossEntropyOptions()``.
+
+    >>> import numpy as np, lossk
+    >>> x = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    >>> w = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]])
+    >>> loss, (d_x, d_w, d_b) = lossk.linear_cross_entropy.value_and_grad(x, w, np.array([0, 1, 2]), chunk_size=2)
+    >>> round(float(loss), 6), d_x.shape, d_w.shape, d_b
+    (0.988295, (3, 2), (3, 2), None)
+    """
+    for name, array in (("input", input), ("linear_weight", linear_weight), ("target", target)):
+        check_array(name, array)
+    xp = namespace_of(input=input, linear_weight=linear_weight, target=target, linear_bias=linear_bias, weight=weight)
+    check_floating("input", input, xp)
+    if input.ndim != 2:
+        raise ValueError(f"input must have shape (N, H) (tokens, hidden features), got {tuple(input.shape)}")
+    n_tokens, n_features = input.shape
+    if linear_weight.ndim != 2 or linear_weight.shape[1] != n_features:
+        raise ValueError(
+            f"linear_weight must have shape (V, {n_features}) (classes, the input's hidden features), "
+            f"got {tuple(linear_weight.shape)}"
+        )
+    n_classes = linear_weight.shape[0]
+    _check_input_dtype("linear_weight", linear_weight, input)
+    if linear_bias is not None:
+        check_shape("linear_bias", linear_bias, (n_classes,), "one bias per class")
+        _check_input_dtype("linear_bias", linear_bias, input)
+    if weight is not None:
+        check_floating("weight", weight, xp)
+        check_shape("weight", weight, (n_classes,), "one weight per class")
+    check_reduction(reduction)
+    try:
+        ignore_index = operator.index(ignore_index)
+    except TypeError:
+        raise TypeError(f"ignore_index must be an integer, got {ignore_index!r}") from None
+    check_integer("target", target, xp)
+    check_shape("target", target, (n_tokens,), "one class index per row of input")
+    check_class_indices("target", target, n_classes, ignore_index, xp)
+    check_unit_interval("label_smoothing", label_smoothing)
+    check_nonnegative("z_loss", z_loss)
+    if softcap is not None:
+        check_positive("softcap", softcap)
+    if not isinstance(return_z_loss, bool):
+        raise TypeError(f"return_z_loss must be a bool, got {return_z_loss!r}")
+    if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
+        raise ValueError(f"chunk_size must be None or an integer >= 1, got {chunk_size!r}")
+    row_bytes = n_classes * xp.finfo(input.dtype).bits // 8
+    automatic_rows = max(1, LOGITS_CHUNK_BYTES // max(row_bytes, 1))
+    # the backend that will compute the chunks' cross-entropy (this also rejects an unusable backend now)
+    registration = select("cross_entropy", backend, input, n_elements=automatic_rows * n_classes)
+    if chunk_size is None:
+        chunk_size = automatic_rows if registration.writes_out else max(1, automatic_rows // UNFUSED_TEMPORARIES)
+    options = {
+        "weight": weight, "ignore_index": ignore_index, "label_smoothing": float(label_smoothing),
+        "softcap": None if softcap is None else float(softcap), "backend": backend,
+    }
+    return ChunkedCall(
+        xp, input, linear_weight, target, linear_bias, reduction, float(z_loss), return_z_loss,
+        min(chunk_size, max(n_tokens, 1)), options,
+    )
+
+
+def _check_input_dtype(name: str, x: Array, input: Array) -> None:
+    if x.dtype != input.dtype:
+        raise TypeError(f"{name} must have the input's dtype {input.dtype}, got {x.dtype}")
+
+
+def _mean_divisors(call: ChunkedCall) -> tuple[float, float]:
+    """(Σ w_y over the tokens not ignored, their count): what the mean divides the cross-entropy and the
+    z-loss parts by, over all tokens."""
+    xp, target = call.xp, call.target
+    dtype = compute_dtype(xp, call.input.dtype)
+    kept = target != call.cross_entropy_options["ignore_index"]
+    count = float(xp.sum(xp.astype(kept, dtype)))
+    weight = call.cross_entropy_options["weight"]
+    if weight is None:
+        return count, count
+    safe_target = xp.where(kept, target, xp.zeros_like(target))
+    w_y = xp.take(xp.astype(weight, dtype), safe_target)
+    return float(xp.sum(xp.where(kept, w_y, xp.zeros_like(w_y)))), count
+
+
+def _chunk_plan(call: ChunkedCall, grad_output: Any) -> tuple[str, float, Any, Any]:
+    """(each chunk's reduction, its z_loss coefficient, the factor on the summed chunk losses, the upstream
+    gradient of a 'sum' chunk) such that the chunks add up to the requested reduction over all tokens.
+
+    The mean divides the cross-entropy part by D (Σ w_y) and the z part by D_z (tokens kept): a chunk
+    reduced by 'sum' with z_loss · D / D_z, times 1 / D, gives both. A mean over no tokens (D or D_z zero)
+    is NaN, as in PyTorch.
+    """
+    upstream = 1.0 if grad_output is None else grad_output
+    if call.reduction == "sum":
+        return "sum", call.z_loss, 1.0, upstream
+    divisor, z_divisor = _mean_divisors(call)
+    if divisor == 0 or z_divisor == 0:
+        return "sum", call.z_loss, float("nan"), upstream * float("nan")
+    return "sum", call.z_loss * divisor / z_divisor, 1.0 / divisor, upstream / divisor
+
+
+def _run(call: ChunkedCall, *, compute_grad: bool, grad_output: Any) -> tuple[Any, Any]:
+    xp, input, linear_weight, target, bias = call.xp, call.input, call.linear_weight, call.target, call.linear_bias
+    n_tokens = input.shape[0]
+    dtype = compute_dtype(xp, input.dtype)
+    if call.reduction == "none":
+        chunk_reduction, chunk_z_loss, factor = "none", call.z_loss, 1.0
+    else:
+        chunk_reduction, chunk_z_loss, factor, chunk_upstream = _chunk_plan(call, grad_output)
+    options = {
+        **call.cross_entropy_options, "reduction": chunk_reduction, "z_loss": chunk_z_loss,
+        "return_z_loss": call.return_z_loss,
+    }
+    weight_t = xp.matrix_transpose(linear_weight)
+    if compute_grad:
+        d_input = xp.empty_like(input)
+        d_weight = xp.zeros_like(linear_weight)
+        d_bias = None if bias is None else xp.zeros_like(bias)
+    losses, z_terms = [], []
+    for start in range(0, n_tokens, call.chunk_rows):
+        stop = min(start + call.chunk_rows, n_tokens)
+        x = input[start:stop, ...]
+        logits = xp.matmul(x, weight_t)
+        if bias is not None:
+            logits += bias
+        if compute_grad:
+            if call.reduction == "none":
+                chunk_upstream = None if grad_output is None else grad_output[start:stop]
+            value, g = classification.cross_entropy.value_and_grad(
+                logits, target[start:stop], grad_output=chunk_upstream, inplace=True, **options
+            )
+            d_input[start:stop, ...] = xp.matmul(g, linear_weight)
+            _accumulate_transposed_product(xp, d_weight, g, x)
+            if d_bias is not None:
+                d_bias += xp.sum(g, axis=0)
+        else:
+            value = classification.cross_entropy(logits, target[start:stop], **options)
+        loss, z_term = value if call.return_z_loss else (value, None)
+        losses.append(loss)
+        z_terms.append(z_term)
+        del logits, value, loss  # the chunk's logits (and gradient) go before the next chunk's are made
+        if compute_grad:
+            del g
+    result = _combine(xp, losses, call.reduction, factor, dtype, input.dtype)
+    if call.return_z_loss:
+        result = (result, _combine(xp, z_terms, call.reduction, factor, dtype, input.dtype))
+    return result, ((d_input, d_weight, d_bias) if compute_grad else None)
+
+
+def _combine(xp: ModuleType, chunks: list[Array], reduction: str, factor: float, dtype: Any, out_dtype: Any) -> Array:
+    """The chunks' losses as one: concatenated for 'none', else their sum (in ``dtype``) times ``factor``."""
+    if reduction == "none":
+        return xp.concat(chunks) if chunks else xp.zeros((0,), dtype=out_dtype)
+    total = xp.asarray(0.0, dtype=dtype)
+    for loss in chunks:
+        total = total + xp.astype(loss, dtype)
+    return xp.astype(xp.asarray(total * factor), out_dtype)
+
+
+def _accumulate_transposed_product(xp: ModuleType, out: Array, g: Array, x: Array) -> None:
+    """out += g.T @ x, going over out's rows in blocks so that the product's temporary stays small."""
+    n_classes, n_features = out.shape
+    block = max(1, WEIGHT_GRADIENT_BLOCK_BYTES // max(1, n_features * xp.finfo(out.dtype).bits // 8))
+    for start in range(0, n_classes, block):
+        stop = min(start + block, n_classes)
+        out[start:stop, ...] += xp.matmul(xp.matrix_transpose(g[:, start:stop]), x)

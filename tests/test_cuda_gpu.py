@@ -1,0 +1,344 @@
+"""The CUDA kernels on a GPU, against the reference path and against PyTorch (``pytest -m gpu``).
+
+Every loss configuration of ``loss_cases.CASES`` (odd sizes, rows of length 1, unbatched, spatial and
+empty inputs, weights, ignored rows, smoothing, probability targets, saturated logits) runs in float32,
+float64, float16 and bfloat16, under every reduction, on CuPy arrays and on PyTorch CUDA tensors, and is
+compared with the float64 reference (``backend="array_api"``) on the same rounded values, with the
+tolerance of the dtype. Further tests: cross-entropy rows long enough for every launch layout (clusters of
+1 to 8 blocks, streamed rows) with z_loss and softcap, the three forms of grad_output, output buffers
+poisoned with NaN, in-place gradients with no extra device memory, bit-identical repeated runs, PyTorch's
+own GPU results, PyTorch streams, and more than 2^31 elements.
+
+Where there is no GPU (CI) every test is collected and skipped, with the reason.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import ml_dtypes
+import numpy as np
+import pytest
+from loss_cases import CASES, Case, draw, reductions
+
+import lossk
+from lossk import _dispatch
+
+pytestmark = pytest.mark.gpu
+
+DTYPES = ("float32", "float64", "float16", "bfloat16")
+LIBRARIES = ("cupy", "torch")
+
+TOLERANCES = {
+    "float64": (1e-10, 1e-12),
+    "float32": (2e-5, 2e-6),
+    "float16": (2e-3, 2e-3),
+    "bfloat16": (1.6e-2, 1.6e-2),
+}
+"""(rtol, atol relative to the median magnitude) of a kernel result against the float64 reference, after
+the reference is rounded to the kernel's dtype."""
+
+
+@pytest.fixture(autouse=True)
+def _gpu() -> None:
+    if not _dispatch.is_available("cupy"):
+        pytest.skip("needs an NVIDIA GPU with CuPy (pip install 'lossk[cuda12]'); none here")
+
+
+def numpy_dtype(name: str) -> np.dtype:
+    return np.dtype(ml_dtypes.bfloat16) if name == "bfloat16" else np.dtype(name)
+
+
+def rounded(x: np.ndarray, dtype: str) -> np.ndarray:
+    """Floating data rounded to ``dtype`` and back to float64 (what the kernel sees, for the reference)."""
+    if not np.issubdtype(x.dtype, np.floating):
+        return x
+    return np.asarray(x).astype(numpy_dtype(dtype)).astype(np.float64)
+
+
+def to_device(x: np.ndarray | None, dtype: str, library: str) -> Any:
+    """A NumPy array on the GPU: floating data in ``dtype``, integers as they are."""
+    if x is None:
+        return None
+    import cupy
+
+    values = x.astype(numpy_dtype(dtype)) if np.issubdtype(x.dtype, np.floating) else x
+    if library == "cupy":
+        return cupy.asarray(values)
+    import torch
+
+    if dtype == "bfloat16" and np.issubdtype(x.dtype, np.floating):
+        return torch.tensor(x.astype(np.float32), device="cuda").to(torch.bfloat16)
+    return torch.tensor(np.array(values), device="cuda")
+
+
+def to_host(x: Any) -> np.ndarray:
+    """A GPU result as float64 NumPy."""
+    if type(x).__module__.startswith("torch"):
+        import torch
+
+        return x.detach().to(torch.float64).cpu().numpy()
+    return x.get().astype(np.float64)
+
+
+def assert_close(actual: Any, expected: Any, dtype: str, what: str) -> None:
+    actual = to_host(actual)
+    expected = rounded(np.asarray(expected, dtype=np.float64), dtype)
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape}, reference {expected.shape}"
+    rtol, atol = TOLERANCES[dtype]
+    finite = np.abs(expected[np.isfinite(expected)])
+    scale = max(1.0, float(np.median(finite))) if finite.size else 1.0
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol * scale, equal_nan=True, err_msg=what)
+
+
+def reference(loss: str, input: np.ndarray, target: np.ndarray, **options: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The float64 reference (``backend="array_api"``) on NumPy copies."""
+    return getattr(lossk, loss).value_and_grad(input, target, backend="array_api", **options)
+
+
+def draw_rounded(case: Case, dtype: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    input, target, arrays = draw(case, rng)
+    return rounded(input, dtype), rounded(target, dtype), {k: rounded(v, dtype) for k, v in arrays.items()}
+
+
+# ---- every case, dtype, reduction and library against the reference -------------------------------------
+
+
+@pytest.mark.parametrize("library", LIBRARIES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_kernel_matches_the_reference(case: Case, dtype: str, library: str, rng: np.random.Generator) -> None:
+    input, target, arrays = draw_rounded(case, dtype, rng)
+    for reduction in reductions(case.loss):
+        options = {**case.options, "reduction": reduction}
+        expected_loss, expected_grad = reference(case.loss, input, target, **options, **arrays)
+        device_arrays = {k: to_device(v, dtype, library) for k, v in arrays.items()}
+        loss, grad = getattr(lossk, case.loss).value_and_grad(
+            to_device(input, dtype, library), to_device(target, dtype, library), backend="cupy", **options,
+            **device_arrays,
+        )
+        assert type(loss).__module__.split(".")[0] == library and type(grad).__module__.split(".")[0] == library
+        assert_close(loss, expected_loss, dtype, f"{case.id} {reduction} loss")
+        assert_close(grad, expected_grad, dtype, f"{case.id} {reduction} gradient")
+        forward_only = getattr(lossk, case.loss)(
+            to_device(input, dtype, library), to_device(target, dtype, library), backend="cupy", **options,
+            **device_arrays,
+        )
+        assert_close(forward_only, expected_loss, dtype, f"{case.id} {reduction} loss without gradient")
+
+
+# ---- cross-entropy: every launch layout, with z_loss and softcap -------------------------------------------
+
+LONG_ROWS = [
+    ((4, 4096), "index"),  # one block per row, in shared memory
+    ((3, 50000), "index"),  # a cluster of 8 (fp32) / 4 (bf16) blocks
+    ((3, 50001), "index"),  # odd: the unvectorised path through a cluster
+    ((2, 300000), "index"),  # 1.2 MB rows (fp32): 150 KB chunks, shared memory opt-in
+    ((2, 1_100_000), "index"),  # too long for shared memory: streamed twice
+    ((3, 50000), "probability"),  # probabilities: streamed
+    ((6, 40), "ignored"),
+    ((5, 17, 3), "ignored"),  # one thread per row
+    ((9, 1), "index"),  # rows of length 1
+]
+
+
+@pytest.mark.parametrize("library", LIBRARIES)
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16", "float64"])
+@pytest.mark.parametrize(("shape", "target_kind"), LONG_ROWS, ids=lambda v: "x".join(map(str, v)) if isinstance(v, tuple) else v)
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"z_loss": 1e-3, "softcap": 30.0},
+        {"label_smoothing": 0.1, "z_loss": 1e-4, "return_z_loss": True},
+        {"weight": True, "label_smoothing": 0.05, "ignore_index": 1},
+    ],
+    ids=["plain", "z_loss-softcap", "smoothing-z-return", "weight-smoothing"],
+)
+def test_cross_entropy_layouts(
+    shape: tuple[int, ...], target_kind: str, options: dict[str, Any], dtype: str, library: str,
+    rng: np.random.Generator,
+) -> None:
+    options = dict(options)
+    case = Case("cross_entropy", shape, {}, ("weight",) if options.pop("weight", False) else (), target=target_kind)
+    input, target, arrays = draw_rounded(case, dtype, rng)
+    if "ignore_index" in options and target_kind != "probability":
+        target[rng.random(target.shape) < 0.3] = options["ignore_index"]
+    for reduction in ("mean", "sum", "none"):
+        expected_loss, expected_grad = reference("cross_entropy", input, target, reduction=reduction, **options, **arrays)
+        loss, grad = lossk.cross_entropy.value_and_grad(
+            to_device(input, dtype, library), to_device(target, dtype, library), backend="cupy", reduction=reduction,
+            **options, **{k: to_device(v, dtype, library) for k, v in arrays.items()},
+        )
+        if options.get("return_z_loss"):
+            assert_close(loss[1], expected_loss[1], dtype, f"{shape} {reduction} z term")
+            loss, expected_loss = loss[0], expected_loss[0]
+        assert_close(loss, expected_loss, dtype, f"{shape} {reduction} loss")
+        assert_close(grad, expected_grad, dtype, f"{shape} {reduction} gradient")
+
+
+# ---- grad_output: a number, a 0-d device array, an array for 'none' ------------------------------------------
+
+
+@pytest.mark.parametrize("library", LIBRARIES)
+@pytest.mark.parametrize("loss", ["mse_loss", "binary_cross_entropy_with_logits", "cross_entropy", "nll_loss"])
+def test_grad_output_in_every_form(loss: str, library: str, rng: np.random.Generator) -> None:
+    case = Case(loss, (7, 5), target="index" if loss in ("cross_entropy", "nll_loss") else "default")
+    input, target, _ = draw_rounded(case, "float32", rng)
+    x, y = to_device(input, "float32", library), to_device(target, "float32", library)
+    function = getattr(lossk, loss)
+    for reduction, upstream in (("mean", 0.7), ("sum", -1.5)):
+        _, expected = reference(loss, input, target, reduction=reduction, grad_output=upstream)
+        assert_close(function.grad(x, y, backend="cupy", reduction=reduction, grad_output=upstream), expected,
+                     "float32", f"{reduction} grad_output={upstream}")
+        on_device = to_device(np.asarray(upstream), "float32", library)
+        assert_close(function.grad(x, y, backend="cupy", reduction=reduction, grad_output=on_device), expected,
+                     "float32", f"{reduction} 0-d device grad_output")
+    loss_shape = tuple(np.shape(reference(loss, input, target, reduction="none")[0]))
+    upstream = rng.normal(size=loss_shape)
+    _, expected = reference(loss, input, target, reduction="none", grad_output=upstream)
+    got = function.grad(x, y, backend="cupy", reduction="none", grad_output=to_device(upstream, "float32", library))
+    assert_close(got, expected, "float32", "grad_output array")
+
+
+# ---- out=, in place, poisoned buffers ------------------------------------------------------------------------
+
+POISON_CASES = [
+    ("mse_loss", (1027,)), ("l1_loss", (5, 7)), ("huber_loss", (3, 333)), ("binary_cross_entropy_with_logits", (17, 9)),
+    ("kl_div", (9, 13)), ("cross_entropy", (5, 4097)), ("cross_entropy", (3, 50001)), ("cross_entropy", (4, 6, 5)),
+    ("nll_loss", (7, 9)), ("nll_loss", (3, 5, 7)),
+]
+
+
+@pytest.mark.parametrize("library", LIBRARIES)
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize(("loss", "shape"), POISON_CASES)
+def test_out_and_inplace_write_every_element(loss: str, shape: tuple[int, ...], dtype: str, library: str,
+                                            rng: np.random.Generator) -> None:
+    target_kind = "index" if loss in ("cross_entropy", "nll_loss") else "default"
+    options = {"log_target": False} if loss == "kl_div" else {}
+    input, target, _ = draw_rounded(Case(loss, shape, options, target=target_kind), dtype, rng)
+    target_on_device = to_device(target, dtype, library)
+    _, expected = reference(loss, input, target, **options)
+    function = getattr(lossk, loss)
+
+    out = to_device(np.full(shape, np.nan), dtype, library)  # poisoned: an element not written stays NaN
+    grad = function.grad(to_device(input, dtype, library), target_on_device, backend="cupy", out=out, **options)
+    assert grad is out
+    assert not np.isnan(to_host(out)).any()
+    assert_close(out, expected, dtype, "gradient into out=")
+
+    logits = to_device(input, dtype, library)
+    grad = function.grad(logits, target_on_device, backend="cupy", inplace=True, **options)
+    assert grad is logits
+    assert_close(logits, expected, dtype, "gradient in place")
+
+
+def test_cross_entropy_in_place_needs_no_extra_device_memory(rng: np.random.Generator) -> None:
+    import torch
+
+    logits = torch.randn(4096, 32768, device="cuda")  # 512 MiB
+    target = torch.randint(0, 32768, (4096,), device="cuda")
+    lossk.cross_entropy.grad(logits.clone(), target, backend="cupy", inplace=True)  # compile, warm the pools
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    before = torch.cuda.memory_allocated()
+    lossk.cross_entropy.value_and_grad(logits, target, backend="cupy", inplace=True)
+    torch.cuda.synchronize()
+    assert torch.cuda.max_memory_allocated() - before < 1 << 20  # a loss scalar, no logits-sized buffer
+
+
+# ---- determinism -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("loss", ["mse_loss", "binary_cross_entropy_with_logits", "cross_entropy", "nll_loss"])
+def test_repeated_runs_are_bit_identical(loss: str, rng: np.random.Generator) -> None:
+    import cupy
+
+    if loss in ("cross_entropy", "nll_loss"):
+        shape = (3001, 1031)
+        input = rng.normal(size=shape).astype(np.float32)
+        target = rng.integers(0, shape[1], shape[0])
+    else:
+        input = rng.normal(size=2**22 + 3).astype(np.float32)
+        target = rng.uniform(size=input.shape).astype(np.float32)
+    x, y = cupy.asarray(input), cupy.asarray(target)
+    runs = [getattr(lossk, loss).value_and_grad(x, y, backend="cupy") for _ in range(5)]
+    losses = {r[0].get().tobytes() for r in runs}
+    grads = {r[1].get().tobytes() for r in runs}
+    assert len(losses) == 1 and len(grads) == 1
+
+
+# ---- against PyTorch's own GPU kernels -------------------------------------------------------------------------
+
+TORCH_CASES = [
+    ("mse_loss", {}), ("l1_loss", {}), ("huber_loss", {"delta": 0.7}), ("smooth_l1_loss", {"beta": 0.4}),
+    ("binary_cross_entropy", {}), ("binary_cross_entropy_with_logits", {}), ("kl_div", {"log_target": True}),
+    ("cross_entropy", {"label_smoothing": 0.1}), ("nll_loss", {}),
+]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize(("loss", "options"), TORCH_CASES, ids=[c[0] for c in TORCH_CASES])
+def test_matches_pytorch_on_the_gpu(loss: str, options: dict[str, Any], dtype: str, rng: np.random.Generator) -> None:
+    import torch
+    import torch.nn.functional as F
+
+    shape = (257, 1000) if loss in ("cross_entropy", "nll_loss") else (1000, 257)
+    target_kind = "index" if loss in ("cross_entropy", "nll_loss") else "default"
+    input, target, _ = draw_rounded(Case(loss, shape, options, target=target_kind), dtype, rng)
+    x, y = to_device(input, dtype, "torch"), to_device(target, dtype, "torch")
+    for reduction in ("mean", "sum", "none"):
+        leaf = x.clone().requires_grad_(True)
+        expected = getattr(F, loss)(leaf, y, reduction=reduction, **options)
+        (expected_grad,) = torch.autograd.grad(expected, leaf, torch.ones_like(expected))
+        loss_value, grad = getattr(lossk, loss).value_and_grad(x, y, backend="cupy", reduction=reduction, **options)
+        assert_close(loss_value, to_host(expected), dtype, f"{loss} {reduction} loss vs torch")
+        assert_close(grad, to_host(expected_grad), dtype, f"{loss} {reduction} gradient vs torch")
+
+
+# ---- PyTorch interop: device, stream, dtype ----------------------------------------------------------------------
+
+
+def test_torch_tensors_come_back_on_the_same_device_and_stream(rng: np.random.Generator) -> None:
+    import torch
+
+    x = torch.randn(8192, 1000, device="cuda", dtype=torch.bfloat16)
+    y = torch.randint(0, 1000, (8192,), device="cuda")
+    expected_loss, expected_grad = lossk.cross_entropy.value_and_grad(x, y, backend="cupy")
+    torch.cuda.synchronize()
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        loss, grad = lossk.cross_entropy.value_and_grad(x, y, backend="cupy")  # enqueued on `stream`
+        total = loss.float() + grad.float().sum()  # PyTorch work after it on the same stream
+    stream.synchronize()
+    assert loss.dtype == torch.bfloat16 and grad.dtype == torch.bfloat16 and grad.device == x.device
+    assert torch.equal(loss, expected_loss) and torch.equal(grad, expected_grad)
+    assert torch.isfinite(total)
+    assert _dispatch.select("cross_entropy", "auto", x).implementation.__module__ == "lossk._backends.cupy.class_losses"
+
+
+# ---- 64-bit indexing ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_more_than_2_31_elements() -> None:
+    import torch
+
+    rows, classes = 16385, 131072  # 2^31 + 131072 bfloat16 logits (4 GiB)
+    logits = torch.randn(rows, classes, device="cuda", dtype=torch.bfloat16)
+    target = torch.randint(0, classes, (rows,), device="cuda")
+    last = logits[-2:].float().cpu().numpy()
+    loss = lossk.cross_entropy(logits, target, backend="cupy", reduction="none")
+    grad = lossk.cross_entropy.grad(logits, target, backend="cupy", reduction="sum", inplace=True)
+    expected_loss, expected_grad = reference("cross_entropy", last.astype(np.float64), target[-2:].cpu().numpy(),
+                                             reduction="none")
+    assert_close(loss[-2:], expected_loss, "bfloat16", "the last rows' loss (offsets beyond 2^31)")
+    assert_close(grad[-2:], expected_grad, "bfloat16", "the last rows' gradient")
+
+    flat = torch.randn(2**31 + 17, device="cuda")  # 8 GiB of float32
+    value, flat_grad = lossk.mse_loss.value_and_grad(flat, torch.zeros_like(flat), backend="cupy", reduction="sum")
+    assert math.isclose(float(value), float((flat.double() ** 2).sum()), rel_tol=1e-4)
+    assert torch.equal(flat_grad[-17:], 2 * flat[-17:])

@@ -1,0 +1,307 @@
+"""The host side of the CUDA backend, without a GPU or CuPy: specialisations, launch plans, argument
+packing against the kernels' parameter lists, layouts, DLPack decisions, sources and registration."""
+
+from __future__ import annotations
+
+import inspect
+import math
+import re
+
+import ml_dtypes
+import numpy as np
+import pytest
+import torch
+
+from lossk import _dispatch
+from lossk._backends.cupy import arguments, interop, launch, layout, scaling, sources, specialisation
+from lossk._backends.cupy.launch import plan_cross_entropy
+from lossk._backends.cupy.specialisation import CrossEntropyLayout, OptionLayout
+
+H100_SMS = 132
+H100_SHARED_OPTIN = 227 * 1024
+
+# ---- specialisation ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("dtype", "name"),
+    [
+        (np.float32, "float32"), (np.dtype("float16"), "float16"), (ml_dtypes.bfloat16, "bfloat16"),
+        (np.dtype(ml_dtypes.bfloat16), "bfloat16"), (torch.bfloat16, "bfloat16"), (torch.float64, "float64"),
+        (torch.int64, "int64"), (np.uint8, "uint8"),
+    ],
+)
+def test_dtype_names_of_every_library(dtype: object, name: str) -> None:
+    assert specialisation.dtype_name(dtype) == name
+
+
+def test_dtype_codes_and_accumulators() -> None:
+    assert [specialisation.float_code(n) for n in ("float32", "float64", "float16", "bfloat16")] == [0, 1, 2, 3]
+    assert specialisation.accumulator_name(torch.float64) == "float64"
+    assert {specialisation.accumulator_name(d) for d in (np.float16, torch.bfloat16, np.float32)} == {"float32"}
+    with pytest.raises(TypeError, match="float16, bfloat16, float32 and float64"):
+        specialisation.float_code(np.int32)
+    with pytest.raises(TypeError, match="class indices"):
+        specialisation.index_code(np.uint16)
+
+
+def test_elementwise_options_are_minus_d_flags() -> None:
+    spec = specialisation.elementwise(
+        "huber_loss", np.float16, np.float32, weight=OptionLayout.PERIODIC, pos_weight=OptionLayout.NONE,
+        log_target=False, compute_grad=False, reduce=True, grad_output_array=True,
+    )
+    flags = dict(option[2:].split("=") for option in spec.options())
+    assert flags == {
+        "LOSSK_LOSS": "2", "LOSSK_INPUT": "2", "LOSSK_TARGET": "0", "LOSSK_WEIGHT": "2", "LOSSK_POS_WEIGHT": "0",
+        "LOSSK_LOG_TARGET": "0", "LOSSK_GRAD": "0", "LOSSK_REDUCE": "1",
+        "LOSSK_GRAD_OUTPUT": "0",  # no gradient, so no upstream array: one variant, not two
+    }
+
+
+def test_cross_entropy_return_z_turns_the_z_term_on() -> None:
+    spec = specialisation.cross_entropy(
+        torch.bfloat16, torch.int32, probability_target=False, weight=False, smoothing=False, softcap=False,
+        z_loss=False, return_z=True, compute_grad=True, reduce=True, grad_output_array=False,
+        layout=CrossEntropyLayout.ROWS_SHARED, cluster=8, threads=512,
+    )
+    flags = dict(spec.defines)
+    assert (flags["LOSSK_Z_LOSS"], flags["LOSSK_RETURN_Z"], flags["LOSSK_INDEX"], flags["LOSSK_CLUSTER"]) == (1, 1, 1, 8)
+    assert "LOSSK_TARGET" not in flags
+    assert hash(spec) == hash(specialisation.cross_entropy(
+        "bfloat16", "int32", probability_target=False, weight=False, smoothing=False, softcap=False,
+        z_loss=False, return_z=True, compute_grad=True, reduce=True, grad_output_array=False,
+        layout=CrossEntropyLayout.ROWS_SHARED, cluster=8, threads=512,
+    ))  # the compile cache key does not depend on which library named the dtype
+
+
+# ---- launch configuration -------------------------------------------------------------------------------
+
+
+def test_vector_width_and_alignment() -> None:
+    assert [launch.vector_width(s) for s in (8, 4, 2)] == [2, 4, 8]
+    assert launch.is_aligned(0, 256, None, 4096)
+    assert not launch.is_aligned(256, 260)
+
+
+@pytest.mark.parametrize("elements", [0, 1, 3, 255, 1024, 4097, 2**20 + 3, 2**28, 2**31 + 5])
+@pytest.mark.parametrize("step", [1, 2, 4, 8])
+def test_element_grids_cover_the_input_within_one_wave(elements: int, step: int) -> None:
+    grid = launch.grid_for_elements(elements, step, H100_SMS)
+    assert 1 <= grid <= H100_SMS * launch.BLOCKS_PER_SM
+    if grid < H100_SMS * launch.BLOCKS_PER_SM:  # below the cap: one step per thread at most
+        assert grid * launch.ELEMENTWISE_THREADS * step >= elements
+    assert grid == launch.grid_for_elements(elements, step, H100_SMS)  # deterministic: same partials every run
+
+
+@pytest.mark.parametrize(
+    ("rows", "classes", "itemsize", "cluster", "chunk_bytes"),
+    [
+        (4096, 131072, 4, 8, 64 * 1024),  # 512 KB rows: the issue's large case, over a cluster of 8
+        (4096, 131072, 2, 8, 32 * 1024),
+        (16384, 32768, 4, 4, 32 * 1024),
+        (16384, 32768, 2, 2, 32 * 1024),
+        (8, 1000, 4, 1, 4000),
+        (3, 33, 8, 1, 34 * 8),  # rounded up to whole 16-byte vectors
+    ],
+)
+def test_rows_that_fit_are_held_in_shared_memory(rows: int, classes: int, itemsize: int, cluster: int, chunk_bytes: int) -> None:
+    plan = plan_cross_entropy(rows, classes, 1, itemsize, probability_target=False, sm_count=H100_SMS,
+                              shared_limit=H100_SHARED_OPTIN)
+    vec = launch.vector_width(itemsize)
+    assert (plan.layout, plan.cluster, plan.shared_bytes) == (CrossEntropyLayout.ROWS_SHARED, cluster, chunk_bytes)
+    assert plan.shared_bytes + launch.STATIC_SHARED_RESERVE <= H100_SHARED_OPTIN
+    assert (plan.shared_bytes // itemsize) % vec == 0 and plan.shared_bytes // itemsize * cluster >= classes
+    assert plan.grid == plan.workers * plan.cluster and plan.workers == min(rows, H100_SMS * launch.ROW_WORKERS_PER_SM)
+    assert plan.threads in (128, 256, 512, 1024)
+
+
+def test_other_rows_are_streamed_or_one_per_thread() -> None:
+    def plan(rows: int, classes: int, inner: int, probability: bool = False) -> launch.CrossEntropyPlan:
+        return plan_cross_entropy(rows, classes, inner, 4, probability_target=probability, sm_count=H100_SMS,
+                                  shared_limit=H100_SHARED_OPTIN)
+
+    assert plan(64, 2**20, 1).layout == CrossEntropyLayout.ROWS_STREAMED  # 4 MB rows: 512 KB per block of 8
+    assert plan(64, 50000, 1, probability=True).layout == CrossEntropyLayout.ROWS_STREAMED
+    assert plan(64 * 128, 21, 128).layout == CrossEntropyLayout.THREAD_PER_ROW  # (N, C, d): strided classes
+    assert plan(1000, 1, 1).layout == CrossEntropyLayout.THREAD_PER_ROW  # rows of length 1
+    small = plan(5, 10, 1)
+    assert (small.layout, small.grid, small.workers, small.shared_bytes) == (CrossEntropyLayout.THREAD_PER_ROW, 1, 1, 0)
+    without_optin = plan_cross_entropy(4, 131072, 1, 4, probability_target=False, sm_count=8, shared_limit=48 * 1024)
+    assert without_optin.layout == CrossEntropyLayout.ROWS_STREAMED  # 64 KB chunks do not fit 48 KB
+
+
+# ---- layouts --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("compact_shape", "shape"),
+    [((5,), (3, 5)), ((1, 5), (3, 5)), ((), (4, 2)), ((2, 3), (4, 2, 3)), ((3, 1), (3, 4)), ((4, 2), (4, 2)),
+     ((1,), (7,)), ((2, 1, 3), (2, 1, 3))],
+)
+def test_broadcast_period_reads_broadcast_views_without_copying(compact_shape: tuple, shape: tuple) -> None:
+    base = np.arange(math.prod(compact_shape), dtype=np.float32).reshape(compact_shape)
+    view = np.broadcast_to(base, shape)
+    strides = tuple(s // view.itemsize for s in view.strides)
+    period = layout.broadcast_period(shape, strides)
+    flat = view.reshape(-1)
+    if period is None:  # (3, 1) -> (3, 4): the repeated axis is last, not a compact trailing block
+        assert compact_shape == (3, 1)
+        return
+    compact = np.lib.stride_tricks.as_strided(view, (period,), (view.itemsize,))
+    assert np.array_equal(compact[np.arange(flat.size) % period], flat)
+
+
+def test_contiguity_and_class_layout() -> None:
+    assert layout.is_c_contiguous((4, 3), (3, 1)) and layout.is_c_contiguous((4, 1), (1, 7))
+    assert not layout.is_c_contiguous((4, 3), (1, 4)) and not layout.is_c_contiguous((4, 3), (6, 2))
+    assert layout.broadcast_period((0, 3), (3, 1)) == 0
+    assert layout.class_layout((7,)) == (1, 7, 1)
+    assert layout.class_layout((4, 7)) == (4, 7, 1)
+    assert layout.class_layout((4, 7, 2, 3)) == (24, 7, 6)
+
+
+# ---- sources and kernel signatures -----------------------------------------------------------------------
+
+
+def test_sources_inline_their_headers_once() -> None:
+    assert sources.cuda_sources() == ["cross_entropy.cu", "elementwise.cu", "nll_loss.cu"]
+    for name in sources.cuda_sources():
+        text = sources.kernel_source(name)
+        assert not re.search(r'^\s*#\s*include\s+"', text, re.MULTILINE), name
+        assert text.count("struct f16_t") == 1, name  # common.cuh once, even when two headers include it
+        code = re.sub(r"//[^\n]*", "", text)
+        assert "INFINITY" not in code  # NVRTC has no INFINITY macro
+
+
+def _kernel_parameters(source: str, kernel: str) -> list[str]:
+    """The C parameter declarations of ``kernel`` in ``source`` (KERNEL_ARGS expanded)."""
+    text = sources.kernel_source(source)
+    macro = re.search(r"#define KERNEL_ARGS((?:.*\\\n)*.*)", text)
+    if macro:
+        text = text.replace("(KERNEL_ARGS)", "(" + macro.group(1).replace("\\\n", " ") + ")")
+    match = re.search(rf"\b{kernel}\(([^)]*)\)\s*{{", text)
+    assert match, kernel
+    return [p.strip() for p in match.group(1).split(",")]
+
+
+def _numpy_type(parameter: str, accumulator: type) -> type:
+    if "*" in parameter:
+        return np.uint64
+    kind = parameter.split()[0]
+    return {"index_t": np.int64, "int": np.int32, "ACC": accumulator}[kind]
+
+
+def _dummy_arguments(builder: object, accumulator: str) -> tuple:
+    values = {}
+    for name, parameter in inspect.signature(builder).parameters.items():
+        values[name] = accumulator if name == "accumulator" else (0.5 if parameter.annotation == "float" else 16)
+    return builder(**values)  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("accumulator", ["float32", "float64"])
+@pytest.mark.parametrize(
+    ("source", "kernel", "builder"),
+    [
+        ("elementwise.cu", "lossk_elementwise", arguments.elementwise),
+        ("elementwise.cu", "lossk_sum_partials", arguments.sum_partials),
+        ("elementwise.cu", "lossk_finish", arguments.finish),
+        ("elementwise.cu", "lossk_finish_acc", arguments.finish_acc),
+        ("cross_entropy.cu", "lossk_cross_entropy", arguments.cross_entropy),
+        ("cross_entropy.cu", "lossk_cross_entropy_finish", arguments.cross_entropy_finish),
+        ("nll_loss.cu", "lossk_class_divisor_partials", arguments.class_divisor_partials),
+        ("nll_loss.cu", "lossk_class_divisor_finish", arguments.class_divisor_finish),
+        ("nll_loss.cu", "lossk_nll_rows", arguments.nll_rows),
+        ("nll_loss.cu", "lossk_nll_finish", arguments.nll_finish),
+        ("nll_loss.cu", "lossk_nll_grad", arguments.nll_grad),
+    ],
+)
+def test_argument_tuples_match_the_kernel_parameters(source: str, kernel: str, builder: object, accumulator: str) -> None:
+    parameters = _kernel_parameters(source, kernel)
+    packed = _dummy_arguments(builder, accumulator)
+    expected = [_numpy_type(p, arguments.ACCUMULATORS[accumulator]) for p in parameters]
+    assert [type(a) for a in packed] == expected, list(zip(parameters, [type(a).__name__ for a in packed]))
+
+
+def test_every_launched_kernel_exists_in_its_source() -> None:
+    host = "".join(inspect.getsource(m) for m in (
+        __import__("lossk._backends.cupy.elementwise_losses", fromlist=["x"]),
+        __import__("lossk._backends.cupy.class_losses", fromlist=["x"]),
+    ))
+    launched = set(re.findall(r'"(lossk_[a-z_]+)"', host))
+    defined = set()
+    for name in sources.cuda_sources():
+        defined |= set(re.findall(r"\b(lossk_[a-z_]+)\((?:KERNEL_ARGS|[^)]*)\)\s*\{", sources.kernel_source(name)))
+    assert launched and launched <= defined, launched - defined
+
+
+def test_host_constants_match_the_sources() -> None:
+    def define(source: str, name: str) -> int:
+        return int(re.search(rf"#define {name} (\d+)", sources.kernel_source(source)).group(1))  # type: ignore[union-attr]
+
+    assert define("elementwise.cu", "ELEMENTWISE_THREADS") == launch.ELEMENTWISE_THREADS
+    assert define("elementwise.cu", "FINISH_THREADS") == launch.FINISH_THREADS
+    assert define("nll_loss.cu", "CLASS_THREADS") == launch.CLASS_THREADS
+    assert define("nll_loss.cu", "NLL_GRAD_THREADS") == launch.CLASS_THREADS
+
+
+# ---- scaling and interop decisions --------------------------------------------------------------------------
+
+
+def test_upstream_kinds() -> None:
+    class FakeCupyScalar:
+        pass
+
+    FakeCupyScalar.__module__ = "cupy._core.core"
+    assert scaling.upstream_kind(None, "mean") == "ones"
+    assert scaling.upstream_kind(np.ones(3), "none") == "array"
+    assert scaling.upstream_kind(2.5, "sum") == "host" and scaling.host_upstream(2.5, "host") == 2.5
+    assert scaling.upstream_kind(np.asarray(2.0), "mean") == "host"
+    assert scaling.upstream_kind(torch.tensor(2.0), "mean") == "host"  # a CPU tensor: read on the host
+    assert scaling.upstream_kind(FakeCupyScalar(), "mean") == "device"
+    assert scaling.host_upstream(FakeCupyScalar(), "device") == 1.0
+    assert scaling.reciprocal(4) == 0.25 and scaling.reciprocal(0) == math.inf
+
+
+def test_interop_decisions() -> None:
+    assert interop.library_of(torch.zeros(1)) == "torch"
+    with pytest.raises(TypeError, match="CuPy arrays and PyTorch CUDA tensors"):
+        interop.library_of(np.zeros(1))
+    assert interop.dlpack_view_dtype("torch", "bfloat16") == "int16"
+    assert interop.dlpack_view_dtype("torch", "float16") is None
+    assert interop.dlpack_view_dtype("cupy", "bfloat16") is None
+    assert interop.numpy_dtype("bfloat16") == np.dtype(ml_dtypes.bfloat16)
+    assert interop.usable_out((4, 3), (3, 1), "float32", (4, 3), "float32")
+    assert not interop.usable_out((4, 3), (1, 4), "float32", (4, 3), "float32")  # transposed
+    assert not interop.usable_out((4, 3), (3, 1), "float16", (4, 3), "float32")
+
+
+# ---- registration and dispatch ------------------------------------------------------------------------------
+
+LOSSES = (
+    "mse_loss", "l1_loss", "huber_loss", "smooth_l1_loss", "binary_cross_entropy",
+    "binary_cross_entropy_with_logits", "kl_div", "cross_entropy", "nll_loss",
+)
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_every_loss_is_registered_with_the_reference_options(loss: str) -> None:
+    import lossk._backends.cupy  # noqa: F401 - registers
+
+    cupy_registration = _dispatch._REGISTRY[(loss, "cupy")]
+    reference = _dispatch._REGISTRY[(loss, "array_api")].implementation
+    assert cupy_registration.writes_out
+
+    def keywords(f: object) -> set[str]:
+        return {n for n, p in inspect.signature(f).parameters.items() if p.kind is p.KEYWORD_ONLY}
+
+    assert keywords(cupy_registration.implementation) == keywords(reference) | {"out"}
+
+
+def test_asking_for_cupy_without_a_gpu_raises_a_clear_error() -> None:
+    import lossk
+
+    if _dispatch.is_available("cupy"):
+        pytest.skip("a GPU and CuPy are present here: tests/test_cuda_gpu.py covers this backend")
+    with pytest.raises(lossk.BackendUnavailableError, match=r"backend 'cupy' is not available here; install it with"):
+        lossk.cross_entropy(np.zeros((2, 3)), np.array([0, 1]), backend="cupy")
+    assert lossk.mse_loss(np.zeros(3), np.ones(3)) == 1.0  # auto falls back quietly

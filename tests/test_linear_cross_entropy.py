@@ -1,0 +1,291 @@
+"""linear_cross_entropy against PyTorch: matmul + the cross-entropy formula under float64 autograd, and
+PyTorch's own ``F.linear_cross_entropy``; on every backend, with chunk sizes that do not divide N; and a
+fresh-process check that its peak memory stays far below the full logits'.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from test_cross_entropy_zloss_softcap import z_loss_cross_entropy_formula
+from torch_oracle import assert_close, to_numpy, to_torch
+
+import lossk
+
+N_TOKENS, N_FEATURES, N_CLASSES = 10, 6, 13
+
+
+def draw(rng: np.random.Generator, *, bias: bool, class_weight: bool, ignored: bool) -> dict[str, Any]:
+    """input (N, H), linear_weight (V, H), target (N,) and the optional linear_bias and weight, in float64."""
+    arrays = {
+        "input": rng.normal(0, 1, (N_TOKENS, N_FEATURES)),
+        "linear_weight": rng.normal(0, 1, (N_CLASSES, N_FEATURES)),
+        "target": rng.integers(0, N_CLASSES, N_TOKENS),
+    }
+    if ignored:
+        arrays["target"][rng.random(N_TOKENS) < 0.3] = -100
+        arrays["target"][0] = -100
+    if bias:
+        arrays["linear_bias"] = rng.normal(0, 1, N_CLASSES)
+    if class_weight:
+        arrays["weight"] = rng.uniform(0.2, 2, N_CLASSES)
+    return arrays
+
+
+def torch_linear_cross_entropy(
+    arrays: dict[str, Any], *, grad_output: Any = None, **options: Any
+) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+    """(loss, z-term, (d_input, d_linear_weight, d_linear_bias)) by float64 autograd through matmul + formula."""
+    x = to_torch(arrays["input"]).requires_grad_(True)
+    w = to_torch(arrays["linear_weight"]).requires_grad_(True)
+    b = None if "linear_bias" not in arrays else to_torch(arrays["linear_bias"]).requires_grad_(True)
+    logits = x @ w.T + (0 if b is None else b)
+    loss, z_term = z_loss_cross_entropy_formula(logits, to_torch(arrays["target"]), weight=to_torch(arrays.get("weight")), **options)
+    upstream = torch.ones_like(loss) if grad_output is None else torch.as_tensor(np.asarray(grad_output, np.float64))
+    leaves = [x, w] + ([] if b is None else [b])
+    grads = torch.autograd.grad(loss, leaves, upstream.expand_as(loss))
+    d_bias = None if b is None else grads[2].numpy()
+    return loss.detach().numpy(), z_term.detach().numpy(), (grads[0].numpy(), grads[1].numpy(), d_bias)
+
+
+def as_dtype(arrays: dict[str, Any], dtype: Any, backend: Any) -> dict[str, Any]:
+    return {
+        name: backend.asarray(a.astype(dtype) if np.issubdtype(a.dtype, np.floating) else a)
+        for name, a in arrays.items()
+    }
+
+
+def call_arguments(arrays: dict[str, Any]) -> tuple[tuple[Any, Any, Any], dict[str, Any]]:
+    positional = (arrays["input"], arrays["linear_weight"], arrays["target"])
+    keywords = {name: arrays[name] for name in ("linear_bias", "weight") if name in arrays}
+    return positional, keywords
+
+
+def assert_gradients_close(grads: tuple, expected: tuple, dtype: Any, seed: int, what: str = "") -> None:
+    for name, actual, wanted in zip(("d_input", "d_linear_weight", "d_linear_bias"), grads, expected, strict=True):
+        if wanted is None:
+            assert actual is None, f"{name} must be None without a linear_bias"
+        else:
+            assert_close(actual, wanted, dtype, name + what, seed)
+
+
+OPTION_SETS = [
+    {},
+    {"label_smoothing": 0.1},
+    {"z_loss": 1e-2},
+    {"z_loss": 0.1, "softcap": 3.0, "label_smoothing": 0.2},
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("chunk_size", [None, 1, 3, 64])
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+@pytest.mark.parametrize("ignored", [False, True], ids=["all-kept", "some-ignored"])
+@pytest.mark.parametrize("class_weight", [False, True], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize("bias", [False, True], ids=["no-bias", "bias"])
+@pytest.mark.parametrize("options", OPTION_SETS, ids=["plain", "smoothing", "z-loss", "softcap-z-smoothing"])
+def test_matches_matmul_and_cross_entropy(
+    options, bias, class_weight, ignored, reduction, chunk_size, dtype, backend, rng, seed
+):
+    backend.require("cross_entropy")
+    arrays64 = draw(rng, bias=bias, class_weight=class_weight, ignored=ignored)
+    arrays = as_dtype(arrays64, dtype, backend)
+    positional, keywords = call_arguments(arrays)
+    settings = {"reduction": reduction, "z_loss": 0.0, "softcap": None, **options}
+    exact = {name: a.astype(dtype).astype(np.float64) if np.issubdtype(a.dtype, np.floating) else a
+             for name, a in arrays64.items()}  # the oracle sees the values lossk sees
+    expected_loss, expected_z, expected_grads = torch_linear_cross_entropy(exact, **settings)
+    call = {**keywords, **settings, "chunk_size": chunk_size, "backend": backend.name}
+
+    (loss, z_term), grads = lossk.linear_cross_entropy.value_and_grad(*positional, return_z_loss=True, **call)
+    for name, result, expected in (("loss", loss, expected_loss), ("z-term", z_term, expected_z)):
+        assert type(result) is type(positional[0]) and result.dtype == positional[0].dtype
+        assert_close(result, expected, dtype, name, seed)
+    assert_gradients_close(grads, expected_grads, dtype, seed)
+    for name, grad, like in zip(("d_input", "d_linear_weight", "d_linear_bias"), grads, positional[:2] + (arrays.get("linear_bias"),)):
+        if like is not None:
+            assert type(grad) is type(like) and grad.dtype == like.dtype and grad.shape == like.shape, name
+    assert_close(lossk.linear_cross_entropy(*positional, **call), expected_loss, dtype, "forward-only loss", seed)
+
+    if reduction == "none":
+        upstream = rng.normal(0, 1, N_TOKENS).astype(dtype)
+        grad_output = backend.asarray(upstream)
+    else:
+        upstream = grad_output = float(rng.normal(0, 2))
+    _, _, expected_grads = torch_linear_cross_entropy(exact, grad_output=upstream, **settings)
+    _, grads = lossk.linear_cross_entropy.value_and_grad(*positional, grad_output=grad_output, **call)
+    assert_gradients_close(grads, expected_grads, dtype, seed, f" with grad_output={upstream}")
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["torch-reference", "torch-chunked"])
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.15])
+@pytest.mark.parametrize("bias", [False, True], ids=["no-bias", "bias"])
+def test_matches_torch_linear_cross_entropy(bias, label_smoothing, reduction, chunked, rng, seed):
+    """PyTorch 2.13's own fused function, reference and chunked paths, with weights and ignored tokens."""
+    arrays = draw(rng, bias=bias, class_weight=True, ignored=True)
+    tensors = {name: to_torch(a) for name, a in arrays.items()}
+    x = tensors["input"].requires_grad_(True)
+    w = tensors["linear_weight"].requires_grad_(True)
+    b = tensors.get("linear_bias")
+    if b is not None:
+        b.requires_grad_(True)
+    expected = F.linear_cross_entropy(
+        x, w, tensors["target"], linear_bias=b, weight=tensors["weight"], reduction=reduction,
+        ignore_index=-100, label_smoothing=label_smoothing,
+        options=torch.nn.LinearCrossEntropyOptions() if chunked else None,
+    )
+    leaves = [x, w] + ([] if b is None else [b])
+    expected_grads = [g.numpy() for g in torch.autograd.grad(expected, leaves, torch.ones_like(expected))]
+    if b is None:
+        expected_grads.append(None)
+    positional, keywords = call_arguments(arrays)
+    loss, grads = lossk.linear_cross_entropy.value_and_grad(
+        *positional, **keywords, reduction=reduction, label_smoothing=label_smoothing, chunk_size=4
+    )
+    assert_close(loss, expected.detach().numpy(), np.float64, "loss", seed)
+    assert_gradients_close(grads, tuple(expected_grads), np.float64, seed)
+
+
+def test_every_token_ignored_is_nan_with_zero_gradients_like_pytorch(rng):
+    """The mean over no tokens is NaN; matmul + F.cross_entropy gives zero gradients there, and so does lossk."""
+    arrays = draw(rng, bias=True, class_weight=False, ignored=False)
+    arrays["target"][:] = -100
+    positional, keywords = call_arguments(arrays)
+    (loss, z_term), grads = lossk.linear_cross_entropy.value_and_grad(
+        *positional, **keywords, z_loss=0.1, return_z_loss=True, chunk_size=3
+    )
+    assert np.isnan(loss) and np.isnan(z_term)
+    for grad in grads:
+        np.testing.assert_array_equal(grad, 0.0)
+
+
+def test_no_tokens(rng):
+    x = np.zeros((0, N_FEATURES))
+    w = rng.normal(0, 1, (N_CLASSES, N_FEATURES))
+    loss, (d_x, d_w, _) = lossk.linear_cross_entropy.value_and_grad(x, w, np.zeros(0, dtype=np.int64))
+    assert np.isnan(loss) and d_x.shape == (0, N_FEATURES)
+    np.testing.assert_array_equal(d_w, 0.0)
+    assert lossk.linear_cross_entropy(x, w, np.zeros(0, dtype=np.int64), reduction="none").shape == (0,)
+
+
+def test_torch_cpu_tensors(rng, seed):
+    arrays = draw(rng, bias=True, class_weight=True, ignored=True)
+    settings = {"reduction": "mean", "z_loss": 0.05, "softcap": 4.0}
+    expected_loss, _, expected_grads = torch_linear_cross_entropy(arrays, **settings)
+    tensors = {name: torch.from_numpy(a) for name, a in arrays.items()}
+    positional, keywords = call_arguments(tensors)
+    loss, grads = lossk.linear_cross_entropy.value_and_grad(*positional, **keywords, **settings, chunk_size=4)
+    assert isinstance(loss, torch.Tensor) and all(isinstance(g, torch.Tensor) for g in grads)
+    assert_close(loss, expected_loss, np.float64, "loss", seed)
+    assert_gradients_close(grads, expected_grads, np.float64, seed)
+
+
+def test_array_api_strict(rng, seed):
+    xp = pytest.importorskip("array_api_strict")
+    arrays = draw(rng, bias=True, class_weight=True, ignored=True)
+    settings = {"reduction": "sum", "z_loss": 0.05, "softcap": 4.0, "label_smoothing": 0.1}
+    expected_loss, _, expected_grads = torch_linear_cross_entropy(arrays, **settings)
+    positional, keywords = call_arguments({name: xp.asarray(a) for name, a in arrays.items()})
+    loss, grads = lossk.linear_cross_entropy.value_and_grad(*positional, **keywords, **settings, chunk_size=3)
+    assert_close(loss, expected_loss, np.float64, "loss", seed)
+    assert_gradients_close(grads, expected_grads, np.float64, seed)
+
+
+def test_float16_matches_float32_reference(rng):
+    """Half precision: products in float16, cross-entropy in float32; within float16's resolution."""
+    arrays = draw(rng, bias=True, class_weight=False, ignored=True)
+    positional, keywords = call_arguments({n: a.astype(np.float16) if n != "target" else a for n, a in arrays.items()})
+    loss, grads = lossk.linear_cross_entropy.value_and_grad(*positional, **keywords, chunk_size=4)
+    exact = {n: a.astype(np.float16).astype(np.float64) if n != "target" else a for n, a in arrays.items()}
+    expected_loss, _, expected_grads = torch_linear_cross_entropy(exact, reduction="mean", z_loss=0.0, softcap=None)
+    assert loss.dtype == np.float16 and all(g.dtype == np.float16 for g in grads)
+    np.testing.assert_allclose(loss.astype(np.float64), expected_loss, rtol=5e-3)
+    for grad, expected in zip(grads, expected_grads, strict=True):
+        np.testing.assert_allclose(grad.astype(np.float64), expected, rtol=2e-2, atol=5e-3 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "message"),
+    [
+        ({"input": np.zeros((4, 3, 6))}, ValueError, "input must have shape"),
+        ({"linear_weight": np.zeros((N_CLASSES, 5))}, ValueError, "linear_weight must have shape"),
+        ({"linear_weight": np.zeros((N_CLASSES, N_FEATURES), np.float32)}, TypeError, "linear_weight must have the input's dtype"),
+        ({"linear_bias": np.zeros(N_CLASSES + 1)}, ValueError, "linear_bias must have shape"),
+        ({"weight": np.zeros(3)}, ValueError, "weight must have shape"),
+        ({"target": np.zeros(N_TOKENS + 1, dtype=np.int64)}, ValueError, "target must have shape"),
+        ({"target": np.zeros((N_TOKENS, N_CLASSES))}, TypeError, "target must hold integer class indices"),
+        ({"target": np.full(N_TOKENS, N_CLASSES)}, ValueError, "outside"),
+        ({"linear_weight": torch.zeros(N_CLASSES, N_FEATURES, dtype=torch.float64)}, TypeError, "one library"),
+        ({"chunk_size": 0}, ValueError, "chunk_size"),
+        ({"chunk_size": 2.5}, ValueError, "chunk_size"),
+        ({"z_loss": -1.0}, ValueError, "z_loss"),
+        ({"softcap": 0.0}, ValueError, "softcap"),
+        ({"reduction": "batchmean"}, ValueError, "reduction"),
+        ({"backend": "nonsense"}, ValueError, "backend"),
+        ({"backend": "cupy"}, (lossk.BackendUnavailableError, TypeError), "cupy"),
+    ],
+)
+def test_invalid_arguments_raise(change, error, message, rng):
+    arrays = draw(rng, bias=True, class_weight=True, ignored=False)
+    arrays.update({name: value for name, value in change.items() if name in arrays})
+    options = {name: value for name, value in change.items() if name not in arrays}
+    positional, keywords = call_arguments(arrays)
+    with pytest.raises(error, match=message):
+        lossk.linear_cross_entropy(*positional, **keywords, **options)
+
+
+MEMORY_PROBE = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    import lossk
+
+    def status(key):
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith(key))
+
+    n, h, v, backend = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n, h), dtype=np.float32)
+    w = rng.standard_normal((v, h), dtype=np.float32) * np.float32(0.05)
+    target = rng.integers(0, v, n)
+    lossk.linear_cross_entropy.value_and_grad(x[:8], w, target[:8], backend=backend)  # imports, JIT compiles
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # resets the peak resident set size (VmHWM)
+    before = status("VmRSS")
+    loss, grads = lossk.linear_cross_entropy.value_and_grad(x, w, target, backend=backend)
+    print(json.dumps({"growth": status("VmHWM") - before, "loss": float(loss)}))
+    """
+)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend_name", ["auto", "array_api"])
+def test_peak_memory_stays_far_below_the_logits(backend_name, tmp_path):
+    """value_and_grad at N=4096, V=32768 (512 MiB of float32 logits) in a fresh process: the peak resident
+    memory grows by the three gradients plus about one 32 MiB chunk, far below the logits' size."""
+    n, h, v = 4096, 64, 32768
+    logits_bytes = n * v * 4
+    gradients_bytes = (n * h + v * h) * 4
+    script = tmp_path / "probe.py"
+    script.write_text(MEMORY_PROBE)
+    done = subprocess.run(
+        [sys.executable, str(script), str(n), str(h), str(v), backend_name],
+        capture_output=True, text=True, timeout=600, check=True,
+    )
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert np.isfinite(result["loss"])
+    budget = gradients_bytes + 2 * (lossk.linear.LOGITS_CHUNK_BYTES + lossk.linear.WEIGHT_GRADIENT_BLOCK_BYTES)
+    assert result["growth"] < budget < logits_bytes / 4, (
+        f"peak memory grew by {result['growth'] / 2**20:.0f} MiB; budget {budget / 2**20:.0f} MiB, "
+        f"full logits {logits_bytes / 2**20:.0f} MiB"
+    )

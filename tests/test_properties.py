@@ -1,0 +1,119 @@
+"""Hypothesis: random shapes (0-size and size-1 included), reductions and options, on every backend.
+
+Each example is checked against PyTorch in float64 and for the properties that tie the three entry points
+together: 'sum' is the sum of 'none', ``value_and_grad`` is ``(loss, grad)``, and ``grad`` is linear in
+``grad_output`` ('none' with ``grad_output=ones`` is the gradient of 'sum').
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import array_shapes
+from torch_oracle import assert_close, to_numpy, torch_value_and_grad
+
+import lossk
+
+SETTINGS = settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture], derandomize=False
+)
+SHAPES = array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=5)
+SEEDS = st.integers(0, 2**32 - 1)
+
+
+def check_properties(backend, name, input, target, reduction, seed, options):
+    """Oracle agreement plus the relations between reductions and entry points."""
+    function = getattr(lossk, name)
+    args = (backend.asarray(input), backend.asarray(target))
+    call_options = {k: backend.asarray(v) if isinstance(v, np.ndarray) else v for k, v in options.items()}
+    run = dict(backend=backend.name, **call_options)
+
+    expected_loss, expected_grad = torch_value_and_grad(name, input, target, reduction=reduction, **options)
+    loss, grad = function.value_and_grad(*args, reduction=reduction, **run)
+    assert_close(loss, expected_loss, np.float64, "loss", seed)
+    assert_close(grad, expected_grad, np.float64, "gradient", seed)
+    assert to_numpy(grad).shape == input.shape
+    np.testing.assert_array_equal(to_numpy(function(*args, reduction=reduction, **run)), to_numpy(loss))
+    np.testing.assert_array_equal(to_numpy(function.grad(*args, reduction=reduction, **run)), to_numpy(grad))
+
+    unreduced_shape = to_numpy(function(*args, reduction="none", **run)).shape
+    ones = backend.asarray(np.ones(unreduced_shape))
+    unreduced, unreduced_grad = function.value_and_grad(*args, reduction="none", grad_output=ones, **run)
+    total, total_grad = function.value_and_grad(*args, reduction="sum", **run)
+    np.testing.assert_allclose(to_numpy(total), np.sum(to_numpy(unreduced)), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(to_numpy(unreduced_grad), to_numpy(total_grad), rtol=1e-12, atol=1e-300)
+    np.testing.assert_allclose(
+        to_numpy(function.grad(*args, reduction="sum", grad_output=-2.5, **run)), -2.5 * to_numpy(total_grad),
+        rtol=1e-12, atol=1e-300,
+    )
+
+
+@SETTINGS
+@given(
+    name=st.sampled_from(["l1_loss", "mse_loss", "huber_loss", "smooth_l1_loss", "binary_cross_entropy",
+                          "binary_cross_entropy_with_logits", "kl_div"]),
+    shape=SHAPES,
+    reduction=st.sampled_from(["none", "mean", "sum"]),
+    weighted=st.booleans(),
+    parameter=st.sampled_from([0.0, 0.5, 1.0, 3.0]),
+    log_target=st.booleans(),
+    seed=SEEDS,
+)
+def test_elementwise_losses(backend, name, shape, reduction, weighted, parameter, log_target, seed):
+    backend.require(name)
+    rng = np.random.default_rng(seed)
+    options: dict = {}
+    if name == "binary_cross_entropy":
+        input, target = rng.uniform(0, 1, shape), rng.uniform(0, 1, shape)
+    elif name == "kl_div":
+        input, target = rng.normal(size=shape), rng.uniform(0, 1, shape)
+        if log_target:
+            target = np.log(target)
+        options["log_target"] = log_target
+    else:
+        input, target = rng.normal(0, 2, shape), rng.normal(0, 2, shape)
+    if name == "huber_loss":
+        options["delta"] = parameter or 1.0
+    if name == "smooth_l1_loss":
+        options["beta"] = parameter
+    if weighted and name in ("l1_loss", "mse_loss", "huber_loss", "binary_cross_entropy",
+                             "binary_cross_entropy_with_logits"):
+        options["weight"] = rng.uniform(0.1, 2, shape)
+    if weighted and name == "binary_cross_entropy_with_logits":
+        options["pos_weight"] = rng.uniform(0.1, 3, shape[-1:])
+    check_properties(backend, name, np.asarray(input), np.asarray(target), reduction, seed, options)
+
+
+@SETTINGS
+@given(
+    name=st.sampled_from(["cross_entropy", "nll_loss"]),
+    batch=st.one_of(st.just(()), array_shapes(min_dims=1, max_dims=3, min_side=0, max_side=4)),
+    n_classes=st.integers(1, 6),
+    reduction=st.sampled_from(["none", "mean", "sum"]),
+    weighted=st.booleans(),
+    ignore_index=st.sampled_from([-100, 0, 2]),
+    label_smoothing=st.sampled_from([0.0, 0.1, 1.0]),
+    probabilities=st.booleans(),
+    seed=SEEDS,
+)
+def test_class_losses(
+    backend, name, batch, n_classes, reduction, weighted, ignore_index, label_smoothing, probabilities, seed
+):
+    backend.require(name)
+    rng = np.random.default_rng(seed)
+    shape = (n_classes,) if batch == () else (batch[0], n_classes, *batch[1:])
+    input = rng.normal(0, 3, shape)
+    options: dict = {"ignore_index": ignore_index}
+    if probabilities and name == "cross_entropy":
+        target = rng.dirichlet(np.ones(n_classes), batch).reshape(batch + (n_classes,))
+        target = np.moveaxis(target, -1, 0 if batch == () else 1)
+        options = {}
+    else:
+        target = rng.integers(0, n_classes, batch)
+        target[rng.random(batch) < 0.25] = ignore_index
+    if name == "cross_entropy":
+        options["label_smoothing"] = label_smoothing
+    if weighted:
+        options["weight"] = rng.uniform(0.1, 2, n_classes)
+    check_properties(backend, name, input, np.asarray(target), reduction, seed, options)
