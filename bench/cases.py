@@ -76,6 +76,10 @@ class Layout(ABC):
     def min_bytes(self, shape: Shape) -> int:
         """Bytes a fused forward+backward must read and write at least."""
 
+    def elements(self, shape: Shape) -> int:
+        """The size the plot's x axis shows: input elements (logits, for the classification layouts)."""
+        return math.prod(shape)
+
 
 class Elementwise(Layout):
     """Input and target of n float32 values; the gradient is n float32 values: 12 bytes per element."""
@@ -164,7 +168,7 @@ class LinearClasses(Layout):
     def sweep(self, *, quick: bool, gpu: bool) -> list[Shape]:
         sweeps: dict[tuple[bool, bool], list[Shape]] = {
             (False, False): [(4096, 512, 32768)],
-            (True, False): [(1024, 512, 8192)],
+            (True, False): [(1024, 256, 8192)],
             (False, True): [(4096, 512, 32768), (8192, 4096, 32768)],
             (True, True): [(4096, 512, 32768)],
         }
@@ -179,6 +183,10 @@ class LinearClasses(Layout):
     def min_bytes(self, shape: Shape) -> int:
         rows, hidden, classes = shape
         return 2 * (rows + classes) * hidden * FLOAT32_BYTES + rows * INDEX_BYTES
+
+    def elements(self, shape: Shape) -> int:
+        rows, _, classes = shape
+        return rows * classes
 
 
 @dataclass(frozen=True)

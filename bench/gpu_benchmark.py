@@ -22,7 +22,6 @@ import argparse
 import importlib
 import importlib.util
 import json
-import math
 import statistics
 import sys
 import traceback
@@ -126,41 +125,48 @@ def analytic(loss: str) -> Callable[[Any, Any], tuple[Any, Any]]:
         return value.mean(), (torch.sigmoid(x) - y) / x.numel()
 
     return {
-        "mse_loss": mse, "l1_loss": l1, "huber_loss": huber, "smooth_l1_loss": smooth_l1,
+        "mse_loss": mse,
+        "l1_loss": l1,
+        "huber_loss": huber,
+        "smooth_l1_loss": smooth_l1,
         "binary_cross_entropy_with_logits": bce_with_logits,
     }[loss]
 
 
+def elementwise_providers(lossk: Any, loss: str, x: Any, y: Any, grad: Any) -> dict[str, Callable[[], Any]]:
+    """One forward+backward of ``loss`` on 1-d float32 ``x``, ``y`` by each provider."""
+    import torch
+
+    function = getattr(lossk, loss)
+    torch_function = getattr(torch.nn.functional, loss)
+    compiled = torch.compile(analytic(loss))
+    leaf = x.clone().requires_grad_(True)
+
+    def eager() -> None:
+        leaf.grad = None
+        torch_function(leaf, y).backward()
+
+    return {
+        "lossk (cupy, out=)": lambda: function.value_and_grad(x, y, backend="cupy", out=grad),
+        "lossk (cupy)": lambda: function.value_and_grad(x, y, backend="cupy"),
+        "torch eager (autograd)": eager,
+        "torch.compile (analytic)": lambda: compiled(x, y),
+    }
+
+
 def elementwise_suite(lossk: Any, n: int, copy_gb_per_s: float, repeats: int) -> list[dict[str, Any]]:
     import torch
-    import torch.nn.functional as F
 
     results = []
     x = torch.randn(n, device="cuda")
-    y = torch.rand(n, device="cuda") if True else None
+    y = torch.rand(n, device="cuda")  # in [0, 1]: a valid target for every loss here
     grad = torch.empty_like(x)
-    bytes_moved = 12 * n
     for loss in ELEMENTWISE:
-        function = getattr(lossk, loss)
-        torch_function = getattr(F, loss)
-        compiled = torch.compile(analytic(loss))
-        leaf = x.clone().requires_grad_(True)
-
-        def eager() -> None:
-            leaf.grad = None
-            torch_function(leaf, y).backward()
-
-        providers = {
-            "lossk (cupy, out=)": lambda: function.value_and_grad(x, y, backend="cupy", out=grad),
-            "lossk (cupy)": lambda: function.value_and_grad(x, y, backend="cupy"),
-            "torch eager (autograd)": eager,
-            "torch.compile (analytic)": lambda: compiled(x, y),
-        }
-        for name, run in providers.items():
-            row = measure(name, run, bytes_moved, copy_gb_per_s, repeats)
-            results.append({"loss": loss, "n": n, "dtype": "float32", **row})
+        for name, run in elementwise_providers(lossk, loss, x, y, grad).items():
+            results.append(
+                {"loss": loss, "n": n, "dtype": "float32", **measure(name, run, 12 * n, copy_gb_per_s, repeats)}
+            )
             print_row(results[-1])
-        del leaf
     return results
 
 
@@ -175,91 +181,123 @@ def liger_cross_entropy() -> Callable[[Any, Any], Any] | None:
     return liger_cross_entropy
 
 
+def cross_entropy_providers(lossk: Any, logits: Any, target: Any) -> dict[str, Callable[[], Any]]:
+    """One forward+backward of cross-entropy by each provider; in-place ones work on a copy of ``logits``."""
+    import torch
+    import torch.nn.functional as F
+
+    scratch = logits.clone()  # overwritten by the in-place providers; its values stay finite
+    out = torch.empty_like(logits)
+
+    def autograd(function: Callable[..., Any]) -> Callable[[], None]:
+        def run() -> None:
+            leaf = logits.detach().requires_grad_(True)
+            function(leaf, target).backward()
+
+        return run
+
+    providers: dict[str, Callable[[], Any]] = {
+        "lossk (cupy, in place)": lambda: lossk.cross_entropy.value_and_grad(
+            scratch, target, backend="cupy", inplace=True
+        ),
+        "lossk (cupy, out=)": lambda: lossk.cross_entropy.value_and_grad(logits, target, backend="cupy", out=out),
+        "torch eager (autograd)": autograd(F.cross_entropy),
+        "torch.compile": autograd(torch.compile(F.cross_entropy)),
+    }
+    liger = liger_cross_entropy()
+    if liger is not None:
+        providers["liger-kernel"] = autograd(liger)
+    return providers
+
+
 def cross_entropy_suite(
     lossk: Any, sizes: tuple[tuple[int, int], ...], copy_gb_per_s: float, repeats: int
 ) -> list[dict[str, Any]]:
     import torch
-    import torch.nn.functional as F
 
     results = []
-    liger = liger_cross_entropy()
-    compiled = torch.compile(F.cross_entropy)
     for rows, classes in sizes:
         for dtype in (torch.float32, torch.bfloat16):
             logits = torch.randn(rows, classes, device="cuda", dtype=dtype)
-            scratch = logits.clone()  # in-place providers overwrite it; its values stay finite
             target = torch.randint(0, classes, (rows,), device="cuda")
-            out = torch.empty_like(logits)
             bytes_moved = 2 * rows * classes * logits.element_size()
-
-            def autograd(function: Callable[..., Any]) -> Callable[[], None]:
-                def run() -> None:
-                    leaf = logits.detach().requires_grad_(True)
-                    function(leaf, target).backward()
-
-                return run
-
-            providers: dict[str, Callable[[], Any]] = {
-                "lossk (cupy, in place)": lambda: lossk.cross_entropy.value_and_grad(
-                    scratch, target, backend="cupy", inplace=True
-                ),
-                "lossk (cupy, out=)": lambda: lossk.cross_entropy.value_and_grad(logits, target, backend="cupy", out=out),
-                "torch eager (autograd)": autograd(F.cross_entropy),
-                "torch.compile": autograd(compiled),
-            }
-            if liger is not None:
-                providers["liger-kernel"] = autograd(liger)
-            for name, run in providers.items():
-                row = measure(name, run, bytes_moved, copy_gb_per_s, repeats)
-                results.append({"loss": "cross_entropy", "n": rows, "v": classes, "dtype": str(dtype)[6:], **row})
+            head = {"loss": "cross_entropy", "n": rows, "v": classes, "dtype": str(dtype)[6:]}
+            for name, run in cross_entropy_providers(lossk, logits, target).items():
+                results.append({**head, **measure(name, run, bytes_moved, copy_gb_per_s, repeats)})
                 print_row(results[-1])
-            if liger is None:
-                results.append({"loss": "cross_entropy", "provider": "liger-kernel", "error": "not installed"})
-            del logits, scratch, out
+            if liger_cross_entropy() is None:
+                results.append({**head, "provider": "liger-kernel", "error": "not installed"})
+                print_row(results[-1])
             torch.cuda.empty_cache()
     return results
 
 
-def layout_sweep(lossk: Any, sizes: tuple[tuple[int, int], ...], copy_gb_per_s: float, repeats: int) -> list[dict[str, Any]]:
-    """Cross-entropy in place under each shared-memory chunk target (so each cluster size) and streamed."""
+def sweep_one(lossk: Any, logits: Any, target: Any, copy_gb_per_s: float, repeats: int) -> list[dict[str, Any]]:
+    """Cross-entropy in place on ``logits`` under each shared-memory chunk target (so each cluster size),
+    and streamed (shared memory withheld from the plan)."""
     import torch
 
     from lossk._backends.cupy import compiler, launch
 
-    results = []
+    rows, classes = logits.shape
+    bytes_moved = 2 * logits.numel() * logits.element_size()
+    device = torch.cuda.current_device()
     original_target, original_properties = launch.CHUNK_BYTES_TARGET, compiler.device_properties
+    sm_count, shared_limit = original_properties(device)
+    settings = [(f"chunk <= {kib} KiB", kib * 1024, shared_limit) for kib in (16, 32, 48, 64, 100, 200)]
+    settings.append(("streamed (two reads)", original_target, 0))
+    results = []
     try:
-        for rows, classes in sizes:
-            for dtype in (torch.float32, torch.bfloat16):
-                scratch = torch.randn(rows, classes, device="cuda", dtype=dtype)
-                target = torch.randint(0, classes, (rows,), device="cuda")
-                bytes_moved = 2 * rows * classes * scratch.element_size()
-                settings = [(f"chunk <= {kib} KiB", kib * 1024, False) for kib in (16, 32, 48, 64, 100, 200)]
-                settings.append(("streamed (two reads)", original_target, True))
-                for name, chunk_target, streamed in settings:
-                    launch.CHUNK_BYTES_TARGET = chunk_target
-                    compiler.device_properties = (
-                        (lambda device, p=original_properties: (p(device)[0], 0)) if streamed else original_properties
-                    )
-                    plan = launch.plan_cross_entropy(
-                        rows, classes, 1, scratch.element_size(), probability_target=False,
-                        sm_count=compiler.device_properties(torch.cuda.current_device())[0],
-                        shared_limit=compiler.device_properties(torch.cuda.current_device())[1],
-                        chunk_bytes_target=chunk_target,
-                    )
-                    row = measure(
-                        name,
-                        lambda: lossk.cross_entropy.value_and_grad(scratch, target, backend="cupy", inplace=True),
-                        bytes_moved, copy_gb_per_s, repeats,
-                    )
-                    layout = {"layout": plan.layout.name, "cluster": plan.cluster, "threads": plan.threads,
-                              "chunk_bytes": plan.shared_bytes}
-                    results.append({"loss": "cross_entropy sweep", "n": rows, "v": classes, "dtype": str(dtype)[6:],
-                                    **layout, **row})
-                    print_row(results[-1])
-                del scratch
+        for name, chunk_target, limit in settings:
+            launch.CHUNK_BYTES_TARGET = chunk_target
+            compiler.device_properties = lambda _device, limit=limit: (sm_count, limit)
+            plan = launch.plan_cross_entropy(
+                rows,
+                classes,
+                1,
+                logits.element_size(),
+                probability_target=False,
+                sm_count=sm_count,
+                shared_limit=limit,
+                chunk_bytes_target=chunk_target,
+            )
+            row = measure(
+                name,
+                lambda: lossk.cross_entropy.value_and_grad(logits, target, backend="cupy", inplace=True),
+                bytes_moved,
+                copy_gb_per_s,
+                repeats,
+            )
+            results.append(
+                {
+                    "loss": "cross_entropy sweep",
+                    "n": rows,
+                    "v": classes,
+                    "dtype": str(logits.dtype)[6:],
+                    "layout": plan.layout.name,
+                    "cluster": plan.cluster,
+                    "threads": plan.threads,
+                    "chunk_bytes": plan.shared_bytes,
+                    **row,
+                }
+            )
+            print_row(results[-1])
     finally:
         launch.CHUNK_BYTES_TARGET, compiler.device_properties = original_target, original_properties
+    return results
+
+
+def layout_sweep(
+    lossk: Any, sizes: tuple[tuple[int, int], ...], copy_gb_per_s: float, repeats: int
+) -> list[dict[str, Any]]:
+    import torch
+
+    results = []
+    for rows, classes in sizes:
+        for dtype in (torch.float32, torch.bfloat16):
+            logits = torch.randn(rows, classes, device="cuda", dtype=dtype)
+            target = torch.randint(0, classes, (rows,), device="cuda")
+            results += sweep_one(lossk, logits, target, copy_gb_per_s, repeats)
     return results
 
 
@@ -312,8 +350,10 @@ def main(argv: list[str] | None = None) -> int:
 
     env = environment()
     copy = copy_bandwidth(repeats)
-    print(f"{env['device']} (sm_{env['capability'][0]}{env['capability'][1]}), torch {env['torch']}, "
-          f"cupy {env['cupy']}, liger {env['liger_kernel']}")
+    print(
+        f"{env['device']} (sm_{env['capability'][0]}{env['capability'][1]}), torch {env['torch']}, "
+        f"cupy {env['cupy']}, liger {env['liger_kernel']}"
+    )
     print(f"device-to-device copy, 1 GiB: {copy['ms']:.3f} ms = {copy['gb_per_s']:.0f} GB/s (the ceiling)")
     results = elementwise_suite(lossk, elementwise_n, copy["gb_per_s"], repeats)
     results += cross_entropy_suite(lossk, sizes, copy["gb_per_s"], repeats)
@@ -323,7 +363,8 @@ def main(argv: list[str] | None = None) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"environment": env, "copy": copy, "results": results}, indent=1))
         print(f"wrote {args.json}")
-    return 0 if all(math.isfinite(r.get("ms", 0.0)) for r in results) else 1
+    failed = [r for r in results if "error" in r and r["provider"].startswith("lossk")]
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

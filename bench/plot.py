@@ -20,7 +20,7 @@ def plot(measurements: Sequence[Measurement], copy_gbs: float, title: str, path:
     losses = list(dict.fromkeys(m.loss for m in measurements))
     providers = list(dict.fromkeys(m.provider for m in measurements))
     colors = {p: plt.get_cmap("tab10")(i % 10) for i, p in enumerate(providers)}
-    columns = min(3, len(losses))
+    columns = min(4, len(losses))
     rows = math.ceil(len(losses) / columns)
     figure, axes = plt.subplots(
         rows, columns, figsize=(4.2 * columns, 3.2 * rows + 0.8), squeeze=False, layout="constrained"
@@ -43,7 +43,7 @@ def plot(measurements: Sequence[Measurement], copy_gbs: float, title: str, path:
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_title(loss, fontsize=10)
-        ax.set_xlabel("elements", fontsize=8)
+        ax.set_xlabel("elements (logits for cross-entropy)", fontsize=8)
         ax.set_ylabel("GB/s at minimum bytes", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(True, which="major", alpha=0.3)

@@ -139,7 +139,7 @@ class LosskBackend(Provider):
 
         registration = _dispatch.implementations(case.lossk_name).get(self.backend)
         if registration is None:
-            raise NotApplicable(f"lossk backend {self.backend!r} does not implement {case.lossk_name}")
+            raise NotApplicable(f"lossk's {self.backend} backend does not implement this loss")
         args, synchronize = (arrays, _nothing) if device == CPU else _gpu_arrays(arrays)
         value_and_grad = functools.partial(
             getattr(lossk, case.lossk_name).value_and_grad, backend=self.backend, **case.options
@@ -244,7 +244,7 @@ class TorchAutograd(Provider):
             loss_function = torch.compile(loss_function, dynamic=False)
         elif self.name == "torch.chunked":
             if case.torch_chunked is None:
-                raise NotApplicable(f"PyTorch has no chunked path for {case.torch_name}")
+                raise NotApplicable("PyTorch has no chunked path for this loss")
             options.update(case.torch_chunked(torch))
         return _torch_autograd_call(case, functools.partial(loss_function, **options), arrays, device)
 
@@ -300,7 +300,7 @@ class Liger(Provider):
 
     def prepare(self, case: Case, arrays: tuple[np.ndarray, ...], device: str) -> Call:
         if case.liger is None:
-            raise NotApplicable(f"Liger-Kernel has no {case.lossk_name}")
+            raise NotApplicable("Liger-Kernel has no kernel for this loss")
         from liger_kernel import transformers
 
         return _torch_autograd_call(case, case.liger(transformers), arrays, device)

@@ -12,13 +12,14 @@ from .cases import Case
 from .run import LOSS_RTOL, Measurement, Outcome
 
 COLUMNS = ("size", "provider", "median ms", "GB/s", "of copy", "vs best peer")
-WIDTHS = (12, 16, 11, 10, 9, 14)
+WIDTHS = (16, 16, 11, 10, 9, 14)
 
 
 def table(case: Case, measurements: Sequence[Measurement], copy_gbs: float) -> str:
     """The table of one loss: per size, the providers fastest first."""
+    name = case.name if case.lossk_name == case.name else f"{case.name} (lossk.{case.lossk_name})"
     lines = [
-        f"{case.name} ({case.lossk_name}): forward+backward, float32, reduction='mean'",
+        f"{name}: forward+backward, float32, reduction='mean'",
         f"  GB/s counts the minimum bytes ({case.layout.description}); copy bandwidth {copy_gbs:.1f} GB/s",
         "  " + _row(COLUMNS),
     ]
@@ -48,17 +49,19 @@ def table(case: Case, measurements: Sequence[Measurement], copy_gbs: float) -> s
 def _row(cells: Sequence[str]) -> str:
     left = [f"{cell:<{width}}" for cell, width in zip(cells[:2], WIDTHS[:2])]
     right = [f"{cell:>{width}}" for cell, width in zip(cells[2:], WIDTHS[2:])]
-    return "".join(left + right).rstrip()
+    return " ".join(left + right).rstrip()
 
 
 def skipped_lines(outcome: Outcome) -> list[str]:
-    """One line per skipped provider (and loss), then one per failure."""
-    lines = []
+    """One line per skipped provider and reason (naming the losses it applies to), then one per failure."""
+    losses: dict[tuple[str, str], list[str]] = {}
     for skip in outcome.skipped:
-        scope = "" if skip.loss is None else f" ({skip.loss})"
-        lines.append(f"skipped {skip.provider}{scope}: {skip.reason}")
-    for failure in outcome.failed:
-        lines.append(f"FAILED {failure.provider} on {failure.loss} {failure.size}: {failure.error}")
+        losses.setdefault((skip.provider, skip.reason), []).extend([] if skip.loss is None else [skip.loss])
+    lines = [
+        f"skipped {provider}{' on ' + ', '.join(names) if names else ''}: {reason}"
+        for (provider, reason), names in losses.items()
+    ]
+    lines += [f"FAILED {f.provider} on {f.loss} {f.size}: {f.error}" for f in outcome.failed]
     return lines
 
 
@@ -69,10 +72,7 @@ def to_json(outcome: Outcome, metadata: Mapping[str, Any]) -> dict[str, Any]:
         "providers_run": outcome.providers_run(),
         "skipped": [dataclasses.asdict(s) for s in outcome.skipped],
         "failed": [dataclasses.asdict(f) for f in outcome.failed],
-        "results": [
-            {**dataclasses.asdict(m), "elements": m.elements, "loss_matches": m.loss_matches}
-            for m in outcome.measurements
-        ],
+        "results": [{**dataclasses.asdict(m), "loss_matches": m.loss_matches} for m in outcome.measurements],
     }
 
 

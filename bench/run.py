@@ -26,6 +26,8 @@ class Measurement:
     peer: bool
     size: str
     shape: Shape
+    elements: int
+    """Input elements; logits for the classification losses (the linear one never materialises them)."""
     min_bytes: int
     median_s: float
     min_s: float
@@ -38,10 +40,6 @@ class Measurement:
     fraction_of_copy: float = math.nan
     speedup_vs_best_peer: float | None = None
     """Fastest peer's median time / this median time (> 1: faster than every peer); None without peers."""
-
-    @property
-    def elements(self) -> int:
-        return math.prod(self.shape)
 
     @property
     def loss_matches(self) -> bool:
@@ -120,6 +118,7 @@ def run(
                         provider.peer,
                         label,
                         shape,
+                        case.layout.elements(shape),
                         case.layout.min_bytes(shape),
                         timing.median_s,
                         timing.min_s,

@@ -45,7 +45,7 @@ def test_forward_backward(timed, case: Case, provider: Provider, shape: Shape, d
         pytest.skip(str(not_applicable))
     call()  # compile outside the timing
     timed.group = f"{case.name} {size_label(shape)}"
-    timed.extra_info.update(min_bytes=case.layout.min_bytes(shape), elements=int(np.prod(shape)))
+    timed.extra_info.update(min_bytes=case.layout.min_bytes(shape), elements=case.layout.elements(shape))
 
     loss, grad = timed(call)
 

@@ -4,12 +4,20 @@ Each variant is built from exactly the text NVRTC receives at run time (``source
 local headers inlined) and the ``-D`` flags of ``Specialisation.options()``, with warnings as errors, and
 the cubin must export the kernels the host launches. The variants cover every value of every macro at
 least once, every dtype with every layout, and the combinations the host uses on the common paths.
-Skipped only where nvcc is absent (CI has it: nvcc 13.0). This proves the sources compile for sm_90; it
-does not prove they are right — ``tests/test_cuda_gpu.py`` does that on a GPU.
+Skipped only where nvcc is absent (CI has it: nvcc 13.0). The same variants are also compiled with NVRTC
+itself — the compiler CuPy uses at run time, which differs from nvcc (no host headers, no INFINITY) — where
+libnvrtc is installed (the ``nvidia-cuda-nvrtc`` wheel, or ``$LOSSK_NVRTC`` naming the library); that
+needs no GPU either. This proves the sources compile for sm_90; it does not prove they are right —
+``tests/test_cuda_gpu.py`` does that on a GPU.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
+import importlib.util
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -120,3 +128,38 @@ def test_variant_builds_for_sm90(variant: Specialisation, tmp_path: Path) -> Non
     for kernel in KERNELS[variant.source]:
         assert kernel.encode() in binary, f"{kernel} missing from the cubin"
 
+
+@functools.cache
+def nvrtc() -> ctypes.CDLL | None:
+    """libnvrtc, from $LOSSK_NVRTC, the nvidia-cuda-nvrtc wheel or the system; None where there is none."""
+    candidates = [os.environ.get("LOSSK_NVRTC", "")]
+    spec = importlib.util.find_spec("nvidia")
+    for root in spec.submodule_search_locations if spec and spec.submodule_search_locations else []:
+        candidates += sorted(str(p) for p in Path(root).glob("*/lib/libnvrtc.so*") if "builtins" not in p.name)
+    candidates.append(ctypes.util.find_library("nvrtc") or "")
+    for candidate in filter(None, candidates):
+        try:
+            for builtins in sorted(Path(candidate).parent.glob("libnvrtc-builtins.so*")):
+                ctypes.CDLL(str(builtins), mode=ctypes.RTLD_GLOBAL)  # NVRTC opens it by name later
+            return ctypes.CDLL(candidate)
+        except OSError:
+            continue
+    return None
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: v.source + ":" + ",".join(f"{k[6:]}={x}" for k, x in v.defines))
+def test_variant_builds_with_nvrtc_for_sm90(variant: Specialisation) -> None:
+    library = nvrtc()
+    if library is None:
+        pytest.skip("libnvrtc is not installed here (pip install nvidia-cuda-nvrtc, or set LOSSK_NVRTC)")
+    program = ctypes.c_void_p()
+    code = sources.kernel_source(variant.source).encode()
+    assert library.nvrtcCreateProgram(ctypes.byref(program), code, variant.source.encode(), 0, None, None) == 0
+    options = [o.encode() for o in ("-arch=sm_90", *compiler.NVRTC_OPTIONS, *variant.options())]
+    status = library.nvrtcCompileProgram(program, len(options), (ctypes.c_char_p * len(options))(*options))
+    size = ctypes.c_size_t()
+    library.nvrtcGetProgramLogSize(program, ctypes.byref(size))
+    log = ctypes.create_string_buffer(size.value)
+    library.nvrtcGetProgramLog(program, log)
+    library.nvrtcDestroyProgram(ctypes.byref(program))
+    assert status == 0 and not log.value.strip(), log.value.decode(errors="replace")

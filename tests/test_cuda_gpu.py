@@ -178,6 +178,27 @@ def test_cross_entropy_layouts(
         assert_close(grad, expected_grad, dtype, f"{shape} {reduction} gradient")
 
 
+@pytest.mark.parametrize("library", LIBRARIES)
+@pytest.mark.parametrize("shape", [(6, 40), (4, 4096), (3, 50000), (5, 9, 3)], ids=lambda s: "x".join(map(str, s)))
+def test_cross_entropy_with_masked_classes(shape: tuple[int, ...], library: str, rng: np.random.Generator) -> None:
+    """-inf logits (masked classes), the first class of every row among them, give finite losses and zero
+    gradients there, in every layout."""
+    input, target, _ = draw_rounded(Case("cross_entropy", shape, target="index"), "float32", rng)
+    masked = rng.random(shape) < 0.2
+    masked[:, 0] = True
+    input = np.where(masked, -np.inf, input)
+    np.put_along_axis(input, np.expand_dims(target, 1), 0.5, 1)  # the target class is never masked
+    for reduction in ("mean", "none"):
+        expected_loss, expected_grad = reference("cross_entropy", input, target, reduction=reduction)
+        loss, grad = lossk.cross_entropy.value_and_grad(
+            to_device(input, "float32", library), to_device(target, "float32", library), backend="cupy",
+            reduction=reduction,
+        )
+        assert np.isfinite(to_host(loss)).all() and np.isfinite(to_host(grad)).all()
+        assert_close(loss, expected_loss, "float32", f"{shape} {reduction} loss with masked classes")
+        assert_close(grad, expected_grad, "float32", f"{shape} {reduction} gradient with masked classes")
+
+
 # ---- grad_output: a number, a 0-d device array, an array for 'none' ------------------------------------------
 
 
@@ -338,7 +359,9 @@ def test_more_than_2_31_elements() -> None:
     assert_close(loss[-2:], expected_loss, "bfloat16", "the last rows' loss (offsets beyond 2^31)")
     assert_close(grad[-2:], expected_grad, "bfloat16", "the last rows' gradient")
 
-    flat = torch.randn(2**31 + 17, device="cuda")  # 8 GiB of float32
+    del logits, grad, loss
+    flat = torch.randn(2**31 + 17, device="cuda")  # 8 GiB of float32; three such arrays in all
     value, flat_grad = lossk.mse_loss.value_and_grad(flat, torch.zeros_like(flat), backend="cupy", reduction="sum")
-    assert math.isclose(float(value), float((flat.double() ** 2).sum()), rel_tol=1e-4)
+    expected = sum(float((part.double() ** 2).sum()) for part in flat.split(1 << 28))
+    assert math.isclose(float(value), expected, rel_tol=1e-4)
     assert torch.equal(flat_grad[-17:], 2 * flat[-17:])

@@ -3,6 +3,7 @@ packing against the kernels' parameter lists, layouts, DLPack decisions, sources
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
 import re
@@ -305,3 +306,172 @@ def test_asking_for_cupy_without_a_gpu_raises_a_clear_error() -> None:
     with pytest.raises(lossk.BackendUnavailableError, match=r"backend 'cupy' is not available here; install it with"):
         lossk.cross_entropy(np.zeros((2, 3)), np.array([0, 1]), backend="cupy")
     assert lossk.mse_loss(np.zeros(3), np.ones(3)) == 1.0  # auto falls back quietly
+
+
+# ---- the host orchestration, with NumPy standing in for device memory and launches recorded -----------------
+
+
+class HostArrays(interop.DeviceArrays):
+    """DeviceArrays on NumPy arrays: the real layout and dtype logic, host addresses for pointers."""
+
+    def __init__(self, example: object) -> None:
+        self.cupy = np  # ascontiguousarray, lib.stride_tricks: what the real methods use
+        self.library = "cupy"
+        self.device_id = 0
+        self._views = []
+
+    def on_device(self) -> contextlib.nullcontext:
+        return contextlib.nullcontext()
+
+    def empty(self, shape: tuple[int, ...], name: str) -> np.ndarray:
+        return np.full(tuple(shape), np.nan, dtype=interop.numpy_dtype(name))
+
+    def pointer(self, x: np.ndarray | None) -> int:
+        return 0 if x is None else int(x.__array_interface__["data"][0])
+
+    def scratch(self, count: int, name: str) -> np.ndarray:
+        return np.zeros(max(count, 1), dtype=interop.numpy_dtype(name))
+
+    def scratch_pointer(self, buffer: np.ndarray) -> int:
+        return self.pointer(buffer)
+
+
+@pytest.fixture
+def launches(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
+    """Every kernel launch of a call (kernel, grid, threads, arguments, shared bytes, specialisation)."""
+    from lossk._backends.cupy import class_losses, compiler, elementwise_losses
+
+    recorded: list[dict] = []
+    monkeypatch.setattr(elementwise_losses, "DeviceArrays", HostArrays)
+    monkeypatch.setattr(class_losses, "DeviceArrays", HostArrays)
+    monkeypatch.setattr(compiler, "device_properties", lambda device: (H100_SMS, H100_SHARED_OPTIN))
+
+    def launch(spec: specialisation.Specialisation, kernel: str, grid: int, threads: int, args: tuple,
+               shared_bytes: int = 0) -> None:
+        recorded.append({"spec": spec, "kernel": kernel, "grid": grid, "threads": threads, "args": args,
+                         "shared": shared_bytes})
+
+    monkeypatch.setattr(compiler, "launch", launch)
+    return recorded
+
+
+def _check_signatures(recorded: list[dict]) -> None:
+    for call in recorded:
+        parameters = _kernel_parameters(call["spec"].source, call["kernel"])
+        assert len(call["args"]) == len(parameters), call["kernel"]
+        assert call["threads"] in (128, 256, 512, 1024) and call["grid"] >= 1
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("dtype", ["float32", "float16", "float64"])
+def test_elementwise_host_launches(launches: list[dict], reduction: str, dtype: str) -> None:
+    from lossk._backends.cupy import elementwise_losses
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(37, 11)).astype(dtype)
+    y = rng.normal(size=(37, 11)).astype(dtype)
+    weight = np.broadcast_to(rng.uniform(size=11).astype(dtype), x.shape)  # a broadcast view: periodic
+    loss, grad = elementwise_losses.mse_loss(
+        x, y, xp=np, reduction=reduction, grad_output=None, compute_grad=True, out=None, weight=weight
+    )
+    _check_signatures(launches)
+    kernels = [call["kernel"] for call in launches]
+    expected = ["lossk_elementwise"] if reduction == "none" else ["lossk_elementwise", "lossk_finish"]
+    if reduction == "mean":
+        expected = ["lossk_sum_partials", "lossk_finish_acc", *expected]  # sum(weight) first, on the device
+    assert kernels == expected
+    main = next(c for c in launches if c["kernel"] == "lossk_elementwise")
+    flags = dict(main["spec"].defines)
+    assert flags["LOSSK_WEIGHT"] == int(OptionLayout.PERIODIC) and int(main["args"][3]) == 11  # period 11
+    assert int(main["args"][7]) == HostArrays(None).pointer(grad) and grad.shape == x.shape and grad.dtype == x.dtype
+    assert loss.shape == (() if reduction != "none" else x.shape)
+    if reduction != "none":
+        finish = launches[-1]
+        assert int(finish["args"][1]) == main["grid"]  # every partial summed
+        assert int(finish["args"][4]) == HostArrays(None).pointer(loss)
+
+
+def test_elementwise_host_writes_into_out_and_in_place(launches: list[dict]) -> None:
+    from lossk._backends.cupy import elementwise_losses
+
+    x = np.linspace(-1, 1, 1001, dtype=np.float32)
+    y = np.zeros_like(x)
+    out = np.empty_like(x)
+    _, grad = elementwise_losses.binary_cross_entropy_with_logits(
+        x, y, xp=np, reduction="sum", grad_output=2.0, compute_grad=True, out=out, weight=None, pos_weight=None
+    )
+    assert grad is out and int(launches[0]["args"][7]) == HostArrays(None).pointer(out)
+    assert float(launches[0]["args"][13]) == 2.0  # the host upstream gradient folded into grad_scale
+    launches.clear()
+    _, grad = elementwise_losses.l1_loss(x, y, xp=np, reduction="mean", grad_output=None, compute_grad=True, out=x, weight=None)
+    assert grad is x and int(launches[0]["args"][0]) == int(launches[0]["args"][7])  # in place: input is grad
+    assert math.isclose(float(launches[0]["args"][13]), 1 / 1001, rel_tol=1e-6)
+    transposed_out = np.empty((1001, 2), np.float32)[:, 0]
+    launches.clear()
+    _, grad = elementwise_losses.mse_loss(x, y, xp=np, reduction="mean", grad_output=None, compute_grad=True,
+                                          out=transposed_out, weight=None)
+    assert grad is not transposed_out  # not contiguous: written fresh, copied by the caller
+
+
+@pytest.mark.parametrize(
+    ("shape", "target_kind", "options", "layout"),
+    [
+        ((4096, 1000), "index", {}, CrossEntropyLayout.ROWS_SHARED),
+        ((3, 300000), "index", {"z_loss": 1e-4, "return_z_loss": True}, CrossEntropyLayout.ROWS_SHARED),
+        ((64, 2000), "probability", {"softcap": 30.0}, CrossEntropyLayout.ROWS_STREAMED),
+        ((5, 7, 3), "index", {"label_smoothing": 0.1, "weight": True}, CrossEntropyLayout.THREAD_PER_ROW),
+    ],
+)
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_cross_entropy_host_launches(launches: list[dict], shape: tuple, target_kind: str, options: dict,
+                                     layout: CrossEntropyLayout, reduction: str) -> None:
+    from lossk._backends.cupy import class_losses
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=shape).astype(np.float32)
+    loss_shape = (shape[0], *shape[2:])
+    target = rng.random(shape).astype(np.float32) if target_kind == "probability" else rng.integers(0, shape[1], loss_shape)
+    options = dict(options)
+    weight = rng.uniform(size=shape[1]).astype(np.float32) if options.pop("weight", False) else None
+    full = {"ignore_index": -100, "label_smoothing": 0.0, "z_loss": 0.0, "softcap": None, "return_z_loss": False}
+    full.update(options)
+    result, grad = class_losses.cross_entropy(
+        x, target, xp=np, reduction=reduction, grad_output=None, compute_grad=True, out=x, weight=weight, **full
+    )
+    _check_signatures(launches)
+    kernels = [c["kernel"] for c in launches]
+    expected = ["lossk_cross_entropy"] if reduction == "none" else ["lossk_cross_entropy", "lossk_cross_entropy_finish"]
+    if reduction == "mean" and target_kind == "index":
+        expected = ["lossk_class_divisor_partials", "lossk_class_divisor_finish", *expected]
+    assert kernels == expected
+    main = next(c for c in launches if c["kernel"] == "lossk_cross_entropy")
+    flags = dict(main["spec"].defines)
+    assert flags["LOSSK_LAYOUT"] == int(layout) and main["threads"] == flags["LOSSK_THREADS"]
+    assert grad is x and int(main["args"][0]) == int(main["args"][5])  # in place
+    if flags["LOSSK_LAYOUT"] == CrossEntropyLayout.ROWS_SHARED:
+        assert main["grid"] % flags["LOSSK_CLUSTER"] == 0 and main["shared"] > 0
+    if full["return_z_loss"]:
+        loss, z_term = result
+        assert loss.shape == z_term.shape
+    if reduction != "none":
+        finish = launches[-1]
+        assert int(finish["args"][1]) == main["grid"] // flags["LOSSK_CLUSTER"]  # one partial per worker
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_nll_host_launches(launches: list[dict], reduction: str) -> None:
+    from lossk._backends.cupy import class_losses
+
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(9, 5, 4)).astype(np.float16)
+    target = rng.integers(0, 5, (9, 4)).astype(np.int32)
+    loss, grad = class_losses.nll_loss(x, target, xp=np, reduction=reduction, grad_output=None, compute_grad=True,
+                                       out=None, weight=None, ignore_index=-100)
+    _check_signatures(launches)
+    kernels = [c["kernel"] for c in launches]
+    assert kernels == (["lossk_nll_rows", "lossk_nll_grad"] if reduction == "none"
+                       else ["lossk_nll_rows", "lossk_nll_finish", "lossk_nll_grad"])
+    assert grad.shape == x.shape and grad.dtype == np.float16 and loss.shape == ((9, 4) if reduction == "none" else ())
+    grad_call = launches[-1]
+    assert int(grad_call["args"][4]) == x.size and int(grad_call["args"][6]) == 4  # elements, inner
+    assert (int(grad_call["args"][11]) != 0) == (reduction == "mean")  # divides by sum(w_y) only for the mean

@@ -9,10 +9,12 @@ numba = pytest.importorskip("numba")
 
 from lossk._kernels.numba import vecmath  # noqa: E402
 
-MAX_ULP = {"exp32": 2.0, "log32": 2.0, "log1p32": 2.0, "tanh32": 2.0}
+MAX_ULP = {"exp32": 2.0, "log32": 2.0, "log1p32": 2.0, "tanh32": 2.0, "log1p_unit32": 2.0}
 """Largest error allowed, in units in the last place of the correctly rounded float32 result."""
 
-REFERENCE = {"exp32": np.exp, "log32": np.log, "log1p32": np.log1p, "tanh32": np.tanh}
+REFERENCE = {"exp32": np.exp, "log32": np.log, "log1p32": np.log1p, "tanh32": np.tanh, "log1p_unit32": np.log1p}
+DOMAIN = {"log1p_unit32": (0.0, 1.0)}
+"""Functions defined on part of the line only: checked there."""
 
 SPECIAL = np.array(
     [0.0, -0.0, np.inf, -np.inf, np.nan, 1.0, -1.0, 1e-45, -1e-45, 1e-38, 3.4e38, -3.4e38, 88.72283, 88.7229,
@@ -57,6 +59,8 @@ def _every_float32(step: int) -> np.ndarray:
 @pytest.mark.parametrize("name", sorted(MAX_ULP))
 def test_ulp_error_over_the_float32_range(name):
     x = _every_float32(4099)
+    low, high = DOMAIN.get(name, (-np.inf, np.inf))
+    x = x[(x >= low) & (x <= high)]
     with np.errstate(all="ignore"):
         exact = REFERENCE[name](x.astype(np.float64))
     defined = ~np.isnan(exact)
@@ -71,6 +75,8 @@ def test_near_one_and_near_zero(name):
     """Where cancellation bites: arguments near 0 (log1p, tanh, exp) and near 1 (log)."""
     x = np.concatenate([np.linspace(-1, 1, 100_001), 1 + np.linspace(-1e-3, 1e-3, 10_001), np.geomspace(1e-30, 1, 10_001)])
     x = np.concatenate([x, -x]).astype(np.float32)
+    low, high = DOMAIN.get(name, (-np.inf, np.inf))
+    x = x[(x >= low) & (x <= high)]
     with np.errstate(all="ignore"):
         exact = REFERENCE[name](x.astype(np.float64))
     defined = ~np.isnan(exact)
@@ -81,11 +87,13 @@ def test_near_one_and_near_zero(name):
 @pytest.mark.parametrize("name", sorted(MAX_ULP))
 def test_special_values_under_the_callers_fastmath_flags(name, fastmath):
     """inf, NaN, 0, subnormals, overflow and underflow thresholds, whatever flags the calling loop uses."""
-    got = _apply(name, SPECIAL, fastmath)
+    low, high = DOMAIN.get(name, (-np.inf, np.inf))
+    special = SPECIAL[np.isnan(SPECIAL) | ((SPECIAL >= low) & (SPECIAL <= high))]
+    got = _apply(name, special, fastmath)
     with np.errstate(all="ignore"):
-        exact = REFERENCE[name](SPECIAL.astype(np.float64))
+        exact = REFERENCE[name](special.astype(np.float64))
         rounded = exact.astype(np.float32)
-    assert _ulp_error(got, exact).max() <= MAX_ULP[name], list(zip(SPECIAL, got, rounded))
+    assert _ulp_error(got, exact).max() <= MAX_ULP[name], list(zip(special, got, rounded))
     assert (np.signbit(got) == np.signbit(rounded))[~np.isnan(exact)].all()
 
 

@@ -57,7 +57,8 @@ def test_wheel_contains_the_kernels(tmp_path):
 def test_editable_install_sees_the_kernels(tmp_path):
     project = copy_project(tmp_path)
     prefix = tmp_path / "prefix"
-    pip("install", "--prefix", str(prefix), "-e", str(project))
+    # --ignore-installed: without it pip would first uninstall the lossk of the environment running the tests
+    pip("install", "--prefix", str(prefix), "--ignore-installed", "-e", str(project))
     purelib = sysconfig.get_path("purelib", vars={"base": str(prefix), "platbase": str(prefix)})
     dependencies = {str(Path(__import__(m).__file__).parents[1]) for m in ("numpy", "array_api_compat")}
     # -S: no site-packages but the editable install's (whose .pth wires it up) and lossk's dependencies

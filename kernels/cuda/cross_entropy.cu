@@ -101,6 +101,12 @@ __device__ __forceinline__ ACC capped(ACC z, ACC cap) {
 #endif
 }
 
+// The value the row's sums are taken relative to: its first (capped) logit, or 0 when that is ±inf or NaN
+// (a masked first class must not turn every relative sum into inf - inf).
+__device__ __forceinline__ ACC reference_logit(ACC first) {
+    return first - first == (ACC)0 ? first : (ACC)0;
+}
+
 __device__ __forceinline__ ACC class_weight_at(const ACC* class_weight, index_t c) {
 #if LOSSK_WEIGHT
     return class_weight[c];
@@ -384,7 +390,7 @@ extern "C" __global__ void __launch_bounds__(LOSSK_THREADS) lossk_cross_entropy(
             emit_ignored(row, loss_out, z_out);
             continue;
         }
-        const ACC ref = capped((ACC)to_acc(logits[start]), softcap);
+        const ACC ref = reference_logit(capped((ACC)to_acc(logits[start]), softcap));
         const ACC target_logit = t.index >= 0 ? capped((ACC)to_acc(logits[start + t.index * inner]), softcap) : (ACC)0;
         row_stats stats = empty_stats();
         for (index_t c = 0; c < classes; ++c)
@@ -482,7 +488,7 @@ extern "C" __global__ void __launch_bounds__(LOSSK_THREADS) CLUSTER_ATTRIBUTE lo
             continue;
         }
         // read before any block of the cluster can overwrite them (in-place gradient)
-        const ACC ref = capped((ACC)to_acc(logits[start]), softcap);
+        const ACC ref = reference_logit(capped((ACC)to_acc(logits[start]), softcap));
         const ACC target_logit = t.index >= 0 ? capped((ACC)to_acc(logits[start + t.index]), softcap) : (ACC)0;
 
         // pass one: statistics (and, in layout 1, the chunk into shared memory)

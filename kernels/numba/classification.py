@@ -366,6 +366,13 @@ def label_weight_sums(labels, class_weight, ignore_index):
     return weight_sum, kept
 
 
+@njit(error_model="numpy", cache=True)
+def write_label_gradient(row, label, value):
+    """row <- value · onehot(label) (all zeros for a label outside the row: an ignored row)."""
+    for c in range(row.shape[0]):
+        row[c] = value if c == label else element(row, 0.0)
+
+
 @njit(parallel=True, error_model="numpy", cache=True)
 def nll_loss(log_probabilities, labels, grad, class_weight, ignore_index, scale, row_upstream, row_loss,
              rows_per_chunk):
@@ -388,10 +395,8 @@ def nll_loss(log_probabilities, labels, grad, class_weight, ignore_index, scale,
                 label_weight = 1.0 if class_weight is None else np.float64(class_weight[y])
                 loss = -label_weight * np.float64(row_view(log_probabilities, r, spatial)[y])
             if grad is not None:
-                grad_row = row_view(grad, r, spatial)
-                fill_row(grad_row, element(grad, 0.0))
-                if y != ignore_index:
-                    grad_row[y] = element(grad, -label_weight * scale * upstream)
+                label = y if y != ignore_index else -1  # -1: an all-zero row
+                write_label_gradient(row_view(grad, r, spatial), label, element(grad, -label_weight * scale * upstream))
             row_loss[r] = loss
             loss_sum += loss
         chunk_loss[chunk] = loss_sum

@@ -10,6 +10,7 @@ GPU: see bench/GPU.md for what remains to be measured.
 from __future__ import annotations
 
 import math
+from types import ModuleType
 from typing import Any
 
 from ..._dispatch import register
@@ -50,10 +51,11 @@ def _class_divisors(arrays: DeviceArrays, target: Any, weight: Any, rows: int, c
 
 
 @register("cross_entropy", "cupy", writes_out=True)
-def cross_entropy(  # noqa: ANN201, PLR0913
-    input, target, *, xp, reduction, grad_output, compute_grad, out, weight, ignore_index,  # noqa: ANN001
-    label_smoothing, z_loss=0.0, softcap=None, return_z_loss=False,  # noqa: ANN001
-):
+def cross_entropy(
+    input: Any, target: Any, *, xp: ModuleType, reduction: str, grad_output: Any, compute_grad: bool, out: Any,
+    weight: Any, ignore_index: int, label_smoothing: float, z_loss: float = 0.0, softcap: float | None = None,
+    return_z_loss: bool = False,
+) -> tuple[Any, Any]:
     """Fused cross-entropy with every option of lossk.cross_entropy (see kernels/cuda/cross_entropy.cu)."""
     arrays = DeviceArrays(input)
     with arrays.on_device():
@@ -138,7 +140,10 @@ def cross_entropy(  # noqa: ANN201, PLR0913
 
 
 @register("nll_loss", "cupy", writes_out=True)
-def nll_loss(input, target, *, xp, reduction, grad_output, compute_grad, out, weight, ignore_index):  # noqa: ANN001, ANN201
+def nll_loss(
+    input: Any, target: Any, *, xp: ModuleType, reduction: str, grad_output: Any, compute_grad: bool, out: Any,
+    weight: Any, ignore_index: int,
+) -> tuple[Any, Any]:
     """Negative log-likelihood: a per-row kernel for the loss, a vectorised fill for the gradient."""
     arrays = DeviceArrays(input)
     with arrays.on_device():

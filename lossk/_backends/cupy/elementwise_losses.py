@@ -9,6 +9,7 @@ weights on the device. Not yet run on a GPU: see bench/GPU.md for what remains t
 from __future__ import annotations
 
 import math
+from types import ModuleType
 from typing import Any
 
 from ..._dispatch import register
@@ -143,7 +144,10 @@ def _weight_sum(arrays: DeviceArrays, weights: Any, count: int, accumulator: str
 
 
 @register("mse_loss", "cupy", writes_out=True)
-def mse_loss(input, target, *, xp, reduction, grad_output, compute_grad, out, weight):  # noqa: ANN001, ANN201
+def mse_loss(
+    input: Any, target: Any, *, xp: ModuleType, reduction: str, grad_output: Any, compute_grad: bool, out: Any,
+    weight: Any,
+) -> tuple[Any, Any]:
     """(x - y)^2 and 2 (x - y), fused (see lossk.mse_loss)."""
     return run_elementwise(
         "mse_loss", input, target, reduction=reduction, grad_output=grad_output, compute_grad=compute_grad, out=out,
@@ -152,7 +156,10 @@ def mse_loss(input, target, *, xp, reduction, grad_output, compute_grad, out, we
 
 
 @register("l1_loss", "cupy", writes_out=True)
-def l1_loss(input, target, *, xp, reduction, grad_output, compute_grad, out, weight):  # noqa: ANN001, ANN201
+def l1_loss(
+    input: Any, target: Any, *, xp: ModuleType, reduction: str, grad_output: Any, compute_grad: bool, out: Any,
+    weight: Any,
+) -> tuple[Any, Any]:
     """|x - y| and sign(x - y), fused (see lossk.l1_loss)."""
     return run_elementwise(
         "l1_loss", input, target, reduction=reduction, grad_output=grad_output, compute_grad=compute_grad, out=out,
@@ -161,7 +168,10 @@ def l1_loss(input, target, *, xp, reduction, grad_output, compute_grad, out, wei
 
 
 @register("huber_loss", "cupy", writes_out=True)
-def huber_loss(input, target, *, xp, reduction, grad_output, compute_grad, out, delta, weight):  # noqa: ANN001, ANN201
+def huber_loss(
+    input: Any, target: Any, *, xp: ModuleType, reduction: str, grad_output: Any, compute_grad: bool, out: Any,
+    delta: float, weight: Any,
+) -> tuple[Any, Any]:
     """Huber loss and its gradient, fused (see lossk.huber_loss)."""
     return run_elementwise(
         "huber_loss", input, target, reduction=reduction, grad_output=grad_output, compute_grad=compute_grad, out=out,
@@ -170,36 +180,46 @@ def huber_loss(input, target, *, xp, reduction, grad_output, compute_grad, out, 
 
 
 @register("smooth_l1_loss", "cupy", writes_out=True)
-def smooth_l1_loss(input, target, *, xp, reduction, grad_output, compute_grad, out, beta):  # noqa: ANN001, ANN201
+def smooth_l1_loss(
+    input: Any, target: Any, *, xp: ModuleType, reduction: str, grad_output: Any, compute_grad: bool, out: Any,
+    beta: float,
+) -> tuple[Any, Any]:
     """Smooth L1 and its gradient, fused; beta = 0 runs the L1 kernel (see lossk.smooth_l1_loss)."""
     return run_elementwise(
-        "smooth_l1_loss" if beta > 0 else "l1_loss", input, target, reduction=reduction, grad_output=grad_output,
-        compute_grad=compute_grad, out=out, param=beta,
+        "smooth_l1_loss" if beta > 0 else "l1_loss", input, target, reduction=reduction, grad_output=grad_output, compute_grad=compute_grad, out=out,
+        param=beta,
     )
 
 
 @register("binary_cross_entropy", "cupy", writes_out=True)
-def binary_cross_entropy(input, target, *, xp, reduction, grad_output, compute_grad, out, weight):  # noqa: ANN001, ANN201
+def binary_cross_entropy(
+    input: Any, target: Any, *, xp: ModuleType, reduction: str, grad_output: Any, compute_grad: bool, out: Any,
+    weight: Any,
+) -> tuple[Any, Any]:
     """BCE on probabilities and its gradient, fused (see lossk.binary_cross_entropy)."""
     return run_elementwise(
-        "binary_cross_entropy", input, target, reduction=reduction, grad_output=grad_output,
-        compute_grad=compute_grad, out=out, weight=weight,
+        "binary_cross_entropy", input, target, reduction=reduction, grad_output=grad_output, compute_grad=compute_grad, out=out,
+        weight=weight,
     )
 
 
 @register("binary_cross_entropy_with_logits", "cupy", writes_out=True)
-def binary_cross_entropy_with_logits(  # noqa: ANN201
-    input, target, *, xp, reduction, grad_output, compute_grad, out, weight, pos_weight  # noqa: ANN001
-):
+def binary_cross_entropy_with_logits(
+    input: Any, target: Any, *, xp: ModuleType, reduction: str, grad_output: Any, compute_grad: bool, out: Any,
+    weight: Any, pos_weight: Any,
+) -> tuple[Any, Any]:
     """BCE on logits and its gradient, fused (see lossk.binary_cross_entropy_with_logits)."""
     return run_elementwise(
-        "binary_cross_entropy_with_logits", input, target, reduction=reduction, grad_output=grad_output,
-        compute_grad=compute_grad, out=out, weight=weight, pos_weight=pos_weight,
+        "binary_cross_entropy_with_logits", input, target, reduction=reduction, grad_output=grad_output, compute_grad=compute_grad, out=out,
+        weight=weight, pos_weight=pos_weight,
     )
 
 
 @register("kl_div", "cupy", writes_out=True)
-def kl_div(input, target, *, xp, reduction, grad_output, compute_grad, out, log_target):  # noqa: ANN001, ANN201
+def kl_div(
+    input: Any, target: Any, *, xp: ModuleType, reduction: str, grad_output: Any, compute_grad: bool, out: Any,
+    log_target: bool,
+) -> tuple[Any, Any]:
     """KL divergence and its gradient, fused (see lossk.kl_div)."""
     return run_elementwise(
         "kl_div", input, target, reduction=reduction, grad_output=grad_output, compute_grad=compute_grad, out=out,
