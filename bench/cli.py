@@ -54,8 +54,9 @@ def parser() -> argparse.ArgumentParser:
         prog="python -m bench",
         description="Time forward+backward of each loss on lossk's backends and on the peers a user would pick "
         "instead; print a table per loss, write the results as JSON and a PNG plot.",
-        epilog="Sizes: a number n is n elements (for cross_entropy: n logits, V = min(n, 32768) classes); "
-        "NxV gives cross_entropy's rows and classes (N*V elements for the other losses).",
+        epilog="Sizes: a number n is n elements (for the cross-entropies: n logits, V = min(n, 32768) classes); "
+        "NxV gives the rows and classes (N*V elements for the elementwise losses; H = 512 for "
+        "linear_cross_entropy), NxHxV also the hidden size.",
     )
     p.add_argument("--quick", action="store_true", help="a small sweep, fewer repeats (under a minute on 2 cores)")
     device = p.add_mutually_exclusive_group()
@@ -139,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser().error("--gpu: no CUDA GPU found (looked through CuPy and PyTorch)")
     machine = hardware.detect()
     versions = hardware.library_versions()
-    print(f"lossk bench on the {device.upper()}: {machine.summary()}")
+    print(f"lossk bench on the {device.upper()}. {machine.summary()}")
     print("versions: " + ", ".join(f"{name} {version}" for name, version in versions.items()))
 
     copy_gbs = hardware.copy_bandwidth(device, quick=args.quick)

@@ -144,11 +144,11 @@ class LosskBackend(Provider):
         value_and_grad = functools.partial(
             getattr(lossk, case.lossk_name).value_and_grad, backend=self.backend, **case.options
         )
-        writes_out = registration.writes_out and case.differentiable == (0,)
-        out = array_namespace(args[0]).empty_like(args[0]) if writes_out else None
+        if registration.writes_out and case.differentiable == (0,):
+            value_and_grad = functools.partial(value_and_grad, out=array_namespace(args[0]).empty_like(args[0]))
 
         def call() -> tuple[Any, Any]:
-            result = value_and_grad(*args, out=out)
+            result = value_and_grad(*args)
             synchronize()
             return result
 

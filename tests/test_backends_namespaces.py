@@ -107,3 +107,20 @@ def test_returns_the_input_library(case, library, dtype, reduction, rng, seed):
         )
         np.testing.assert_array_equal(to_numpy(loss), to_numpy(loss32).astype(np.float16))
         np.testing.assert_array_equal(to_numpy(grad), to_numpy(grad32).astype(np.float16))
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda case: case.id)
+def test_float16_on_every_backend(case, backend, rng, seed):
+    """float16 in, float16 out, computed in float32: within float16's rounding of the float64 oracle."""
+    backend.require(case.loss)
+    input64, target64, arrays64 = draw(case, rng)
+    input, target = as_dtype(input64, np.float16), as_dtype(target64, np.float16)
+    arrays = {name: a.astype(np.float16) for name, a in arrays64.items()}
+    expected_loss, expected_grad = torch_value_and_grad(case.loss, input, target, reduction="mean", **case.options, **arrays)
+    loss, grad = getattr(lossk, case.loss).value_and_grad(
+        backend.asarray(input), backend.asarray(target), reduction="mean", backend=backend.name, **case.options,
+        **{name: backend.asarray(a) for name, a in arrays.items()},
+    )
+    assert loss.dtype == grad.dtype == np.float16
+    assert_close(loss, expected_loss, np.float16, "loss", seed)
+    assert_close(grad, expected_grad, np.float16, "gradient", seed)

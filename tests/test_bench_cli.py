@@ -106,6 +106,19 @@ def test_usage_errors_name_the_problem_and_exit_2(
     assert message in capsys.readouterr().err
 
 
+def test_gpu_without_a_gpu_is_a_usage_error(
+    bench_main: Callable[[Sequence[str]], int], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bench import hardware
+
+    if hardware.gpu_model() is not None:
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(SystemExit) as exit_info:
+        bench_main(["--gpu"])
+    assert exit_info.value.code == 2
+    assert "no CUDA GPU found" in capsys.readouterr().err
+
+
 def test_missing_library_is_reported_as_skipped(
     bench_main: Callable[[Sequence[str]], int],
     monkeypatch: pytest.MonkeyPatch,

@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import ml_dtypes
 import numpy as np
 import pytest
 from loss_cases import CASES, Case, draw, reductions
@@ -47,7 +46,11 @@ def _gpu() -> None:
 
 
 def numpy_dtype(name: str) -> np.dtype:
-    return np.dtype(ml_dtypes.bfloat16) if name == "bfloat16" else np.dtype(name)
+    if name == "bfloat16":
+        import ml_dtypes  # CuPy's bfloat16
+
+        return np.dtype(ml_dtypes.bfloat16)
+    return np.dtype(name)
 
 
 def rounded(x: np.ndarray, dtype: str) -> np.ndarray:
@@ -339,6 +342,9 @@ def test_torch_tensors_come_back_on_the_same_device_and_stream(rng: np.random.Ge
     assert torch.equal(loss, expected_loss) and torch.equal(grad, expected_grad)
     assert torch.isfinite(total)
     assert _dispatch.select("cross_entropy", "auto", x).implementation.__module__ == "lossk._backends.cupy.class_losses"
+    leaf = torch.randn(1000, device="cuda", requires_grad=True)  # DLPack refuses these unless detached first
+    _, leaf_grad = lossk.mse_loss.value_and_grad(leaf, torch.zeros_like(leaf), backend="cupy", reduction="sum")
+    assert torch.equal(leaf_grad, 2 * leaf.detach())
 
 
 # ---- 64-bit indexing ----------------------------------------------------------------------------------------------

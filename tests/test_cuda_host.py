@@ -8,7 +8,6 @@ import inspect
 import math
 import re
 
-import ml_dtypes
 import numpy as np
 import pytest
 import torch
@@ -27,13 +26,19 @@ H100_SHARED_OPTIN = 227 * 1024
 @pytest.mark.parametrize(
     ("dtype", "name"),
     [
-        (np.float32, "float32"), (np.dtype("float16"), "float16"), (ml_dtypes.bfloat16, "bfloat16"),
-        (np.dtype(ml_dtypes.bfloat16), "bfloat16"), (torch.bfloat16, "bfloat16"), (torch.float64, "float64"),
-        (torch.int64, "int64"), (np.uint8, "uint8"),
+        (np.float32, "float32"), (np.dtype("float16"), "float16"), (torch.bfloat16, "bfloat16"),
+        (torch.float64, "float64"), (torch.int64, "int64"), (np.uint8, "uint8"), ("bfloat16", "bfloat16"),
     ],
 )
 def test_dtype_names_of_every_library(dtype: object, name: str) -> None:
     assert specialisation.dtype_name(dtype) == name
+
+
+def test_cupy_bfloat16_is_ml_dtypes() -> None:
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    assert specialisation.dtype_name(ml_dtypes.bfloat16) == "bfloat16"
+    assert specialisation.dtype_name(np.dtype(ml_dtypes.bfloat16)) == "bfloat16"
+    assert interop.numpy_dtype("bfloat16") == np.dtype(ml_dtypes.bfloat16)
 
 
 def test_dtype_codes_and_accumulators() -> None:
@@ -253,12 +258,13 @@ def test_upstream_kinds() -> None:
         pass
 
     FakeCupyScalar.__module__ = "cupy._core.core"
-    assert scaling.upstream_kind(None, "mean") == "ones"
-    assert scaling.upstream_kind(np.ones(3), "none") == "array"
-    assert scaling.upstream_kind(2.5, "sum") == "host" and scaling.host_upstream(2.5, "host") == 2.5
-    assert scaling.upstream_kind(np.asarray(2.0), "mean") == "host"
-    assert scaling.upstream_kind(torch.tensor(2.0), "mean") == "host"  # a CPU tensor: read on the host
-    assert scaling.upstream_kind(FakeCupyScalar(), "mean") == "device"
+    assert scaling.upstream_kind(None, "mean", "cupy") == "ones"
+    assert scaling.upstream_kind(np.ones(3), "none", "cupy") == "array"
+    assert scaling.upstream_kind(2.5, "sum", "torch") == "host" and scaling.host_upstream(2.5, "host") == 2.5
+    assert scaling.upstream_kind(np.asarray(2.0), "mean", "cupy") == "host"
+    assert scaling.upstream_kind(torch.tensor(2.0), "mean", "torch") == "host"  # a CPU tensor: read on the host
+    assert scaling.upstream_kind(FakeCupyScalar(), "mean", "cupy") == "device"
+    assert scaling.upstream_kind(FakeCupyScalar(), "mean", "torch") == "host"  # another library: read once here
     assert scaling.host_upstream(FakeCupyScalar(), "device") == 1.0
     assert scaling.reciprocal(4) == 0.25 and scaling.reciprocal(0) == math.inf
 
@@ -270,7 +276,6 @@ def test_interop_decisions() -> None:
     assert interop.dlpack_view_dtype("torch", "bfloat16") == "int16"
     assert interop.dlpack_view_dtype("torch", "float16") is None
     assert interop.dlpack_view_dtype("cupy", "bfloat16") is None
-    assert interop.numpy_dtype("bfloat16") == np.dtype(ml_dtypes.bfloat16)
     assert interop.usable_out((4, 3), (3, 1), "float32", (4, 3), "float32")
     assert not interop.usable_out((4, 3), (1, 4), "float32", (4, 3), "float32")  # transposed
     assert not interop.usable_out((4, 3), (3, 1), "float16", (4, 3), "float32")
@@ -475,3 +480,19 @@ def test_nll_host_launches(launches: list[dict], reduction: str) -> None:
     grad_call = launches[-1]
     assert int(grad_call["args"][4]) == x.size and int(grad_call["args"][6]) == 4  # elements, inner
     assert (int(grad_call["args"][11]) != 0) == (reduction == "mean")  # divides by sum(w_y) only for the mean
+
+
+def test_an_upstream_array_is_read_by_the_kernel(launches: list[dict]) -> None:
+    from lossk._backends.cupy import class_losses, elementwise_losses
+
+    x = np.ones((4, 5), np.float16)
+    upstream = np.arange(20.0).reshape(4, 5)  # float64: cast to the input's dtype for the kernel
+    elementwise_losses.kl_div(x, x, xp=np, reduction="none", grad_output=upstream, compute_grad=True, out=None,
+                              log_target=True)
+    main = launches[0]
+    assert dict(main["spec"].defines)["LOSSK_GRAD_OUTPUT"] == 1 and int(main["args"][6]) != 0
+    launches.clear()
+    class_losses.cross_entropy(x, np.zeros(4, np.int64), xp=np, reduction="none", grad_output=np.ones(4),
+                               compute_grad=True, out=None, weight=None, ignore_index=-100, label_smoothing=0.0)
+    main = launches[0]
+    assert dict(main["spec"].defines)["LOSSK_GRAD_OUTPUT"] == 1 and int(main["args"][4]) != 0

@@ -34,18 +34,19 @@ def check_properties(backend, name, input, target, reduction, seed, options):
     assert_close(loss, expected_loss, np.float64, "loss", seed)
     assert_close(grad, expected_grad, np.float64, "gradient", seed)
     assert to_numpy(grad).shape == input.shape
-    np.testing.assert_array_equal(to_numpy(function(*args, reduction=reduction, **run)), to_numpy(loss))
-    np.testing.assert_array_equal(to_numpy(function.grad(*args, reduction=reduction, **run)), to_numpy(grad))
+    # the forward-only and gradient-only paths may sum in another order than value_and_grad, not to another value
+    np.testing.assert_allclose(to_numpy(function(*args, reduction=reduction, **run)), to_numpy(loss), rtol=1e-12)
+    np.testing.assert_allclose(to_numpy(function.grad(*args, reduction=reduction, **run)), to_numpy(grad), rtol=1e-12)
 
     unreduced_shape = to_numpy(function(*args, reduction="none", **run)).shape
     ones = backend.asarray(np.ones(unreduced_shape))
     unreduced, unreduced_grad = function.value_and_grad(*args, reduction="none", grad_output=ones, **run)
     total, total_grad = function.value_and_grad(*args, reduction="sum", **run)
     np.testing.assert_allclose(to_numpy(total), np.sum(to_numpy(unreduced)), rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(to_numpy(unreduced_grad), to_numpy(total_grad), rtol=1e-12, atol=1e-300)
+    np.testing.assert_allclose(to_numpy(unreduced_grad), to_numpy(total_grad), rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(
         to_numpy(function.grad(*args, reduction="sum", grad_output=-2.5, **run)), -2.5 * to_numpy(total_grad),
-        rtol=1e-12, atol=1e-300,
+        rtol=1e-12, atol=1e-14,
     )
 
 

@@ -75,7 +75,7 @@ def cross_entropy(
         )
         reduce = reduction != "none"
         with_z = z_loss > 0 or return_z_loss
-        kind = upstream_kind(grad_output, reduction) if compute_grad else "ones"
+        kind = upstream_kind(grad_output, reduction, arrays.library) if compute_grad else "ones"
         upstream_array = arrays.contiguous(arrays.astype(grad_output, dtype)) if kind == "array" else None
         upstream_device = arrays.astype(grad_output, accumulator) if kind == "device" else None
 
@@ -156,7 +156,7 @@ def nll_loss(
         w = None if weight is None else arrays.astype(arrays.contiguous(weight), accumulator)
         sm_count, _ = compiler.device_properties(arrays.device_id)
         reduce = reduction != "none"
-        kind = upstream_kind(grad_output, reduction) if compute_grad else "ones"
+        kind = upstream_kind(grad_output, reduction, arrays.library) if compute_grad else "ones"
         upstream_array = arrays.contiguous(arrays.astype(grad_output, dtype)) if kind == "array" else None
         upstream_device = arrays.astype(grad_output, accumulator) if kind == "device" else None
         spec = specialisation.nll_loss(

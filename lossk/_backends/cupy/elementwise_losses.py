@@ -57,7 +57,7 @@ def run_elementwise(
         w, w_period, w_layout = _option(arrays, weight, accumulator, n)
         pw, pw_period, pw_layout = _option(arrays, pos_weight, accumulator, n)
         reduce = reduction != "none"
-        kind = upstream_kind(grad_output, reduction) if compute_grad else "ones"
+        kind = upstream_kind(grad_output, reduction, arrays.library) if compute_grad else "ones"
         upstream_array = arrays.contiguous(arrays.astype(grad_output, dtype)) if kind == "array" else None
         upstream_device = arrays.astype(grad_output, accumulator) if kind == "device" else None
 

@@ -138,6 +138,7 @@ class DeviceArrays:
             return 0
         if self.library == "cupy":
             return int(x.data.ptr)
+        x = x.detach()  # DLPack refuses tensors that require grad; detach() shares the memory
         view_dtype = dlpack_view_dtype("torch", self.dtype(x))
         if view_dtype is not None:
             x = x.view(getattr(self.torch, view_dtype))

@@ -12,12 +12,13 @@ import math
 from typing import Any
 
 
-def upstream_kind(grad_output: Any, reduction: str) -> str:
+def upstream_kind(grad_output: Any, reduction: str, input_library: str) -> str:
     """How the upstream gradient reaches the kernels.
 
     'ones' (None), 'array' (reduction='none': one value per loss element, read by the kernel),
-    'host' (a Python number, or a 0-d array on the host: folded into a kernel argument) or
-    'device' (a 0-d CuPy array or CUDA tensor: read by the kernel from its address).
+    'device' (a 0-d CuPy array or CUDA tensor of the input's library: read by the kernel from its address)
+    or 'host' (anything else — a Python number, a 0-d host array, a 0-d array of another library: read
+    once here and folded into a kernel argument).
     """
     if grad_output is None:
         return "ones"
@@ -26,11 +27,8 @@ def upstream_kind(grad_output: Any, reduction: str) -> str:
     if isinstance(grad_output, (int, float)):
         return "host"
     library = type(grad_output).__module__.split(".")[0]
-    if library == "cupy":
-        return "device"
-    if library == "torch" and grad_output.device.type == "cuda":
-        return "device"
-    return "host"
+    on_gpu = library == "cupy" or (library == "torch" and grad_output.device.type == "cuda")
+    return "device" if on_gpu and library == input_library else "host"
 
 
 def host_upstream(grad_output: Any, kind: str) -> float:
