@@ -137,8 +137,8 @@ class LosskBackend(Provider):
         import lossk
         from lossk import _dispatch
 
-        registration = _dispatch.implementations(case.lossk_name).get(self.backend)
-        if registration is None:
+        registration = _dispatch.implementations(case.lossk_dispatch or case.lossk_name).get(self.backend)
+        if registration is None or not hasattr(lossk, case.lossk_name):
             raise NotApplicable(f"lossk's {self.backend} backend does not implement this loss")
         args, synchronize = (arrays, _nothing) if device == CPU else _gpu_arrays(arrays)
         value_and_grad = functools.partial(
@@ -148,9 +148,10 @@ class LosskBackend(Provider):
             value_and_grad = functools.partial(value_and_grad, out=array_namespace(args[0]).empty_like(args[0]))
 
         def call() -> tuple[Any, Any]:
-            result = value_and_grad(*args)
+            loss, grad = value_and_grad(*args)
             synchronize()
-            return result
+            # linear_cross_entropy also returns d_linear_bias (None here): keep the differentiated arguments'
+            return loss, grad[: len(case.differentiable)] if len(case.differentiable) > 1 else grad
 
         return call
 

@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
+import numpy as np
+
 from . import classification
-from ._array_api import Array, namespace_of
+from ._array_api import Array, is_numpy_namespace, namespace_of
 from ._dispatch import select
 from ._reduction import compute_dtype
 from ._validation import (
@@ -240,7 +242,7 @@ def _run(call: ChunkedCall, *, compute_grad: bool, grad_output: Any) -> tuple[An
         **call.cross_entropy_options, "reduction": chunk_reduction, "z_loss": chunk_z_loss,
         "return_z_loss": call.return_z_loss,
     }
-    weight_t = xp.matrix_transpose(linear_weight)
+    products = _Products(xp, linear_weight, min(call.chunk_rows, n_tokens))
     if compute_grad:
         d_input = xp.empty_like(input)
         d_weight = xp.zeros_like(linear_weight)
@@ -249,7 +251,7 @@ def _run(call: ChunkedCall, *, compute_grad: bool, grad_output: Any) -> tuple[An
     for start in range(0, n_tokens, call.chunk_rows):
         stop = min(start + call.chunk_rows, n_tokens)
         x = input[start:stop, ...]
-        logits = xp.matmul(x, weight_t)
+        logits = products.logits(x)
         if bias is not None:
             logits += bias
         if compute_grad:
@@ -258,8 +260,8 @@ def _run(call: ChunkedCall, *, compute_grad: bool, grad_output: Any) -> tuple[An
             value, g = classification.cross_entropy.value_and_grad(
                 logits, target[start:stop], grad_output=chunk_upstream, inplace=True, **options
             )
-            d_input[start:stop, ...] = xp.matmul(g, linear_weight)
-            _accumulate_transposed_product(xp, d_weight, g, x)
+            products.set_input_gradient(d_input, start, stop, g)
+            products.accumulate_weight_gradient(d_weight, g, x)
             if d_bias is not None:
                 d_bias += xp.sum(g, axis=0)
         else:
@@ -286,10 +288,46 @@ def _combine(xp: ModuleType, chunks: list[Array], reduction: str, factor: float,
     return xp.astype(xp.asarray(total * factor), out_dtype)
 
 
-def _accumulate_transposed_product(xp: ModuleType, out: Array, g: Array, x: Array) -> None:
-    """out += g.T @ x, going over out's rows in blocks so that the product's temporary stays small."""
-    n_classes, n_features = out.shape
-    block = max(1, WEIGHT_GRADIENT_BLOCK_BYTES // max(1, n_features * xp.finfo(out.dtype).bits // 8))
-    for start in range(0, n_classes, block):
-        stop = min(start + block, n_classes)
-        out[start:stop, ...] += xp.matmul(xp.matrix_transpose(g[:, start:stop]), x)
+class _Products:
+    """The three matrix products of a chunk, with x (rows, H), W (V, H) and the logits' gradient g (rows, V):
+
+    logits = x W^T,   d_input[rows] = g W,   d_weight += g^T x   (over W's rows in blocks).
+
+    The Array API has no ``out=``: its products allocate their results. For NumPy they are written into
+    buffers allocated once per call (NumPy's ``matmul(..., out=)``), which saves one chunk of fresh pages —
+    and their page faults — per chunk.
+    """
+
+    def __init__(self, xp: ModuleType, linear_weight: Array, chunk_rows: int) -> None:
+        self.xp = xp
+        self.weight = linear_weight
+        self.weight_t = xp.matrix_transpose(linear_weight)
+        n_classes, n_features = linear_weight.shape
+        itemsize = xp.finfo(linear_weight.dtype).bits // 8
+        self.block_rows = max(1, WEIGHT_GRADIENT_BLOCK_BYTES // max(1, n_features * itemsize))
+        self.numpy = is_numpy_namespace(xp)
+        if self.numpy:
+            self.logits_buffer = np.empty((chunk_rows, n_classes), dtype=linear_weight.dtype)
+            self.block_buffer = np.empty((min(self.block_rows, n_classes), n_features), dtype=linear_weight.dtype)
+
+    def logits(self, x: Array) -> Array:
+        if not self.numpy:
+            return self.xp.matmul(x, self.weight_t)
+        return np.matmul(x, self.weight_t, out=self.logits_buffer[: x.shape[0]])
+
+    def set_input_gradient(self, d_input: Array, start: int, stop: int, g: Array) -> None:
+        if self.numpy:
+            np.matmul(g, self.weight, out=d_input[start:stop])
+        else:
+            d_input[start:stop, ...] = self.xp.matmul(g, self.weight)
+
+    def accumulate_weight_gradient(self, d_weight: Array, g: Array, x: Array) -> None:
+        xp = self.xp
+        for start in range(0, d_weight.shape[0], self.block_rows):
+            stop = min(start + self.block_rows, d_weight.shape[0])
+            g_t = xp.matrix_transpose(g[:, start:stop])
+            if self.numpy:
+                block = np.matmul(g_t, x, out=self.block_buffer[: stop - start])
+                np.add(d_weight[start:stop], block, out=d_weight[start:stop])
+            else:
+                d_weight[start:stop, ...] += xp.matmul(g_t, x)

@@ -302,12 +302,12 @@ def chunk_rows(n_classes: int) -> int:
     return max(1, ELEMENTS_PER_CHUNK // max(n_classes, 1))
 
 
-@njit(parallel=True, error_model="numpy", cache=True)
-def cross_entropy(
-    logits, labels, probabilities, grad, class_weight, ignore_index, smoothing, z_loss, softcap, scale, z_scale,
-    row_upstream, row_loss, row_z_loss, rows_per_chunk,
+@njit(error_model="numpy", cache=True)
+def cross_entropy_rows(
+    first_row, end_row, logits, labels, probabilities, grad, class_weight, ignore_index, smoothing, z_loss,
+    softcap, scale, z_scale, row_upstream, row_loss, row_z_loss,
 ):
-    """Cross-entropy and z-loss summed over the rows (two float64), per-row values and the gradient.
+    """Cross-entropy and z-loss of rows [first_row, end_row), each summed in float64, in one thread.
 
     ``logits`` is (R, C) or (N, C, S) (rows (n, s)); ``labels`` (R,) class indices, or None when
     ``probabilities`` (shaped like ``logits``) is given. ``grad`` (shaped like ``logits``, may be
@@ -319,35 +319,51 @@ def cross_entropy(
     when every row is ignored and ``scale`` = 1 / 0).
     """
     spatial = logits.shape[2] if logits.ndim == 3 else 1
-    n_rows = logits.shape[0] * spatial
+    loss_sum = 0.0
+    z_loss_sum = 0.0
+    for r in range(first_row, end_row):
+        upstream = row_upstream[r]
+        if labels is not None and labels[r] == ignore_index:
+            loss, z_term = 0.0, 0.0
+            if grad is not None:
+                fill_row(row_view(grad, r, spatial), element(grad, 0.0))
+        else:
+            label = 0 if labels is None else labels[r]
+            loss, z_term = cross_entropy_row(
+                row_view(logits, r, spatial), label, optional_row_view(probabilities, r, spatial),
+                optional_row_view(grad, r, spatial), class_weight, smoothing, z_loss, softcap, scale * upstream,
+                z_scale * upstream,
+            )
+        row_loss[r] = loss + z_term
+        row_z_loss[r] = z_term
+        loss_sum += loss
+        z_loss_sum += z_term
+    return loss_sum, z_loss_sum
+
+
+@njit(parallel=True, error_model="numpy", cache=True)
+def cross_entropy(
+    logits, labels, probabilities, grad, class_weight, ignore_index, smoothing, z_loss, softcap, scale, z_scale,
+    row_upstream, row_loss, row_z_loss, rows_per_chunk,
+):
+    """:func:`cross_entropy_rows` over every row, chunks of ``rows_per_chunk`` rows in parallel.
+
+    The chunks' sums are added in chunk order: the same totals for any number of threads, and the same as
+    :func:`cross_entropy_rows` when there is one chunk.
+    """
+    n_rows = logits.shape[0] * (logits.shape[2] if logits.ndim == 3 else 1)
     n_chunks = (n_rows + rows_per_chunk - 1) // rows_per_chunk
     chunk_loss = np.zeros(n_chunks)
     chunk_z_loss = np.zeros(n_chunks)
     for chunk in prange(n_chunks):
-        loss_sum = 0.0
-        z_loss_sum = 0.0
-        for r in range(chunk * rows_per_chunk, min(n_rows, (chunk + 1) * rows_per_chunk)):
-            upstream = row_upstream[r]
-            z = row_view(logits, r, spatial)
-            if labels is not None and labels[r] == ignore_index:
-                loss, z_term = 0.0, 0.0
-                if grad is not None:
-                    fill_row(row_view(grad, r, spatial), element(grad, 0.0))
-            else:
-                label = 0 if labels is None else labels[r]
-                loss, z_term = cross_entropy_row(
-                    z, label, optional_row_view(probabilities, r, spatial), optional_row_view(grad, r, spatial),
-                    class_weight, smoothing, z_loss, softcap, scale * upstream, z_scale * upstream,
-                )
-            row_loss[r] = loss + z_term
-            row_z_loss[r] = z_term
-            loss_sum += loss
-            z_loss_sum += z_term
-        chunk_loss[chunk] = loss_sum
-        chunk_z_loss[chunk] = z_loss_sum
+        chunk_loss[chunk], chunk_z_loss[chunk] = cross_entropy_rows(
+            chunk * rows_per_chunk, min(n_rows, (chunk + 1) * rows_per_chunk), logits, labels, probabilities, grad,
+            class_weight, ignore_index, smoothing, z_loss, softcap, scale, z_scale, row_upstream, row_loss,
+            row_z_loss,
+        )
     loss_total = 0.0
     z_loss_total = 0.0
-    for chunk in range(n_chunks):  # fixed order: the same sum for any number of threads
+    for chunk in range(n_chunks):
         loss_total += chunk_loss[chunk]
         z_loss_total += chunk_z_loss[chunk]
     return loss_total, z_loss_total
@@ -373,33 +389,44 @@ def write_label_gradient(row, label, value):
         row[c] = value if c == label else element(row, 0.0)
 
 
+@njit(error_model="numpy", cache=True)
+def nll_loss_rows(first_row, end_row, log_probabilities, labels, grad, class_weight, ignore_index, scale,
+                  row_upstream, row_loss):
+    """Σ -w_y x_{r,y} over rows [first_row, end_row) not ignored (float64), their losses and gradients.
+
+    The gradient row is -scale w_y onehot(y) (0 for ignored rows); layout and arguments as in
+    :func:`cross_entropy_rows`; ``grad`` may be ``log_probabilities`` itself.
+    """
+    spatial = log_probabilities.shape[2] if log_probabilities.ndim == 3 else 1
+    loss_sum = 0.0
+    for r in range(first_row, end_row):
+        y = labels[r]
+        loss = 0.0
+        label_weight = 0.0
+        if y != ignore_index:
+            label_weight = 1.0 if class_weight is None else np.float64(class_weight[y])
+            loss = -label_weight * np.float64(row_view(log_probabilities, r, spatial)[y])
+        if grad is not None:
+            label = y if y != ignore_index else -1  # -1: an all-zero row
+            value = element(grad, -label_weight * scale * row_upstream[r])
+            write_label_gradient(row_view(grad, r, spatial), label, value)
+        row_loss[r] = loss
+        loss_sum += loss
+    return loss_sum
+
+
 @njit(parallel=True, error_model="numpy", cache=True)
 def nll_loss(log_probabilities, labels, grad, class_weight, ignore_index, scale, row_upstream, row_loss,
              rows_per_chunk):
-    """Σ_r -w_y x_{r,y} over rows not ignored (float64); per-row losses and the gradient -scale w_y onehot(y).
-
-    Layout and arguments as in :func:`cross_entropy`; ``grad`` may be ``log_probabilities`` itself.
-    """
-    spatial = log_probabilities.shape[2] if log_probabilities.ndim == 3 else 1
-    n_rows = log_probabilities.shape[0] * spatial
+    """:func:`nll_loss_rows` over every row, chunks in parallel, summed in chunk order (see :func:`cross_entropy`)."""
+    n_rows = log_probabilities.shape[0] * (log_probabilities.shape[2] if log_probabilities.ndim == 3 else 1)
     n_chunks = (n_rows + rows_per_chunk - 1) // rows_per_chunk
     chunk_loss = np.zeros(n_chunks)
     for chunk in prange(n_chunks):
-        loss_sum = 0.0
-        for r in range(chunk * rows_per_chunk, min(n_rows, (chunk + 1) * rows_per_chunk)):
-            upstream = row_upstream[r]
-            y = labels[r]
-            loss = 0.0
-            label_weight = 0.0
-            if y != ignore_index:
-                label_weight = 1.0 if class_weight is None else np.float64(class_weight[y])
-                loss = -label_weight * np.float64(row_view(log_probabilities, r, spatial)[y])
-            if grad is not None:
-                label = y if y != ignore_index else -1  # -1: an all-zero row
-                write_label_gradient(row_view(grad, r, spatial), label, element(grad, -label_weight * scale * upstream))
-            row_loss[r] = loss
-            loss_sum += loss
-        chunk_loss[chunk] = loss_sum
+        chunk_loss[chunk] = nll_loss_rows(
+            chunk * rows_per_chunk, min(n_rows, (chunk + 1) * rows_per_chunk), log_probabilities, labels, grad,
+            class_weight, ignore_index, scale, row_upstream, row_loss,
+        )
     total = 0.0
     for chunk in range(n_chunks):
         total += chunk_loss[chunk]

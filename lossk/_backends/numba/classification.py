@@ -123,11 +123,16 @@ def cross_entropy(
     grad = _gradient_buffer(input, logits, out) if compute_grad else None
     row_loss = np.empty(n_rows)
     row_z_loss = np.empty(n_rows)
-    loss_total, z_loss_total = kernels.cross_entropy(
-        logits, labels, probabilities, grad, class_weight, ignore_index, float(label_smoothing),
-        float(z_loss), None if softcap is None else dtype.type(softcap), float(scale), float(z_scale),
-        row_upstream, row_loss, row_z_loss, kernels.chunk_rows(n_classes),
+    operands = (
+        logits, labels, probabilities, grad, class_weight, ignore_index, float(label_smoothing), float(z_loss),
+        None if softcap is None else dtype.type(softcap), float(scale), float(z_scale), row_upstream, row_loss,
+        row_z_loss,
     )
+    rows_per_chunk = kernels.chunk_rows(n_classes)
+    if n_rows <= rows_per_chunk:  # one chunk: no parallel launch (its cost dominates small inputs)
+        loss_total, z_loss_total = kernels.cross_entropy_rows(0, n_rows, *operands)
+    else:
+        loss_total, z_loss_total = kernels.cross_entropy(*operands, rows_per_chunk)
     if reduction == "none":
         value = row_loss.reshape(loss_shape).astype(input.dtype)
     else:
@@ -156,9 +161,11 @@ def nll_loss(
     scale = _divide(upstream, divisor) if reduction == "mean" else upstream
     grad = _gradient_buffer(input, log_probabilities, out) if compute_grad else None
     row_loss = np.empty(n_rows)
-    total = kernels.nll_loss(
-        log_probabilities, labels, grad, class_weight, ignore_index, float(scale), row_upstream, row_loss,
-        kernels.chunk_rows(log_probabilities.shape[1]),
-    )
+    operands = (log_probabilities, labels, grad, class_weight, ignore_index, float(scale), row_upstream, row_loss)
+    rows_per_chunk = kernels.chunk_rows(log_probabilities.shape[1])
+    if n_rows <= rows_per_chunk:
+        total = kernels.nll_loss_rows(0, n_rows, *operands)
+    else:
+        total = kernels.nll_loss(*operands, rows_per_chunk)
     value = _reduced(reduction, total, row_loss, divisor, loss_shape, input.dtype)
     return value, (None if grad is None else _finish_gradient(grad, input, out))
