@@ -134,11 +134,10 @@ def select_providers(requested: list[str] | None, device: str) -> tuple[list[Pro
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     started = time.perf_counter()
-    gpu_model = hardware.gpu_model()
-    device = args.device or (GPU if gpu_model else CPU)
-    if device == GPU and gpu_model is None:
-        parser().error("--gpu: no CUDA GPU found (looked through CuPy and PyTorch)")
     machine = hardware.detect()
+    device = args.device or (GPU if machine.gpu_model else CPU)
+    if device == GPU and machine.gpu_model is None:
+        parser().error("--gpu: no CUDA GPU found (looked through CuPy and PyTorch)")
     versions = hardware.library_versions()
     print(f"lossk bench on the {device.upper()}. {machine.summary()}")
     print("versions: " + ", ".join(f"{name} {version}" for name, version in versions.items()))
@@ -169,6 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     total = sum(len(sizes[case.name]) for case in cases) * len(providers)
     with progress(total, enabled=args.progress) as step:
         outcome = run(cases, sizes, providers, settings, copy_gbs, on_step=step)
+    skipped_per_loss = list(outcome.skipped)
     outcome.skipped[:0] = skipped
 
     print()
@@ -177,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if measured:
             print(table(case, measured, copy_gbs))
             print()
-    for line in skipped_lines(Outcome(skipped=outcome.skipped[len(skipped) :], failed=outcome.failed)):
+    for line in skipped_lines(Outcome(skipped=skipped_per_loss, failed=outcome.failed)):
         print(line)
 
     args.out.mkdir(parents=True, exist_ok=True)

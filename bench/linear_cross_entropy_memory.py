@@ -39,8 +39,9 @@ def _reset_peak() -> None:
         clear_refs.write("5")
 
 
-def _make_call(provider: str, n: int, h: int, v: int) -> tuple[Callable[[], Any], Callable[[], Any]]:
-    """(the full-size forward+backward, a tiny one for warm-up) of ``provider`` on seeded float32 data."""
+def _make_call(provider: str, n: int, h: int, v: int) -> tuple[Callable[[], Any], Callable[[], Any], Callable[[], None]]:
+    """(the full-size forward+backward, a tiny one for warm-up, a function that frees the gradients of the last
+    call) of ``provider`` on seeded float32 data; calls return the loss as a float."""
     import numpy as np
 
     rng = np.random.default_rng(0)
@@ -53,10 +54,10 @@ def _make_call(provider: str, n: int, h: int, v: int) -> tuple[Callable[[], Any]
         backend = "auto" if provider == "lossk" else "array_api"
 
         def lossk_call(rows: int = n) -> Any:
-            loss, grads = lossk.linear_cross_entropy.value_and_grad(x[:rows], w, target[:rows], backend=backend)
-            return float(loss), grads
+            loss, _ = lossk.linear_cross_entropy.value_and_grad(x[:rows], w, target[:rows], backend=backend)
+            return float(loss)  # the gradients are freed on return
 
-        return lossk_call, lambda: lossk_call(8)
+        return lossk_call, lambda: lossk_call(8), lambda: None
     import torch
     import torch.nn.functional as F
 
@@ -66,28 +67,30 @@ def _make_call(provider: str, n: int, h: int, v: int) -> tuple[Callable[[], Any]
     tt = torch.from_numpy(target)
 
     def torch_call(rows: int = n) -> Any:
-        tx.grad = tw.grad = None
         loss = F.linear_cross_entropy(tx[:rows], tw, tt[:rows], ignore_index=-100, options=options)
         loss.backward()
-        return float(loss), (tx.grad, tw.grad)
+        return float(loss)
 
-    return torch_call, lambda: torch_call(8)
+    def release() -> None:
+        tx.grad = tw.grad = None
+
+    return torch_call, lambda: torch_call(8), release
 
 
 def measure(provider: str, n: int, h: int, v: int, repeats: int) -> dict[str, Any]:
     """Run in this (fresh) process: time and peak-memory growth of ``provider``."""
-    call, warm_up = _make_call(provider, n, h, v)
+    call, warm_up, release = _make_call(provider, n, h, v)
     warm_up()
     times, growths = [], []
     loss = None
     for _ in range(repeats):
+        release()
         _reset_peak()
         before = _status_bytes("VmRSS")
         start = time.perf_counter()
-        loss, grads = call()
+        loss = call()
         times.append(time.perf_counter() - start)
         growths.append(_status_bytes("VmHWM") - before)
-        del grads
     return {
         "provider": provider,
         "loss": loss,

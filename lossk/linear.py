@@ -44,8 +44,9 @@ UNFUSED_TEMPORARIES = 8
 chunk-sized temporaries, so its chunks are this many times smaller."""
 
 WEIGHT_GRADIENT_BLOCK_BYTES = 8 * 2**20
-"""d_linear_weight += g.T @ x goes over the vocabulary in blocks of about this many bytes, the product's
-only temporary (the Array API has no in-place matrix product)."""
+"""d_linear_weight += g.T @ x goes over the vocabulary in blocks: the product of a block (block, H) and the
+block of g it reads (rows, block) each take at most about this many bytes (the Array API has no in-place
+matrix product, and NumPy's product copies the transposed block of g before calling the BLAS)."""
 
 
 @dataclass(frozen=True)
@@ -304,7 +305,7 @@ class _Products:
         self.weight_t = xp.matrix_transpose(linear_weight)
         n_classes, n_features = linear_weight.shape
         itemsize = xp.finfo(linear_weight.dtype).bits // 8
-        self.block_rows = max(1, WEIGHT_GRADIENT_BLOCK_BYTES // max(1, n_features * itemsize))
+        self.block_rows = max(1, WEIGHT_GRADIENT_BLOCK_BYTES // (max(1, n_features, chunk_rows) * itemsize))
         self.numpy = is_numpy_namespace(xp)
         if self.numpy:
             self.logits_buffer = np.empty((chunk_rows, n_classes), dtype=linear_weight.dtype)
