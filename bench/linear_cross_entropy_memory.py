@@ -5,7 +5,8 @@ sizes and providers). Each process builds float32 ``input`` (N, H), ``linear_wei
 indices, runs one tiny call (imports, JIT compilation), resets the kernel's peak-RSS counter
 (``/proc/self/clear_refs``), and then times forward+backward calls with every gradient the provider
 returns (d_input and d_linear_weight, 4·(N·H + V·H) bytes). Reported per provider: the median time of the
-timed calls, the peak resident-memory growth of the *first* full-size call over the memory held just
+timed calls (and their CPU time over all threads, less sensitive to other
+processes on a shared machine), the peak resident-memory growth of the *first* full-size call over the memory held just
 before it ("first"), and the largest growth of the later calls ("steady", BLAS and allocator pools
 already warm). Linux only (reads /proc).
 
@@ -39,7 +40,9 @@ def _reset_peak() -> None:
         clear_refs.write("5")
 
 
-def _make_call(provider: str, n: int, h: int, v: int) -> tuple[Callable[[], Any], Callable[[], Any], Callable[[], None]]:
+def _make_call(
+    provider: str, n: int, h: int, v: int
+) -> tuple[Callable[[], Any], Callable[[], Any], Callable[[], None]]:
     """(the full-size forward+backward, a tiny one for warm-up, a function that frees the gradients of the last
     call) of ``provider`` on seeded float32 data; calls return the loss as a float."""
     import numpy as np
@@ -81,21 +84,23 @@ def measure(provider: str, n: int, h: int, v: int, repeats: int) -> dict[str, An
     """Run in this (fresh) process: time and peak-memory growth of ``provider``."""
     call, warm_up, release = _make_call(provider, n, h, v)
     warm_up()
-    times, growths = [], []
+    times, cpu_times, growths = [], [], []
     loss = None
     for _ in range(repeats):
         release()
         _reset_peak()
         before = _status_bytes("VmRSS")
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         loss = call()
         times.append(time.perf_counter() - start)
+        cpu_times.append(time.process_time() - cpu_start)
         growths.append(_status_bytes("VmHWM") - before)
     return {
         "provider": provider,
         "loss": loss,
         "median_s": statistics.median(times),
         "times_s": times,
+        "median_cpu_s": statistics.median(cpu_times),
         "first_growth_mib": growths[0] / 2**20,
         "steady_growth_mib": max(growths[1:], default=growths[0]) / 2**20,
     }
@@ -152,7 +157,8 @@ def main(argv: list[str] | None = None) -> None:
             continue
         ratio = "" if baseline is None else f"  {baseline / r['median_s']:.2f}x torch-chunked's speed"
         print(
-            f"{r['provider']:>16}: {r['median_s']:.2f} s (median of {len(r['times_s'])}), peak RSS growth "
+            f"{r['provider']:>16}: {r['median_s']:.2f} s (median of {len(r['times_s'])}; CPU time of all threads "
+            f"{r['median_cpu_s']:.2f} s), peak RSS growth "
             f"first call {r['first_growth_mib']:.0f} MiB, later calls {r['steady_growth_mib']:.0f} MiB, "
             f"loss {r['loss']:.6f}{ratio}"
         )

@@ -185,12 +185,23 @@ def linear_cross_entropy(
     if chunk_size is None:
         chunk_size = automatic_rows if registration.writes_out else max(1, automatic_rows // UNFUSED_TEMPORARIES)
     options = {
-        "weight": weight, "ignore_index": ignore_index, "label_smoothing": float(label_smoothing),
-        "softcap": None if softcap is None else float(softcap), "backend": backend,
+        "weight": weight,
+        "ignore_index": ignore_index,
+        "label_smoothing": float(label_smoothing),
+        "softcap": None if softcap is None else float(softcap),
+        "backend": backend,
     }
     return ChunkedCall(
-        xp, input, linear_weight, target, linear_bias, reduction, float(z_loss), return_z_loss,
-        min(chunk_size, max(n_tokens, 1)), options,
+        xp,
+        input,
+        linear_weight,
+        target,
+        linear_bias,
+        reduction,
+        float(z_loss),
+        return_z_loss,
+        min(chunk_size, max(n_tokens, 1)),
+        options,
     )
 
 
@@ -240,7 +251,9 @@ def _run(call: ChunkedCall, *, compute_grad: bool, grad_output: Any) -> tuple[An
     else:
         chunk_reduction, chunk_z_loss, factor, chunk_upstream = _chunk_plan(call, grad_output)
     options = {
-        **call.cross_entropy_options, "reduction": chunk_reduction, "z_loss": chunk_z_loss,
+        **call.cross_entropy_options,
+        "reduction": chunk_reduction,
+        "z_loss": chunk_z_loss,
         "return_z_loss": call.return_z_loss,
     }
     products = _Products(xp, linear_weight, min(call.chunk_rows, n_tokens))

@@ -87,7 +87,13 @@ CASES: list[Case] = [
     Case("nll_loss", (4, 6), target="all_ignored"),
     *(Case("kl_div", shape, {"log_target": False}) for shape in [(6, 5), (3, 4, 2), (1,), (0, 3)]),
     *(Case("kl_div", shape, {"log_target": True}) for shape in [(6, 5), (3, 4, 2)]),
+    # large odd sizes: several chunks of a parallel kernel, and its tail
+    Case("mse_loss", (129, 257), arrays=("weight",)),
+    Case("binary_cross_entropy_with_logits", (129, 257), arrays=("pos_weight",)),
+    Case("cross_entropy", (1031, 37), {"ignore_index": 3, "label_smoothing": 0.1}, ("weight",), "ignored"),
 ]
+LARGE = 1000
+"""Cases with more input elements than this are left out of the (element-by-element) finite differences."""
 
 
 def reductions(loss: str) -> tuple[str, ...]:

@@ -108,7 +108,9 @@ def as_dtype(x: Any, dtype: Any) -> Any:
 @pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
 @pytest.mark.parametrize(("z_loss", "softcap"), SETTINGS, ids=[f"z{z}-cap{c}" for z, c in SETTINGS])
 @pytest.mark.parametrize(
-    ("shape", "target_kind", "options"), CASES, ids=["x".join(map(str, s)) + f"-{k}-" + "-".join(o) for s, k, o in CASES]
+    ("shape", "target_kind", "options"),
+    CASES,
+    ids=["x".join(map(str, s)) + f"-{k}-" + "-".join(o) for s, k, o in CASES],
 )
 def test_matches_torch_formula(shape, target_kind, options, z_loss, softcap, reduction, dtype, backend, rng, seed):
     backend.require("cross_entropy")

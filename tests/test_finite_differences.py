@@ -6,11 +6,12 @@ kinks and clamps (see ``loss_cases.draw(differentiable=True)``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
 import pytest
-from loss_cases import CASES, draw, reductions
+from loss_cases import CASES, LARGE, draw, reductions
 from torch_oracle import to_numpy
 
 import lossk
@@ -37,6 +38,7 @@ def central_differences(f: Callable[[np.ndarray], float], x: np.ndarray) -> np.n
         pytest.param(case, reduction, id=f"{case.id}-{reduction}")
         for case in CASES
         if not case.saturated and case.target != "all_ignored"  # all ignored: the loss is NaN
+        and math.prod(case.shape) <= LARGE
         for reduction in reductions(case.loss)
     ],
 )

@@ -48,7 +48,9 @@ def torch_linear_cross_entropy(
     w = to_torch(arrays["linear_weight"]).requires_grad_(True)
     b = None if "linear_bias" not in arrays else to_torch(arrays["linear_bias"]).requires_grad_(True)
     logits = x @ w.T + (0 if b is None else b)
-    loss, z_term = z_loss_cross_entropy_formula(logits, to_torch(arrays["target"]), weight=to_torch(arrays.get("weight")), **options)
+    loss, z_term = z_loss_cross_entropy_formula(
+        logits, to_torch(arrays["target"]), weight=to_torch(arrays.get("weight")), **options
+    )
     upstream = torch.ones_like(loss) if grad_output is None else torch.as_tensor(np.asarray(grad_output, np.float64))
     leaves = [x, w] + ([] if b is None else [b])
     grads = torch.autograd.grad(loss, leaves, upstream.expand_as(loss))
@@ -100,8 +102,10 @@ def test_matches_matmul_and_cross_entropy(
     arrays = as_dtype(arrays64, dtype, backend)
     positional, keywords = call_arguments(arrays)
     settings = {"reduction": reduction, "z_loss": 0.0, "softcap": None, **options}
-    exact = {name: a.astype(dtype).astype(np.float64) if np.issubdtype(a.dtype, np.floating) else a
-             for name, a in arrays64.items()}  # the oracle sees the values lossk sees
+    exact = {
+        name: a.astype(dtype).astype(np.float64) if np.issubdtype(a.dtype, np.floating) else a
+        for name, a in arrays64.items()
+    }  # the oracle sees the values lossk sees
     expected_loss, expected_z, expected_grads = torch_linear_cross_entropy(exact, **settings)
     call = {**keywords, **settings, "chunk_size": chunk_size, "backend": backend.name}
 
@@ -110,7 +114,9 @@ def test_matches_matmul_and_cross_entropy(
         assert type(result) is type(positional[0]) and result.dtype == positional[0].dtype
         assert_close(result, expected, dtype, name, seed)
     assert_gradients_close(grads, expected_grads, dtype, seed)
-    for name, grad, like in zip(("d_input", "d_linear_weight", "d_linear_bias"), grads, positional[:2] + (arrays.get("linear_bias"),)):
+    for name, grad, like in zip(
+        ("d_input", "d_linear_weight", "d_linear_bias"), grads, positional[:2] + (arrays.get("linear_bias"),)
+    ):
         if like is not None:
             assert type(grad) is type(like) and grad.dtype == like.dtype and grad.shape == like.shape, name
     assert_close(lossk.linear_cross_entropy(*positional, **call), expected_loss, dtype, "forward-only loss", seed)
@@ -142,8 +148,14 @@ def test_matches_torch_linear_cross_entropy(bias, label_smoothing, chunked, redu
     if b is not None:
         b.requires_grad_(True)
     expected = F.linear_cross_entropy(
-        x, w, tensors["target"], linear_bias=b, weight=tensors["weight"], reduction=reduction,
-        ignore_index=-100, label_smoothing=label_smoothing,
+        x,
+        w,
+        tensors["target"],
+        linear_bias=b,
+        weight=tensors["weight"],
+        reduction=reduction,
+        ignore_index=-100,
+        label_smoothing=label_smoothing,
         options=torch.nn.LinearCrossEntropyOptions() if chunked else None,
     )
     leaves = [x, w] + ([] if b is None else [b])
@@ -221,7 +233,11 @@ def test_float16_matches_float32_reference(rng):
     [
         ({"input": np.zeros((4, 3, 6))}, ValueError, "input must have shape"),
         ({"linear_weight": np.zeros((N_CLASSES, 5))}, ValueError, "linear_weight must have shape"),
-        ({"linear_weight": np.zeros((N_CLASSES, N_FEATURES), np.float32)}, TypeError, "linear_weight must have the input's dtype"),
+        (
+            {"linear_weight": np.zeros((N_CLASSES, N_FEATURES), np.float32)},
+            TypeError,
+            "linear_weight must have the input's dtype",
+        ),
         ({"linear_bias": np.zeros(N_CLASSES + 1)}, ValueError, "linear_bias must have shape"),
         ({"weight": np.zeros(3)}, ValueError, "weight must have shape"),
         ({"target": np.zeros(N_TOKENS + 1, dtype=np.int64)}, ValueError, "target must have shape"),
@@ -283,7 +299,10 @@ def test_peak_memory_stays_far_below_the_logits(backend_name, tmp_path):
     script.write_text(MEMORY_PROBE)
     done = subprocess.run(
         [sys.executable, str(script), str(n), str(h), str(v), backend_name],
-        capture_output=True, text=True, timeout=600, check=True,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
     )
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert np.isfinite(result["loss"])

@@ -183,7 +183,7 @@ def test_cross_entropy_out_and_inplace(rng, dtype, option_name, target_kind):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_cross_entropy_loss_is_bit_identical_for_any_thread_count(rng, dtype):
     logits, target, options = _arguments(rng, (300, 1000), dtype, "indices", OPTIONS["everything"])
-    assert adapters.kernels.chunk_rows(1000) < 300  # several chunks: the order of their sum matters
+    assert logits.size >= adapters.PARALLEL_MIN_SIZE  # the parallel path, several chunks
     results = []
     for threads in (1, numba.config.NUMBA_NUM_THREADS):
         numba.set_num_threads(threads)
@@ -229,13 +229,21 @@ def test_nll_loss_out_and_inplace(rng):
     _assert_close(grad, ref_grad, np.float32)
 
 
-@pytest.mark.parametrize(
-    ("loss", "crossover"),
-    [("cross_entropy", adapters.CROSS_ENTROPY_CROSSOVER_SIZE), ("nll_loss", adapters.NLL_CROSSOVER_SIZE)],
-)
-def test_auto_picks_numba_from_the_crossover_size(loss, crossover):
+@pytest.mark.parametrize("loss", ["cross_entropy", "nll_loss"])
+def test_auto_picks_numba_for_numpy_inputs_of_any_size(loss):
+    """The measured crossover is 0: the serial kernel beats the reference from the smallest inputs on."""
+    assert adapters.CROSS_ENTROPY_CROSSOVER_SIZE == adapters.NLL_CROSSOVER_SIZE == 0
     numba_implementation = _dispatch.implementations(loss)["numba"].implementation
-    small = np.zeros((1, crossover - 1), np.float32)
-    large = np.zeros((1, crossover), np.float32)
-    assert _dispatch.select(loss, "auto", small).implementation is not numba_implementation
-    assert _dispatch.select(loss, "auto", large).implementation is numba_implementation
+    for n_classes in (1, 5000):
+        logits = np.zeros((1, n_classes), np.float32)
+        assert _dispatch.select(loss, "auto", logits).implementation is numba_implementation
+
+
+@pytest.mark.parametrize("rows", [3, 700])
+def test_serial_and_parallel_paths_agree(rng, rows):
+    """Small inputs run in the calling thread, large ones in parallel: the same values either way."""
+    logits, target, options = _arguments(rng, (rows, 1000), np.float64, "indices", OPTIONS["everything"])
+    assert (logits.size >= adapters.PARALLEL_MIN_SIZE) == (rows == 700)
+    (loss, grad), (ref_loss, ref_grad) = _both(lossk.cross_entropy, logits, target, reduction="none", **options)
+    _assert_close(loss, ref_loss, np.float64)
+    _assert_close(grad, ref_grad, np.float64)

@@ -12,12 +12,12 @@ import pytest
 
 numba = pytest.importorskip("numba")
 
-import lossk  # noqa: E402
-from lossk import _dispatch  # noqa: E402
-from lossk._backends.numba.elementwise import NUMBA_CROSSOVER_SIZE  # noqa: E402
-from lossk._kernels.numba.elementwise import CHUNK  # noqa: E402
+from loss_cases import CASES, Case, as_dtype, draw, reductions, strided
+from lossk._kernels.numba.elementwise import CHUNK
 
-from loss_cases import CASES, Case, as_dtype, draw, reductions, strided  # noqa: E402
+import lossk
+from lossk import _dispatch
+from lossk._backends.numba.elementwise import NUMBA_CROSSOVER_SIZE
 
 ELEMENTWISE_LOSSES = (
     "l1_loss", "mse_loss", "huber_loss", "smooth_l1_loss", "binary_cross_entropy",

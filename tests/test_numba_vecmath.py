@@ -7,7 +7,7 @@ import pytest
 
 numba = pytest.importorskip("numba")
 
-from lossk._kernels.numba import vecmath  # noqa: E402
+from lossk._kernels.numba import vecmath
 
 MAX_ULP = {"exp32": 2.0, "log32": 2.0, "log1p32": 2.0, "tanh32": 2.0, "log1p_unit32": 2.0}
 """Largest error allowed, in units in the last place of the correctly rounded float32 result."""

@@ -51,6 +51,7 @@ def test_wheel_contains_the_kernels(tmp_path):
     for source in [*(ROOT / "kernels").rglob("*.py"), *(ROOT / "kernels").rglob("*.cu"), *(ROOT / "kernels").rglob("*.cuh")]:
         name = "lossk/_kernels/" + source.relative_to(ROOT / "kernels").as_posix()
         assert name in names, f"{name} is missing from {wheel.name}"
+    assert any(name.startswith("lossk/_kernels/cuda/") and name.endswith(".cu") for name in names), "no CUDA source"
     assert not any(name.startswith("kernels/") for name in names), "kernels/ must be installed as lossk/_kernels"
 
 

@@ -175,7 +175,7 @@ def huber_loss(x, y, weight, delta, coefficient, scale, upstream, grad, loss_out
             half = cast_like(0.5, diff)
             magnitude = abs(diff)
             loss = half * diff * diff if magnitude < bound else bound * (magnitude - half * bound)
-            clipped = bound if diff > bound else (-bound if diff < -bound else diff)
+            clipped = bound if diff > bound else (max(diff, -bound))
             total += emit(i, x, factor * loss, factor * clipped, weight, scale, upstream, grad, loss_out)
         partial[c] = total
     return sum_in_order(partial)
@@ -196,12 +196,12 @@ def binary_cross_entropy(x, y, weight, scale, upstream, grad, loss_out):
             floor = cast_like(LOG_FLOOR, p)
             log_p = log_of(p)
             log_q = log1p_of(-p)
-            log_p = floor if log_p < floor else log_p  # max that keeps NaN, as the reference's clip
-            log_q = floor if log_q < floor else log_q
+            log_p = max(log_p, floor)  # max that keeps NaN, as the reference's clip
+            log_q = max(log_q, floor)
             loss = -(t * log_p + (one - t) * log_q)
             variance = p * (one - p)
             epsilon = cast_like(BCE_GRAD_EPSILON, p)
-            variance = epsilon if variance < epsilon else variance
+            variance = max(variance, epsilon)
             total += emit(i, x, loss, (p - t) / variance, weight, scale, upstream, grad, loss_out)
         partial[c] = total
     return sum_in_order(partial)

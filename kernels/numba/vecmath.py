@@ -111,8 +111,8 @@ def _power_of_two(n):
 @njit(fastmath=SAFE_FASTMATH, error_model="numpy", cache=True)
 def exp32(x):
     """e^x for float32 ``x``, within 2 ULP; inf above 88.72, 0 below -103.97, NaN for NaN."""
-    clamped = x if x < _EXP_MAX else _EXP_MAX  # NaN too: no out-of-range int conversion below
-    clamped = clamped if clamped > _EXP_MIN else _EXP_MIN
+    clamped = min(_EXP_MAX, x)  # NaN too: no out-of-range int conversion below
+    clamped = max(_EXP_MIN, clamped)
     n = _f32(np.int32(clamped * _LOG2E + (_ROUND_SHIFT + _HALF))) - _ROUND_SHIFT  # round to nearest
     r = (clamped - n * _LN2_HI) - n * _LN2_LO
     p = _EXP_P0
@@ -124,7 +124,7 @@ def exp32(x):
     y = p * (r * r) + r + _ONE
     half_n = _f32(np.int32(n * _HALF + _ROUND_SHIFT)) - _ROUND_SHIFT  # floor(n / 2)
     y = y * _power_of_two(half_n) * _power_of_two(n - half_n)
-    return y if x == x else x
+    return y if x == x else x  # noqa: PLR0124 - the NaN test (x != x only for NaN)
 
 
 # log: x = m 2^e with m in [sqrt(1/2), sqrt(2)), log(m) = f - f^2/2 + f^3 P(f) with f = m - 1 (Cephes logf).
@@ -226,7 +226,7 @@ _TANH_P4 = _f32(-3.33332819422e-1)
 def tanh32(x):
     """tanh of float32 ``x``, within 2 ULP; ±1 beyond ±9, NaN for NaN."""
     a = abs(x)
-    big = _ONE - _TWO / (exp32(_TWO * (_TANH_SATURATE if a > _TANH_SATURATE else a)) + _ONE)
+    big = _ONE - _TWO / (exp32(_TWO * (min(a, _TANH_SATURATE))) + _ONE)
     big = big if x >= 0 else -big
     z = x * x
     p = _TANH_P0

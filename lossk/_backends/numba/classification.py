@@ -17,16 +17,21 @@ import numpy as np
 from lossk._dispatch import register
 from lossk._kernels.numba import classification as kernels
 
-CROSS_ENTROPY_CROSSOVER_SIZE = 1 << 12
-"""From this many logits on, ``backend="auto"`` prefers the fused kernel to the NumPy reference.
+CROSS_ENTROPY_CROSSOVER_SIZE = 0
+"""From this many logits on, ``backend="auto"`` prefers the fused kernel to the NumPy reference: always.
 
-Measured on the 2-core development machine (bench/NOTES.md, helper D): the kernel's fixed cost (argument
-preparation and the parallel launch, ~20 µs) equals the reference's several NumPy passes near 1-2 K
-elements whatever the row length; 2^12 leaves a margin.
+Measured on the 2-core development machine (bench/NOTES.md, helper D): run serially, the kernel's fixed
+cost (argument preparation, ~30 µs) is below the reference's (~85 µs), so it is faster at every size
+measured, 2.6x at 64 logits, 2-12x up to 2^17.
 """
 
-NLL_CROSSOVER_SIZE = 1 << 12
-"""The same for ``nll_loss`` (its kernel reads one element per row and writes the gradient rows)."""
+NLL_CROSSOVER_SIZE = 0
+"""The same for ``nll_loss``: ~25 µs against the reference's ~47 µs at 64 elements, faster at every size."""
+
+PARALLEL_MIN_SIZE = 1 << 18
+"""Below this many elements the kernels run in the calling thread. A parallel launch costs ~20 µs on a
+quiet machine and up to a scheduler tick (~15 ms, measured) when the cores are busy with other work;
+2^18 float32 logits take ~160 µs on one core."""
 
 
 def _compute_dtype(dtype: np.dtype) -> np.dtype:
@@ -129,7 +134,7 @@ def cross_entropy(
         row_z_loss,
     )
     rows_per_chunk = kernels.chunk_rows(n_classes)
-    if n_rows <= rows_per_chunk:  # one chunk: no parallel launch (its cost dominates small inputs)
+    if logits.size < PARALLEL_MIN_SIZE:
         loss_total, z_loss_total = kernels.cross_entropy_rows(0, n_rows, *operands)
     else:
         loss_total, z_loss_total = kernels.cross_entropy(*operands, rows_per_chunk)
@@ -163,7 +168,7 @@ def nll_loss(
     row_loss = np.empty(n_rows)
     operands = (log_probabilities, labels, grad, class_weight, ignore_index, float(scale), row_upstream, row_loss)
     rows_per_chunk = kernels.chunk_rows(log_probabilities.shape[1])
-    if n_rows <= rows_per_chunk:
+    if log_probabilities.size < PARALLEL_MIN_SIZE:
         total = kernels.nll_loss_rows(0, n_rows, *operands)
     else:
         total = kernels.nll_loss(*operands, rows_per_chunk)

@@ -30,20 +30,20 @@ def _compute_dtype(dtype: np.dtype) -> np.dtype:
     return np.dtype(np.float32) if np.dtype(dtype).itemsize < 4 else np.dtype(dtype)
 
 
-def _flat(array: np.ndarray | None, dtype: np.dtype) -> np.ndarray | None:
-    """``array`` as a 1-D C-contiguous array of ``dtype``: a view when it already is one, else a copy.
-
-    Broadcast options (``weight``/``pos_weight`` views with zero strides) are materialised here.
-    """
-    if array is None:
-        return None
+def _flat(array: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """``array`` as a 1-D C-contiguous array of ``dtype``: a view when it already is one, else a copy."""
     return np.ascontiguousarray(array, dtype=dtype).reshape(-1)
 
 
-def _writes_into(out: np.ndarray | None, dtype: np.dtype, x: np.ndarray, others: tuple[Any, ...]) -> bool:
+def _flat_option(array: np.ndarray | None, dtype: np.dtype) -> np.ndarray | None:
+    """An optional array option flattened like :func:`_flat`; broadcast views (zero strides) are materialised."""
+    return None if array is None else _flat(array, dtype)
+
+
+def _writes_into(out: np.ndarray, dtype: np.dtype, x: np.ndarray, others: tuple[Any, ...]) -> bool:
     """Whether the kernel can write the gradient straight into ``out``: its dtype, C-contiguous, and either
     ``x``'s very buffer (in-place) or overlapping none of the arrays read (a partial overlap would race)."""
-    if out is None or out.dtype != dtype or not out.flags.c_contiguous:
+    if out.dtype != dtype or not out.flags.c_contiguous:
         return False
     reads = [a for a in others if isinstance(a, np.ndarray)]
     if not _same_buffer(out, x):
@@ -73,17 +73,20 @@ def _run(
     x, y = _flat(input, dtype), _flat(target, dtype)
     loss_out = np.empty(x.size, dtype) if reduction == "none" else None
     scale, upstream, grad = 1.0, None, None
-    direct = compute_grad and _writes_into(out, dtype, x, (y, *operands, grad_output))
+    direct = None
     if compute_grad:
         if reduction == "none":
-            upstream = _flat(grad_output, dtype)
+            upstream = _flat_option(grad_output, dtype)
         else:
             scale = 1.0 if grad_output is None else float(grad_output)
             if reduction == "mean":  # an empty input: NaN, as the reference (its gradient is empty anyway)
                 scale = scale / divisor if divisor else math.nan
-        grad = out.reshape(-1) if direct else np.empty(x.size, dtype)
+        if out is not None and _writes_into(out, dtype, x, (y, *operands, grad_output)):
+            direct = out
+        grad = direct.reshape(-1) if direct is not None else np.empty(x.size, dtype)
+    # the kernel writes an in-place gradient through x: see its module docstring
+    in_place = grad is not None and _same_buffer(grad, x)
     with np.errstate(divide="ignore", invalid="ignore"):
-        in_place = direct and _same_buffer(grad, x)  # the kernel then writes through x: see its module docstring
         total = kernel(x, y, *operands, scale, upstream, True if in_place else grad, loss_out)
         if loss_out is not None:
             loss = loss_out.reshape(input.shape).astype(input.dtype, copy=False)
@@ -91,8 +94,8 @@ def _run(
             loss = np.asarray(total if reduction == "sum" else np.divide(total, divisor), dtype=input.dtype)
     if grad is None:
         return loss, None
-    if direct:
-        return loss, out
+    if direct is not None:
+        return loss, direct
     grad = grad.reshape(input.shape).astype(input.dtype, copy=False)
     if out is not None:
         out[...] = grad
@@ -113,7 +116,7 @@ def l1_loss(
     compute_grad: bool, out: np.ndarray | None, weight: np.ndarray | None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Fused :func:`lossk._reference.regression.l1_loss`."""
-    w = _flat(weight, _compute_dtype(input.dtype))
+    w = _flat_option(weight, _compute_dtype(input.dtype))
     return _run(
         kernels.l1_loss, input, target, (w,), reduction=reduction, grad_output=grad_output,
         compute_grad=compute_grad, out=out, divisor=_weighted_mean_divisor(w, input, reduction),
@@ -126,7 +129,7 @@ def mse_loss(
     compute_grad: bool, out: np.ndarray | None, weight: np.ndarray | None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Fused :func:`lossk._reference.regression.mse_loss`."""
-    w = _flat(weight, _compute_dtype(input.dtype))
+    w = _flat_option(weight, _compute_dtype(input.dtype))
     return _run(
         kernels.mse_loss, input, target, (w,), reduction=reduction, grad_output=grad_output,
         compute_grad=compute_grad, out=out, divisor=_weighted_mean_divisor(w, input, reduction),
@@ -140,7 +143,7 @@ def huber_loss(
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Fused :func:`lossk._reference.regression.huber_loss` (the mean divides by the element count)."""
     return _run(
-        kernels.huber_loss, input, target, (_flat(weight, _compute_dtype(input.dtype)), delta, 1.0),
+        kernels.huber_loss, input, target, (_flat_option(weight, _compute_dtype(input.dtype)), delta, 1.0),
         reduction=reduction, grad_output=grad_output, compute_grad=compute_grad, out=out,
         divisor=float(input.size),
     )
@@ -166,7 +169,7 @@ def binary_cross_entropy(
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Fused :func:`lossk._reference.binary.binary_cross_entropy` (the mean divides by the element count)."""
     return _run(
-        kernels.binary_cross_entropy, input, target, (_flat(weight, _compute_dtype(input.dtype)),),
+        kernels.binary_cross_entropy, input, target, (_flat_option(weight, _compute_dtype(input.dtype)),),
         reduction=reduction, grad_output=grad_output, compute_grad=compute_grad, out=out,
         divisor=float(input.size),
     )
@@ -180,7 +183,7 @@ def binary_cross_entropy_with_logits(
     """Fused :func:`lossk._reference.binary.binary_cross_entropy_with_logits`."""
     dtype = _compute_dtype(input.dtype)
     return _run(
-        kernels.binary_cross_entropy_with_logits, input, target, (_flat(weight, dtype), _flat(pos_weight, dtype)),
+        kernels.binary_cross_entropy_with_logits, input, target, (_flat_option(weight, dtype), _flat_option(pos_weight, dtype)),
         reduction=reduction, grad_output=grad_output, compute_grad=compute_grad, out=out,
         divisor=float(input.size),
     )
