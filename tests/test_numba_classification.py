@@ -12,9 +12,9 @@ import pytest
 
 numba = pytest.importorskip("numba")
 
-import lossk  # noqa: E402
-from lossk import _dispatch  # noqa: E402
-from lossk._backends.numba import classification as adapters  # noqa: E402
+import lossk
+from lossk import _dispatch
+from lossk._backends.numba import classification as adapters
 
 TOLERANCE = {
     np.float64: {"rtol": 1e-10, "atol": 1e-12},

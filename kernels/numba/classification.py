@@ -12,17 +12,21 @@ the z-loss λ lse² adds 2 λ lse e^{z_c - m} / S to the gradient.
 Each row is read from memory once and worked on while it sits in the core's L2 cache (a 32768-class
 float32 row is 128 KiB):
 
-1. the row maximum m (with soft-capping: the capped row is written to the gradient buffer first);
+1. the row maximum m, copying the (capped) row into the gradient buffer — nothing to copy in in-place
+   mode (the buffer is the logits); from here on every step works on that one array, so LLVM needs no
+   runtime alias check (which fails, and falls back to scalar code, when the output is the input);
 2. only with label smoothing or probability targets: Σ q_c (m - z_c) and Σ q_c;
-3. e_c = e^{z_c - m} once per element, summed into S (float64) and stored in the gradient buffer;
-4. the gradient, from the stored e_c: g_c = e_c (s λ-terms) / S - q_c, the target class fixed afterwards.
+3. e_c = e^{z_c - m} once per element, summed into S (float64) and written over the row;
+4. the gradient, from the stored e_c: g_c = e_c (scale s + z_scale 2 λ lse) / S - scale q_c, the target
+   class fixed afterwards.
 
 With soft-capping step 3 cannot keep both the capped logit and its exponential, so step 4 recomputes the
-exponential (two exp and one tanh per element instead of one exp). Every step reads an element before
-it writes it, so the gradient buffer may be the logits themselves (in-place mode).
+exponential (two exp and one tanh per element instead of one exp). The loss alone (no gradient buffer)
+reads the logits in steps 1-3 without writing anything.
 
-Rows run in parallel over fixed chunks of rows; each chunk sums its rows' losses in float64 and the
-chunks' sums are added in chunk order, so the loss does not depend on the number of threads.
+:func:`cross_entropy_rows` does a range of rows in the calling thread (the host runs small inputs so);
+:func:`cross_entropy` runs fixed chunks of rows in parallel, each chunk summing its rows' losses in
+float64 and the chunks' sums added in chunk order, so the loss does not depend on the number of threads.
 float32 rows use float32 arithmetic (exp by ``vecmath.exp32``, vectorised) with float64 row sums;
 float64 rows use float64 throughout (``math.exp``). Input (N, C, d1, ...) is worked on as (N, C, S)
 without a transposed copy: row (n, s) is the strided view ``[n, :, s]`` and consecutive rows are
@@ -220,9 +224,7 @@ def _optional_row_view(array, r, spatial):
 
 
 @njit(fastmath=ROW_FASTMATH, error_model="numpy", cache=True)
-def cross_entropy_row(
-    z, label, probabilities, grad, class_weight, smoothing, z_loss, softcap, scale, z_scale
-):
+def cross_entropy_row(z, label, probabilities, grad, class_weight, smoothing, z_loss, softcap, scale, z_scale):
     """(cross-entropy, z-loss) of one row not ignored, writing its gradient into ``grad`` unless None.
 
     ``label`` is the class index (ignored when ``probabilities`` is given), ``class_weight`` the per-class
