@@ -9,6 +9,7 @@ into the logits themselves in in-place mode — whenever ``out`` is C-contiguous
 
 from __future__ import annotations
 
+import math
 from types import ModuleType
 from typing import Any
 
@@ -48,7 +49,7 @@ def _rows(array: np.ndarray, dtype: np.dtype) -> np.ndarray:
         return array.reshape(1, -1)
     if array.ndim == 2:
         return array
-    return array.reshape(array.shape[0], array.shape[1], -1)
+    return array.reshape(array.shape[0], array.shape[1], math.prod(array.shape[2:]))  # no -1: sizes may be 0
 
 
 def _row_count(rows: np.ndarray) -> int:
