@@ -143,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("versions: " + ", ".join(f"{name} {version}" for name, version in versions.items()))
 
     copy_gbs = hardware.copy_bandwidth(device, quick=args.quick)
-    how = "NumPy copyto, one thread" if device == CPU else "device-to-device copy"
+    how = "NumPy copyto, one slice per core" if device == CPU else "device-to-device copy"
     print(f"copy bandwidth ({how}; bytes read + written): {copy_gbs:.1f} GB/s")
 
     cases = [CASES[name] for name in dict.fromkeys(args.loss or CASES)]
