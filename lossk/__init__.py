@@ -9,7 +9,8 @@ Every loss mirrors its ``torch.nn.functional`` namesake and has three entry poin
 and a class with PyTorch's name (``lossk.MSELoss``) for hand-written training loops.
 """
 
-from ._dispatch import BackendUnavailableError
+from . import _source_tree  # noqa: F401  (first: in a checkout, maps kernels/ to lossk._kernels as installs do)
+from ._dispatch import BackendUnavailableError, BackendUnavailableWarning
 from ._loss_function import LossFunction
 from ._modules import (
     BCELoss,
@@ -35,6 +36,7 @@ __all__ = [
     "BCELoss",
     "BCEWithLogitsLoss",
     "BackendUnavailableError",
+    "BackendUnavailableWarning",
     "CrossEntropyLoss",
     "HuberLoss",
     "KLDivLoss",

@@ -6,15 +6,18 @@ the rules for mixing libraries live in a single function.
 
 from __future__ import annotations
 
+import contextlib
 from types import ModuleType
 from typing import Any, TypeAlias
 
 import array_api_compat
+import numpy as np
 from array_api_compat import device, is_array_api_obj, size
 
 __all__ = [
     "Array",
     "device",
+    "ieee_arithmetic",
     "is_array_api_obj",
     "is_cpu_eager",
     "is_numpy_namespace",
@@ -75,3 +78,24 @@ def is_cpu_eager(x: Array) -> bool:
     if array_api_compat.is_torch_array(x):
         return x.device.type == "cpu"
     return False
+
+
+def ieee_arithmetic(xp: ModuleType) -> contextlib.AbstractContextManager[Any]:
+    """The context every loss implementation runs in (``lossk._dispatch``): IEEE arithmetic without warnings,
+    and no autograd graph.
+
+    - NumPy, and the libraries that compute with it (array-api-strict): ``np.errstate`` ignoring divide,
+      invalid and overflow, so that ``log(0) = -inf`` and ``0 / 0 = NaN`` are silent, as in PyTorch. The
+      values are IEEE's either way; NumPy's default is to warn about them.
+    - PyTorch: ``torch.no_grad()``. lossk returns its gradient itself, on every backend (the CUDA kernels
+      cannot be traced either), so the reference records no autograd graph: none of its memory, and no
+      ``torch.asarray`` warning about ``requires_grad`` on inputs that require grad.
+    - Any other library: nothing.
+    """
+    if array_api_compat.is_torch_namespace(xp):
+        import torch
+
+        return torch.no_grad()
+    if array_api_compat.is_numpy_namespace(xp) or array_api_compat.is_array_api_strict_namespace(xp):
+        return np.errstate(divide="ignore", invalid="ignore", over="ignore")
+    return contextlib.nullcontext()

@@ -2,9 +2,26 @@
 
 Backends (``array_api`` reference, ``numba`` CPU kernels, ``cupy`` GPU kernels) register an implementation
 of each loss's ``value_and_grad`` when their module is imported; the loss modules never mention them.
-``backend="auto"`` takes the first backend, in preference order, that is installed, accepts the input's
+``backend="auto"`` takes the first backend, in preference order, that is available, accepts the input's
 library and device, and implements the loss for an input of that size; a backend named explicitly must
-be available or the call raises, saying how to install it.
+be available or the call raises :class:`BackendUnavailableError`, saying why and how to install it.
+
+Optional backends are isolated from each other and from the reference: a backend is *available* when its
+libraries are installed, its device probe passes (CuPy: a CUDA device) and its module imports. One that is
+not installed is skipped by ``auto`` quietly; one that is installed but fails (an llvmlite that does not
+load, a CUDA driver error, a CuPy built for another CUDA) is skipped with one
+:class:`BackendUnavailableWarning` per process naming the backend and the original exception, and asking
+for it by name raises :class:`BackendUnavailableError` chained to that exception. The decision is made once
+per process.
+
+NaN and infinity follow IEEE arithmetic, as in PyTorch: a NaN in the input propagates to the loss and the
+gradient, a log of 0 is -inf where the loss's formula takes it (PyTorch's clamps, such as binary
+cross-entropy's log >= -100, are part of the formulas), and a mean over no elements (an empty input,
+every target ignored) is NaN; a result beyond its dtype's range (float16) is ±inf. Every registered
+implementation runs in :func:`~lossk._array_api.ieee_arithmetic`, so that NumPy does not warn where PyTorch
+is silent (``divide by zero in log``, ``invalid value in divide``, ``overflow in cast``), and so that PyTorch
+records no autograd graph: lossk's functions compute their gradient themselves, on every backend. (A lazy
+library computes later, outside that context: Dask's NumPy chunks may warn when computed.)
 
 Every implementation has the signature::
 
@@ -25,16 +42,28 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.util
+import sys
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
 
-from ._array_api import Array, size
+from ._array_api import Array, ieee_arithmetic, size
 
 Implementation = Callable[..., tuple[Array, Array | None]]
 
 
 class BackendUnavailableError(ImportError):
-    """A backend was asked for by name but its library (or a device) is missing."""
+    """A backend was asked for by name but is unavailable: its library or a device is missing, or it fails to load.
+
+    When the backend is installed but fails, the original exception is chained (``__cause__``).
+    """
+
+
+class BackendUnavailableWarning(RuntimeWarning):
+    """An installed optional backend fails to load or finds no device; ``backend="auto"`` uses the others."""
 
 
 @dataclass(frozen=True)
@@ -48,7 +77,10 @@ class Backend:
     takes: str
     """What ``accepts`` admits, in words, for error messages."""
     install_hint: str
-    is_usable: Callable[[], bool]
+    requires: tuple[str, ...]
+    """Top-level libraries the backend needs; where one is not installed, the backend is quietly unavailable."""
+    probe: Callable[[], None] = lambda: None
+    """Raises where the installed libraries cannot run here (no device, a driver error)."""
 
 
 @dataclass(frozen=True)
@@ -57,10 +89,6 @@ class Registration:
     auto_min_size: int
     """``backend="auto"`` picks this implementation from this many input elements on."""
     writes_out: bool
-
-
-def _importable(*modules: str) -> Callable[[], bool]:
-    return lambda: all(importlib.util.find_spec(m) is not None for m in modules)
 
 
 def _is_numpy_array(x: Array) -> bool:
@@ -76,15 +104,11 @@ def _is_gpu_array(x: Array) -> bool:
     return module.startswith("torch") and getattr(getattr(x, "device", None), "type", None) == "cuda"
 
 
-def _has_cuda_device() -> bool:
-    if not _importable("cupy")():
-        return False
-    try:
-        import cupy
+def _probe_cuda_device() -> None:
+    import cupy
 
-        return cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:  # noqa: BLE001 - any CUDA runtime failure means no usable device
-        return False
+    if cupy.cuda.runtime.getDeviceCount() < 1:
+        raise RuntimeError("CuPy finds no CUDA device")
 
 
 BACKENDS: dict[str, Backend] = {
@@ -96,7 +120,8 @@ BACKENDS: dict[str, Backend] = {
             _is_gpu_array,
             "CuPy arrays and PyTorch CUDA tensors",
             'pip install "lossk[cuda12]" (or "lossk[cuda13]"), on a machine with an NVIDIA GPU',
-            _has_cuda_device,
+            ("cupy",),
+            _probe_cuda_device,
         ),
         Backend(
             "numba",
@@ -104,7 +129,7 @@ BACKENDS: dict[str, Backend] = {
             _is_numpy_array,
             "NumPy arrays",
             'pip install "lossk[numba]"',
-            _importable("numba"),
+            ("numba",),
         ),
         Backend(
             "array_api",
@@ -112,7 +137,7 @@ BACKENDS: dict[str, Backend] = {
             lambda x: True,
             "arrays of any Array API library",
             "(always installed)",
-            lambda: True,
+            (),
         ),
     )
 }
@@ -128,29 +153,89 @@ def register(
         raise ValueError(f"unknown backend {backend!r}")
 
     def decorate(implementation: Implementation) -> Implementation:
-        _REGISTRY[(loss, backend)] = Registration(implementation, auto_min_size, writes_out)
+        _REGISTRY[(loss, backend)] = Registration(_in_ieee_arithmetic(implementation), auto_min_size, writes_out)
         return implementation
 
     return decorate
 
 
+def _in_ieee_arithmetic(implementation: Implementation) -> Implementation:
+    """``implementation`` run in :func:`~lossk._array_api.ieee_arithmetic` for its namespace (see the module doc)."""
+
+    @functools.wraps(implementation)
+    def run(input: Array, target: Array, *, xp: ModuleType, **arguments: Any) -> tuple[Array, Array | None]:
+        with ieee_arithmetic(xp):
+            return implementation(input, target, xp=xp, **arguments)
+
+    return run
+
+
+@dataclass(frozen=True)
+class Status:
+    """Why a backend is unavailable (``cause``, None where it is available), and whether it is installed."""
+
+    cause: BaseException | None
+    installed: bool
+
+
 @functools.cache
-def is_available(backend: str) -> bool:
-    """Whether ``backend``'s library is installed (and, for cupy, a GPU is present); imports its module."""
+def status(backend: str) -> Status:
+    """Whether ``backend`` can run here: its libraries installed, its device probe passed, its module imported.
+
+    Decided once per process; the import registers the backend's implementations.
+    """
     spec = BACKENDS[backend]
-    if not spec.is_usable():
-        return False
-    importlib.import_module(spec.module)
-    return True
+    try:
+        missing = [library for library in spec.requires if importlib.util.find_spec(library) is None]
+        if missing:
+            return Status(ModuleNotFoundError(f"No module named {missing[0]!r}", name=missing[0]), installed=False)
+        spec.probe()
+        importlib.import_module(spec.module)
+    except Exception as error:  # noqa: BLE001 - any failure of an optional backend leaves the others working
+        return Status(error, installed=True)
+    return Status(None, installed=True)
+
+
+def is_available(backend: str) -> bool:
+    """Whether ``backend`` can run here (see :func:`status`); imports its module."""
+    return status(backend).cause is None
+
+
+_warned: set[str] = set()
+_PACKAGE_DIR = str(Path(__file__).parent)
+
+
+def _warn_unavailable(backend: str, cause: BaseException) -> None:
+    """One :class:`BackendUnavailableWarning` per process and backend, attributed to the caller of lossk."""
+    if backend in _warned:
+        return
+    _warned.add(backend)
+    level, frame = 1, sys._getframe(0)
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        level, frame = level + 1, frame.f_back
+    warnings.warn(
+        f"lossk backend {backend!r} is installed but unavailable ({type(cause).__name__}: {cause}); "
+        f'backend="auto" uses the other backends',
+        BackendUnavailableWarning,
+        stacklevel=level,
+    )
 
 
 def implementations(loss: str) -> dict[str, Registration]:
-    """Every available backend's registration of ``loss``, in auto's preference order."""
-    return {
-        name: _REGISTRY[(loss, name)]
-        for name in BACKENDS
-        if is_available(name) and (loss, name) in _REGISTRY
-    }
+    """Every available backend's registration of ``loss``, in auto's preference order.
+
+    An installed backend that fails to load is left out with a :class:`BackendUnavailableWarning` (once).
+    """
+    available = {}
+    for name in BACKENDS:
+        if not is_available(name):
+            backend_status = status(name)
+            if backend_status.installed and backend_status.cause is not None:
+                _warn_unavailable(name, backend_status.cause)
+            continue
+        if (loss, name) in _REGISTRY:
+            available[name] = _REGISTRY[(loss, name)]
+    return available
 
 
 def select(loss: str, backend: str, input: Array, n_elements: int | None = None) -> Registration:
@@ -169,7 +254,11 @@ def select(loss: str, backend: str, input: Array, n_elements: int | None = None)
         raise ValueError(f"backend must be 'auto' or one of {', '.join(map(repr, BACKENDS))}; got {backend!r}")
     spec = BACKENDS[backend]
     if not is_available(backend):
-        raise BackendUnavailableError(f"backend {backend!r} is not available here; install it with: {spec.install_hint}")
+        cause = status(backend).cause
+        reason = f" ({type(cause).__name__}: {cause})" if cause is not None else ""
+        raise BackendUnavailableError(
+            f"backend {backend!r} is not available here{reason}; install it with: {spec.install_hint}"
+        ) from cause
     if not spec.accepts(input):
         raise TypeError(f"backend {backend!r} takes {spec.takes}; got {type(input).__module__}.{type(input).__name__}")
     if (loss, backend) not in _REGISTRY:
