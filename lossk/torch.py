@@ -1,0 +1,386 @@
+"""PyTorch drop-ins: every lossk loss as a differentiable function and ``nn.Module`` with PyTorch's names.
+
+``lossk.torch.cross_entropy`` has the signature of ``torch.nn.functional.cross_entropy`` (plus lossk's own
+keyword-only options), ``lossk.torch.CrossEntropyLoss`` subclasses ``torch.nn.CrossEntropyLoss``. The
+forward pass runs lossk's fused ``value_and_grad`` and keeps the gradient (in place of what PyTorch would
+keep, e.g. the softmax); the backward pass multiplies it by the upstream gradient. CPU tensors reach the
+Numba kernels as NumPy views of their memory (no copy; bfloat16 goes through a float32 copy), CUDA tensors
+the CUDA kernels (DLPack), tensors of other devices lossk's reference.
+
+Each loss is a ``torch.library.custom_op`` (``torch.ops.lossk.<loss>``) with a fake implementation and an
+autograd formula, so ``torch.compile(model, fullgraph=True)`` compiles models that call them without graph
+breaks. Gradients reach every floating tensor argument that asks for one: the input by the fused kernel,
+the target of a residual loss (``mse_loss``, ``l1_loss``, ...) as minus the input's gradient, any other
+floating argument (a probability target, ``kl_div``'s target, a ``weight``) by differentiating lossk's
+reference with PyTorch's autograd in the backward pass. Double backward raises (the fused gradient has
+no graph of its own).
+
+The losses are generated from ``lossk.__all__`` (every :class:`lossk.LossFunction`), so a loss added to
+lossk appears here too.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F  # noqa: N812 - PyTorch's own alias
+
+import lossk
+from lossk import _autodiff
+
+__all__: list[str] = []  # filled below: every loss function, its module class, and linear_cross_entropy
+
+_LIBRARY = "lossk"
+_DOUBLE_BACKWARD = (
+    "lossk.torch.{name}: double backward (create_graph=True) is not supported: the gradient comes from a "
+    "fused kernel and has no graph of its own. Use torch.nn.functional.{name} where second derivatives are needed."
+)
+
+
+# --- tensors to and from lossk ------------------------------------------------------------------------
+
+
+def _to_lossk(tensor: torch.Tensor | None) -> Any:
+    """What lossk receives for a tensor: a NumPy view of a CPU tensor's memory, else the tensor itself.
+
+    NumPy has no bfloat16, so a bfloat16 CPU tensor goes as a float32 copy (lossk computes half precision
+    in float32 anyway).
+    """
+    if tensor is None:
+        return None
+    tensor = tensor.detach()
+    if tensor.device.type != "cpu":
+        return tensor
+    if tensor.dtype == torch.bfloat16:
+        tensor = tensor.float()
+    return tensor.resolve_conj().resolve_neg().numpy()
+
+
+def _from_lossk(array: Any, like: torch.Tensor) -> torch.Tensor:
+    """A lossk result as a tensor of ``like``'s dtype (zero-copy for NumPy results of that dtype)."""
+    if isinstance(array, torch.Tensor):
+        return array.to(like.dtype)
+    array = np.asarray(array)
+    if not array.flags.writeable:
+        array = array.copy()
+    return torch.from_numpy(array).to(like.dtype)
+
+
+# --- one op per loss ----------------------------------------------------------------------------------
+
+_SCHEMA_TYPES = (("Array", "Tensor"), ("Tensor", "Tensor"), ("bool", "bool"), ("float", "float"), ("int", "int"),
+                 ("str", "str"))
+
+
+def _schema_type(parameter: inspect.Parameter) -> str:
+    """The ``torch.library`` schema type of a lossk option, from its annotation (else its default's type)."""
+    text = _autodiff.annotation_text(parameter)
+    base = next((kind for token, kind in _SCHEMA_TYPES if token in text), None)
+    if base is None:
+        default = parameter.default
+        base = {bool: "bool", int: "int", float: "float", str: "str"}.get(type(default), "Tensor")
+    optional = "None" in text or parameter.default is None
+    return f"{base}?" if optional else base
+
+
+@dataclass(frozen=True)
+class _LossOp:
+    """A lossk loss as ``torch.ops.lossk.<name>(input, target, *arrays, *options, backend) -> (loss, grad)``."""
+
+    name: str
+    function: lossk.LossFunction
+    array_options: tuple[str, ...]
+    """Tensor-valued options, in the op's order (after input and target)."""
+    scalar_options: tuple[str, ...]
+    """Every other option, ``reduction`` included, in the op's order (after the tensors)."""
+    schema_types: tuple[str, ...]
+
+    @property
+    def schema(self) -> str:
+        names = ("input", "target", *self.array_options, *self.scalar_options, "backend")
+        types = ("Tensor", "Tensor", *self.schema_types, "str")
+        return "(" + ", ".join(f"{t} {n}" for t, n in zip(types, names)) + ") -> (Tensor, Tensor)"
+
+    def lossk_options(self, arrays: Sequence[Any], scalars: Sequence[Any]) -> dict[str, Any]:
+        return {**dict(zip(self.array_options, arrays)), **dict(zip(self.scalar_options, scalars))}
+
+    def split(self, rest: Sequence[Any]) -> tuple[Sequence[Any], Sequence[Any], str]:
+        """The op's arguments after input and target as (tensors, scalars, backend)."""
+        n = len(self.array_options)
+        return rest[:n], rest[n:-1], rest[-1]
+
+
+def _describe(name: str, function: lossk.LossFunction) -> _LossOp:
+    options = _autodiff.options_of(function)
+    arrays = tuple(n for n, p in options.items() if _autodiff.is_array_option(p))
+    scalars = tuple(n for n in options if n not in arrays)
+    return _LossOp(name, function, arrays, scalars, tuple(_schema_type(options[n]) for n in (*arrays, *scalars)))
+
+
+def _value_and_grad(op: _LossOp, input: torch.Tensor, target: torch.Tensor, *rest: Any) -> tuple[torch.Tensor, ...]:
+    """The op's real implementation: lossk's fused value_and_grad on views of the tensors' memory."""
+    arrays, scalars, backend = op.split(rest)
+    loss, grad = op.function.value_and_grad(
+        _to_lossk(input), _to_lossk(target), backend=backend,
+        **op.lossk_options([_to_lossk(a) for a in arrays], scalars),
+    )
+    return _from_lossk(loss, input), _from_lossk(grad, input)
+
+
+def _loss_shape(op: _LossOp, input: torch.Tensor, target: torch.Tensor, arrays: Sequence[Any],
+                scalars: Sequence[Any]) -> tuple[int, ...]:
+    """The unreduced loss's shape: what PyTorch's namesake gives (it runs on fake tensors here)."""
+    if op.lossk_options(arrays, scalars).get("reduction") != "none":
+        return ()
+    namesake = getattr(F, op.name, None)
+    if namesake is None:
+        return tuple(input.shape)
+    return tuple(namesake(input, target, reduction="none").shape)
+
+
+def _fake(op: _LossOp, input: torch.Tensor, target: torch.Tensor, *rest: Any) -> tuple[torch.Tensor, ...]:
+    arrays, scalars, _ = op.split(rest)
+    return input.new_empty(_loss_shape(op, input, target, arrays, scalars)), torch.empty_like(input)
+
+
+def _reference_vjp(op: _LossOp, input: torch.Tensor, target: torch.Tensor, *rest: Any) -> list[torch.Tensor]:
+    """Gradients of ``grad_output · loss`` with respect to the tensors ``wanted`` flags (target, then the
+    tensor options), by PyTorch's autodiff over lossk's reference."""
+    *rest, grad_output, wanted = rest
+    arrays, scalars, _ = op.split(rest)
+    others = [t for t, w in zip((target, *arrays), wanted) if w]
+
+    def loss_of(*chosen: torch.Tensor) -> torch.Tensor:
+        given = iter(chosen)
+        target_, *arrays_ = [next(given) if w else t for t, w in zip((target, *arrays), wanted)]
+        return op.function(input, target_, backend="array_api", **op.lossk_options(arrays_, scalars))
+
+    # torch.func rather than torch.autograd: the op runs below PyTorch's autograd dispatch
+    _, pullback = torch.func.vjp(loss_of, *others)
+    return list(pullback(grad_output))
+
+
+def _reference_vjp_fake(op: _LossOp, input: torch.Tensor, target: torch.Tensor, *rest: Any) -> list[torch.Tensor]:
+    *rest, _, wanted = rest
+    arrays, _, _ = op.split(rest)
+    return [torch.empty_like(t) for t, w in zip((target, *arrays), wanted) if w]
+
+
+def _scale(grad: torch.Tensor, grad_output: torch.Tensor) -> torch.Tensor:
+    """The saved gradient times the upstream gradient (a scalar, or one value per element or row)."""
+    if grad_output.ndim == 0:
+        # Eager and on the CPU, an upstream gradient of exactly 1 (``loss.backward()``) passes the saved
+        # gradient on as it is: no pass over it and no second copy. Autograd never writes into the
+        # gradients it hands on, so a retained graph still sees it intact. (Under torch.compile the upstream
+        # is a traced tensor and is always multiplied.)
+        if type(grad_output) is torch.Tensor and grad_output.device.type == "cpu" and bool(grad_output == 1):
+            return grad
+        return grad * grad_output
+    axes = _autodiff.upstream_axes(tuple(grad_output.shape), tuple(grad.shape))
+    if axes is None:
+        raise NotImplementedError(
+            f"an upstream gradient of shape {tuple(grad_output.shape)} does not broadcast to the input's "
+            f"{tuple(grad.shape)}"
+        )
+    for axis in axes:
+        grad_output = grad_output.unsqueeze(axis)
+    return grad * grad_output
+
+
+def _register(op: _LossOp) -> Any:
+    """``torch.ops.lossk.<name>`` and ``torch.ops.lossk.<name>_reference_vjp``, with fakes and autograd."""
+    forward = torch.library.custom_op(
+        f"{_LIBRARY}::{op.name}", lambda *args: _value_and_grad(op, *args), mutates_args=(), schema=op.schema
+    )
+    forward.register_fake(lambda *args: _fake(op, *args))
+    vjp_schema = op.schema.replace(") -> (Tensor, Tensor)", ", Tensor grad_output, bool[] wanted) -> Tensor[]")
+    vjp = torch.library.custom_op(
+        f"{_LIBRARY}::{op.name}_reference_vjp", lambda *args: _reference_vjp(op, *args), mutates_args=(),
+        schema=vjp_schema,
+    )
+    vjp.register_fake(lambda *args: _reference_vjp_fake(op, *args))
+
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor, ...]) -> None:
+        _, grad = output
+        ctx.mark_non_differentiable(grad)
+        n_tensors = 2 + len(op.array_options)
+        others = list(ctx.needs_input_grad[1:n_tensors])  # target and the tensor options
+        ctx.others = others
+        ctx.arguments = inputs[n_tensors:]  # the scalar options and backend
+        ctx.save_for_backward(grad, *(inputs[:n_tensors] if any(others) else ()))
+
+    def backward(ctx: Any, grad_output: torch.Tensor, _grad_of_grad: Any) -> tuple[Any, ...]:
+        if torch.is_grad_enabled():
+            raise RuntimeError(_DOUBLE_BACKWARD.format(name=op.name))
+        grad, *tensors = ctx.saved_tensors
+        grad_input = _scale(grad, grad_output)
+        others: list[Any] = [None] * len(ctx.others)
+        if any(ctx.others):
+            if op.name in _autodiff.NEGATED_TARGET_GRADIENT and not any(ctx.others[1:]):
+                others[0] = -grad_input
+            else:
+                computed = iter(vjp(*tensors, *ctx.arguments, grad_output, ctx.others))
+                others = [next(computed) if w else None for w in ctx.others]
+        return (grad_input, *others, *(None for _ in ctx.arguments))
+
+    forward.register_autograd(backward, setup_context=setup_context)
+    return forward
+
+
+class _InPlace(torch.autograd.Function):
+    """Eager in-place variant: lossk writes the gradient over ``input``; autograd is told (``mark_dirty``)."""
+
+    @staticmethod
+    def forward(ctx: Any, op: _LossOp, input: torch.Tensor, target: torch.Tensor, *rest: Any) -> Any:
+        arrays, scalars, backend = op.split(rest)
+        view = _to_lossk(input)
+        loss, _ = op.function.value_and_grad(
+            view, _to_lossk(target), inplace=True, backend=backend,
+            **op.lossk_options([_to_lossk(a) for a in arrays], scalars),
+        )
+        if isinstance(view, np.ndarray) and input.dtype == torch.bfloat16:  # lossk wrote into a float32 copy
+            input.copy_(torch.from_numpy(view))
+        ctx.name = op.name
+        ctx.n_rest = len(rest)
+        ctx.mark_dirty(input)
+        ctx.save_for_backward(input)
+        return _from_lossk(loss, input), input
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: torch.Tensor, _grad_of_input: Any) -> tuple[Any, ...]:
+        if torch.is_grad_enabled():
+            raise RuntimeError(_DOUBLE_BACKWARD.format(name=ctx.name))
+        (grad,) = ctx.saved_tensors
+        return (None, _scale(grad, grad_output), None, *(None for _ in range(ctx.n_rest)))
+
+
+def _call(op: _LossOp, input: torch.Tensor, target: torch.Tensor, arrays: tuple[Any, ...],
+          scalars: tuple[Any, ...], inplace: bool, backend: str) -> torch.Tensor:
+    """What every generated function does once its arguments are in the op's order."""
+    if inplace and not torch.compiler.is_compiling():
+        wants_other = any(t is not None and t.requires_grad for t in (target, *arrays))
+        if wants_other:
+            raise ValueError(f"lossk.torch.{op.name}: inplace=True overwrites input, so no gradient with "
+                             "respect to target or another tensor argument can be computed; pass them detached")
+        loss, _ = _InPlace.apply(op, input, target, *arrays, *scalars, backend)
+        return loss
+    loss, _ = getattr(getattr(torch.ops, _LIBRARY), op.name)(input, target, *arrays, *scalars, backend)
+    return loss
+
+
+def _legacy_reduction(size_average: bool | None, reduce: bool | None, reduction: str) -> str:
+    if size_average is None and reduce is None:
+        return reduction
+    return torch.nn._reduction.legacy_get_string(size_average, reduce)
+
+
+# --- public functions with PyTorch's signatures --------------------------------------------------------
+
+_INPLACE_DOC = """
+
+    lossk additions (keyword-only): lossk's own options of the loss (see ``lossk.{name}``),
+    ``backend`` (``"auto"``, ``"numba"``, ``"cupy"``, ``"array_api"``) and ``inplace``.
+
+    .. warning:: ``inplace=True`` overwrites ``input`` with the loss's gradient during the forward pass (as
+       Liger-Kernel does), saving one input-sized buffer. After the call ``input`` no longer holds what the
+       caller passed: use it only for tensors nothing else reads (the logits of a final linear layer). A
+       tensor some other operation saved for its own backward makes ``backward()`` fail with PyTorch's
+       "modified by an inplace operation" error, and a leaf that requires grad is refused. Under
+       ``torch.compile`` the flag has no effect.
+"""
+
+
+def _parameters(name: str, op: _LossOp) -> list[inspect.Parameter]:
+    """PyTorch's parameters for the loss, then lossk's own options and ``inplace``, ``backend`` keyword-only."""
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    namesake = getattr(F, name, None)
+    known = {"input", "target", "size_average", "reduce", *op.array_options, *op.scalar_options}
+    if namesake is not None and set(inspect.signature(namesake).parameters) <= known:
+        parameters = list(inspect.signature(namesake).parameters.values())
+    else:
+        positional = inspect.Parameter.POSITIONAL_OR_KEYWORD
+        parameters = [inspect.Parameter("input", positional), inspect.Parameter("target", positional)]
+    present = {p.name for p in parameters}
+    lossk_options = _autodiff.options_of(op.function)
+    parameters += [p.replace(kind=keyword) for n, p in lossk_options.items() if n not in present]
+    parameters += [inspect.Parameter("inplace", keyword, default=False, annotation=bool),
+                   inspect.Parameter("backend", keyword, default="auto", annotation=str)]
+    return parameters
+
+
+def _function(name: str, op: _LossOp) -> Callable[..., torch.Tensor]:
+    """A plain Python function (Dynamo traces it like any other) with PyTorch's parameters for ``name``."""
+    parameters = _parameters(name, op)
+    names = [p.name for p in parameters]
+    legacy = "size_average" in names
+    reduction = "_legacy_reduction(size_average, reduce, reduction)" if legacy else "reduction"
+    scalars = ", ".join(reduction if n == "reduction" else n for n in op.scalar_options)
+    positional = [p.name for p in parameters if p.kind is not inspect.Parameter.KEYWORD_ONLY]
+    keyword_only = [p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    source = (
+        f"def {name}({', '.join(positional)}, *, {', '.join(keyword_only)}):\n"
+        f"    return _call(_OP, input, target, ({', '.join(op.array_options)}{',' if op.array_options else ''}), "
+        f"({scalars}{',' if op.scalar_options else ''}), inplace, backend)\n"
+    )
+    namespace: dict[str, Any] = {"_call": _call, "_OP": op, "_legacy_reduction": _legacy_reduction}
+    exec(source, namespace)  # noqa: S102 - generated from the loss's own signature, as dataclasses does
+    function = namespace[name]
+    function.__defaults__ = tuple(p.default for p in parameters if p.kind is not inspect.Parameter.KEYWORD_ONLY
+                                  and p.default is not inspect.Parameter.empty) or None
+    function.__kwdefaults__ = {p.name: p.default for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    function.__signature__ = inspect.Signature(parameters, return_annotation=torch.Tensor)
+    function.__module__ = __name__
+    function.__qualname__ = name
+    function.__doc__ = (
+        f"``torch.nn.functional.{name}`` computed by ``lossk.{name}``'s fused forward and backward.\n\n"
+        f"    See :func:`lossk.{name}` for the formula, its gradient and the options."
+        + _INPLACE_DOC.format(name=name)
+    )
+    return function
+
+
+def _module_class(name: str, function: Callable[..., torch.Tensor]) -> type | None:
+    """``torch.nn.<Class>`` subclassed so that its forward calls ``function``; the class name is lossk's
+    (and PyTorch's) for the loss. None where PyTorch has no module for it."""
+    class_name = next((n for n in lossk.__all__ if getattr(getattr(lossk, n), "function", None)
+                       is getattr(lossk, name)), None)
+    base = getattr(torch.nn, class_name, None) if class_name else None
+    if base is None:
+        return None
+    signature = inspect.signature(function)
+    forwarded = [p for p in signature.parameters.values()
+                 if p.name not in ("input", "target", "size_average", "reduce")]
+    torch_options = {p.name for p in forwarded} & set(inspect.signature(base.__init__).parameters)
+    extra = [p for p in forwarded if p.name not in torch_options and p.name not in ("weight", "pos_weight")]
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:  # noqa: N807
+        lossk_kwargs = {p.name: kwargs.pop(p.name, p.default) for p in extra}
+        base.__init__(self, *args, **kwargs)
+        self.lossk_options = lossk_kwargs
+
+    def forward(self: Any, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        options = {p.name: getattr(self, p.name, p.default) for p in forwarded if p.name not in self.lossk_options}
+        return function(input, target, **options, **self.lossk_options)
+
+    doc = (f"``torch.nn.{class_name}`` whose forward is :func:`lossk.torch.{name}`. Takes PyTorch's arguments, "
+           f"and lossk's keyword-only options ({', '.join(p.name for p in extra)}).")
+    return type(class_name, (base,), {"__init__": __init__, "forward": forward, "__doc__": doc,
+                                      "__module__": __name__})
+
+
+_OPS: dict[str, Any] = {}
+for _name, _function_of_lossk in _autodiff.loss_functions().items():
+    _op = _describe(_name, _function_of_lossk)
+    _OPS[_name] = _register(_op)
+    globals()[_name] = _function(_name, _op)
+    __all__.append(_name)
+    _class = _module_class(_name, globals()[_name])
+    if _class is not None:
+        globals()[_class.__name__] = _class
+        __all__.append(_class.__name__)
+del _name, _function_of_lossk, _op, _class
