@@ -1,0 +1,92 @@
+"""Correct input gives no warning, on every backend and library, including the inputs whose IEEE values NumPy
+warns about by default (log(0), 0/0: see "NaN and infinity" in ``lossk._dispatch``).
+
+Every test here turns warnings into errors itself, whatever the pytest configuration says.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+import lossk
+from lossk import _dispatch
+
+from loss_cases import CASES, draw
+
+torch = pytest.importorskip("torch")
+
+
+def registered_losses() -> list[str]:
+    return sorted({loss for loss, backend in _dispatch._REGISTRY if backend == "array_api"})
+
+
+def cases_of_every_loss() -> list:
+    """Every case of ``loss_cases`` whose loss is in the registry (exact 0/1 probabilities, all targets
+    ignored, empty and saturated inputs included); a registered loss without a case fails the test."""
+    return [case for case in CASES if case.loss in registered_losses()]
+
+
+@pytest.fixture(autouse=True)
+def warnings_are_errors():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        yield
+
+
+def test_every_registered_loss_has_cases():
+    assert {case.loss for case in cases_of_every_loss()} == set(registered_losses())
+
+
+@pytest.mark.parametrize("case", cases_of_every_loss(), ids=lambda case: case.id)
+@pytest.mark.parametrize("reduction", ["none", "mean"])  # "sum" adds no new arithmetic to these
+def test_numpy_on_every_backend(case, reduction, backend, rng):
+    backend.require(case.loss)
+    input, target, arrays = draw(case, rng)
+    options = {**case.options, **{k: backend.asarray(v) for k, v in arrays.items()}}
+    loss_function = getattr(lossk, case.loss)
+    loss_function.value_and_grad(
+        backend.asarray(input), backend.asarray(target), reduction=reduction, backend=backend.name, **options
+    )
+
+
+@pytest.mark.parametrize("case", cases_of_every_loss(), ids=lambda case: case.id)
+def test_torch_input_that_requires_grad(case, rng):
+    """No ``torch.asarray: unspecified requires_grad`` warning; lossk records no autograd graph."""
+    input, target, arrays = draw(case, rng)
+    x = torch.asarray(input).requires_grad_(True)
+    y = torch.asarray(target)
+    if y.is_floating_point():
+        y.requires_grad_(True)
+    options = {**case.options, **{k: torch.asarray(v) for k, v in arrays.items()}}
+    loss_function = getattr(lossk, case.loss)
+    loss = loss_function(x, y, **options)
+    value, grad = loss_function.value_and_grad(x, y, **options)
+    assert not loss.requires_grad and not value.requires_grad and not grad.requires_grad
+
+
+def test_binary_cross_entropy_of_exact_zeros():
+    loss, grad = lossk.binary_cross_entropy.value_and_grad(np.zeros(5), np.zeros(5), backend="array_api")
+    assert float(loss) == 0.0 and np.all(np.isfinite(grad))
+
+
+def test_nll_loss_with_every_target_ignored_is_nan_as_in_pytorch():
+    input, target = np.zeros((3, 4)), np.full(3, -100)
+    loss, grad = lossk.nll_loss.value_and_grad(input, target, backend="array_api")
+    expected = torch.nn.functional.nll_loss(torch.asarray(input), torch.asarray(target))
+    assert np.isnan(float(loss)) and torch.isnan(expected)
+    np.testing.assert_array_equal(grad, np.zeros((3, 4)))
+
+
+def test_nan_propagates_silently():
+    input = np.array([0.5, np.nan, 2.0])
+    loss, grad = lossk.mse_loss.value_and_grad(input, np.zeros(3), backend="array_api")
+    assert np.isnan(float(loss)) and np.isnan(grad[1]) and np.isfinite(grad[[0, 2]]).all()
+
+
+def test_numpy_error_state_is_restored():
+    before = np.geterr()
+    lossk.binary_cross_entropy(np.zeros(5), np.zeros(5), backend="array_api")
+    assert np.geterr() == before
