@@ -1,19 +1,20 @@
-"""lossk's CUDA kernels against PyTorch eager, torch.compile and Liger-Kernel on one GPU, in one run.
+"""lossk's CUDA kernels against PyTorch eager, torch.compile, Liger-Kernel and cut-cross-entropy on one GPU.
 
-Run from the repository root, in one call on a GPU machine (H100, sm_90)::
+Run from the repository root, in one call on a GPU machine (H200, sm_90); ``bench/gpu_check.sh`` runs it::
 
-    python bench/gpu_benchmark.py --json results/gpu.json            # the issue's sizes, ~5 minutes
-    python bench/gpu_benchmark.py --quick                             # small sizes: a smoke run
-    python bench/gpu_benchmark.py --sweep                             # also sweep the cross-entropy layouts
+    python bench/gpu_benchmark.py --json out/bench.json --png out/bench.png    # the issue's goals table
+    python bench/gpu_benchmark.py --headline                                   # the headline rows only
+    python bench/gpu_benchmark.py --sweep                                      # also the cross-entropy layouts
+    python bench/gpu_benchmark.py --dry-run --json x.json --png x.png          # no GPU: the plan, stub figures
 
-Every time is the median of ``--repeats`` runs measured with CUDA events after warm-up; every figure is
-reported as GB/s counting the minimum bytes a fused forward+backward moves (elementwise: read input and
-target, write the gradient — 12 bytes per float32 element; cross-entropy: read the logits, write the
-gradient — 2 x N x V x element size) and as a fraction of the device-to-device copy bandwidth measured at
-the start of the same run. Peak extra device memory (PyTorch's allocator) is recorded per provider.
-Providers whose library is missing or that fail are listed with the reason, never dropped silently.
-
-Written without a GPU at hand: nothing here has run yet (see bench/GPU.md for the predictions it tests).
+The work follows the issue's goals table, most important first, so that a deadline (SIGINT) cuts the tail
+only: the JSON is rewritten after every measurement and the plot drawn from whatever was measured. Every
+time is the median of ``--repeats`` runs measured with CUDA events after warm-up; every figure is reported
+as GB/s counting the minimum bytes a fused forward+backward moves (elementwise: read input and target, write
+the gradient; cross-entropy: read the logits, write the gradient) and as a fraction of the device-to-device
+copy bandwidth measured at the start of the same run. Peak extra device memory (PyTorch's allocator) is
+recorded per provider. The providers are those of ``bench/providers.py`` (their names, and whether their
+library is installed); providers that are missing or fail are listed with the reason, never dropped.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import argparse
 import importlib
 import importlib.util
 import json
+import math
 import statistics
 import sys
 import traceback
@@ -31,18 +33,37 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
-ELEMENTWISE = ("mse_loss", "l1_loss", "huber_loss", "smooth_l1_loss", "binary_cross_entropy_with_logits")
+ELEMENTWISE = ("mse_loss", "binary_cross_entropy_with_logits", "l1_loss", "huber_loss", "smooth_l1_loss")
+ELEMENTWISE_N = 1 << 28
 CROSS_ENTROPY_SIZES = ((4096, 131072), (16384, 32768))
+LINEAR_CROSS_ENTROPY = (8192, 4096, 128256)
+"""(tokens BT, hidden H, vocabulary V) of the issue's linear_cross_entropy goal."""
+ALL_OPTIONS = {"label_smoothing": 0.1, "z_loss": 1e-4, "softcap": 30.0}
 COPY_BYTES = 1 << 30
 
 
 def import_lossk() -> Any:
-    """lossk from this checkout; without an install, ``lossk._kernels`` is mapped to ``kernels/`` here."""
+    """lossk from this checkout (which maps ``kernels/`` to ``lossk._kernels`` itself)."""
     sys.path.insert(0, str(ROOT))
-    if importlib.util.find_spec("lossk._kernels") is None:
-        sys.modules["lossk._kernels"] = importlib.import_module("kernels")
-        sys.modules["lossk._kernels.cuda"] = importlib.import_module("kernels.cuda")
     return importlib.import_module("lossk")
+
+
+def peer_providers() -> dict[str, Any]:
+    """bench/providers.py's providers, by name (torch, torch.compile, liger, cut-cross-entropy, lossk.cupy)."""
+    sys.path.insert(0, str(ROOT))
+    from bench import providers
+
+    return providers.PROVIDERS
+
+
+def unavailable(name: str) -> str | None:
+    """Why provider ``name`` of bench/providers.py cannot run on the GPU here, or None."""
+    provider = peer_providers().get(name)
+    if provider is None:
+        return f"{name} is not a provider of bench/providers.py"
+    from bench.providers import GPU
+
+    return provider.unavailable(GPU)
 
 
 def cuda_time_ms(run: Callable[[], Any], repeats: int, warmup: int = 3) -> float:
@@ -134,60 +155,55 @@ def analytic(loss: str) -> Callable[[Any, Any], tuple[Any, Any]]:
 
 
 def elementwise_providers(lossk: Any, loss: str, x: Any, y: Any, grad: Any) -> dict[str, Callable[[], Any]]:
-    """One forward+backward of ``loss`` on 1-d float32 ``x``, ``y`` by each provider."""
+    """One forward+backward of ``loss`` on 1-d ``x``, ``y`` by each provider."""
     import torch
 
     function = getattr(lossk, loss)
     torch_function = getattr(torch.nn.functional, loss)
-    compiled = torch.compile(analytic(loss))
     leaf = x.clone().requires_grad_(True)
 
     def eager() -> None:
         leaf.grad = None
         torch_function(leaf, y).backward()
 
-    return {
-        "lossk (cupy, out=)": lambda: function.value_and_grad(x, y, backend="cupy", out=grad),
-        "lossk (cupy)": lambda: function.value_and_grad(x, y, backend="cupy"),
-        "torch eager (autograd)": eager,
-        "torch.compile (analytic)": lambda: compiled(x, y),
+    providers: dict[str, Callable[[], Any]] = {
+        "lossk.cupy (out=)": lambda: function.value_and_grad(x, y, backend="cupy", out=grad),
+        "torch": eager,
     }
+    if unavailable("torch.compile") is None:
+        compiled = torch.compile(analytic(loss), dynamic=False)
+        providers["torch.compile (analytic)"] = lambda: compiled(x, y)
+    return providers
 
 
-def elementwise_suite(lossk: Any, n: int, copy_gb_per_s: float, repeats: int) -> list[dict[str, Any]]:
-    import torch
+def elementwise_work(loss: str, dtype: str, n: int, headline: bool) -> Callable[[Any, Recorder], None]:
+    def run(lossk: Any, recorder: Recorder) -> None:
+        import torch
 
-    results = []
-    x = torch.randn(n, device="cuda")
-    y = torch.rand(n, device="cuda")  # in [0, 1]: a valid target for every loss here
-    grad = torch.empty_like(x)
-    for loss in ELEMENTWISE:
-        for name, run in elementwise_providers(lossk, loss, x, y, grad).items():
-            results.append(
-                {"loss": loss, "n": n, "dtype": "float32", **measure(name, run, 12 * n, copy_gb_per_s, repeats)}
-            )
-            print_row(results[-1])
-    return results
+        torch_dtype = getattr(torch, dtype)
+        x = torch.randn(n, device="cuda", dtype=torch_dtype)
+        y = torch.rand(n, device="cuda", dtype=torch_dtype)  # in [0, 1]: a valid target for every loss here
+        grad = torch.empty_like(x)
+        head = {"loss": loss, "n": n, "dtype": dtype, "headline": headline}
+        for name, call in elementwise_providers(lossk, loss, x, y, grad).items():
+            recorder.measure(head, name, call, 3 * n * x.element_size())
+        del x, y, grad
+        torch.cuda.empty_cache()
+
+    return run
 
 
 # ---- cross-entropy ---------------------------------------------------------------------------------------------
 
 
-def liger_cross_entropy() -> Callable[[Any, Any], Any] | None:
-    try:
-        from liger_kernel.transformers.functional import liger_cross_entropy
-    except ImportError:
-        return None
-    return liger_cross_entropy
-
-
-def cross_entropy_providers(lossk: Any, logits: Any, target: Any) -> dict[str, Callable[[], Any]]:
+def cross_entropy_providers(lossk: Any, logits: Any, target: Any, options: dict[str, Any]) -> dict[str, Callable[[], Any]]:
     """One forward+backward of cross-entropy by each provider; in-place ones work on a copy of ``logits``."""
     import torch
     import torch.nn.functional as F
 
     scratch = logits.clone()  # overwritten by the in-place providers; its values stay finite
     out = torch.empty_like(logits)
+    torch_options = {k: v for k, v in options.items() if k in ("label_smoothing", "weight")}
 
     def autograd(function: Callable[..., Any]) -> Callable[[], None]:
         def run() -> None:
@@ -197,39 +213,127 @@ def cross_entropy_providers(lossk: Any, logits: Any, target: Any) -> dict[str, C
         return run
 
     providers: dict[str, Callable[[], Any]] = {
-        "lossk (cupy, in place)": lambda: lossk.cross_entropy.value_and_grad(
-            scratch, target, backend="cupy", inplace=True
+        "lossk.cupy (in place)": lambda: lossk.cross_entropy.value_and_grad(
+            scratch, target, backend="cupy", inplace=True, **options
         ),
-        "lossk (cupy, out=)": lambda: lossk.cross_entropy.value_and_grad(logits, target, backend="cupy", out=out),
-        "torch eager (autograd)": autograd(F.cross_entropy),
-        "torch.compile": autograd(torch.compile(F.cross_entropy)),
+        "lossk.cupy (out=)": lambda: lossk.cross_entropy.value_and_grad(logits, target, backend="cupy", out=out, **options),
+        "torch": autograd(lambda x, t: F.cross_entropy(x, t, **torch_options)),
     }
-    liger = liger_cross_entropy()
-    if liger is not None:
-        providers["liger-kernel"] = autograd(liger)
+    if options:
+        return providers  # z_loss and softcap: no peer has them all
+    if unavailable("torch.compile") is None:
+        providers["torch.compile"] = autograd(torch.compile(F.cross_entropy, dynamic=False))
+    if unavailable("liger") is None:
+        from liger_kernel import transformers
+
+        from bench.cases import CASES
+
+        providers["liger"] = autograd(CASES["cross_entropy"].liger(transformers))
     return providers
 
 
-def cross_entropy_suite(
-    lossk: Any, sizes: tuple[tuple[int, int], ...], copy_gb_per_s: float, repeats: int
-) -> list[dict[str, Any]]:
-    import torch
+def cross_entropy_work(rows: int, classes: int, dtype: str, headline: bool, all_options: bool = False
+                       ) -> Callable[[Any, Recorder], None]:
+    def run(lossk: Any, recorder: Recorder) -> None:
+        import torch
 
-    results = []
-    for rows, classes in sizes:
-        for dtype in (torch.float32, torch.bfloat16):
-            logits = torch.randn(rows, classes, device="cuda", dtype=dtype)
-            target = torch.randint(0, classes, (rows,), device="cuda")
-            bytes_moved = 2 * rows * classes * logits.element_size()
-            head = {"loss": "cross_entropy", "n": rows, "v": classes, "dtype": str(dtype)[6:]}
-            for name, run in cross_entropy_providers(lossk, logits, target).items():
-                results.append({**head, **measure(name, run, bytes_moved, copy_gb_per_s, repeats)})
-                print_row(results[-1])
-            if liger_cross_entropy() is None:
-                results.append({**head, "provider": "liger-kernel", "error": "not installed"})
-                print_row(results[-1])
-            torch.cuda.empty_cache()
-    return results
+        logits = torch.randn(rows, classes, device="cuda", dtype=getattr(torch, dtype))
+        target = torch.randint(0, classes, (rows,), device="cuda")
+        options: dict[str, Any] = {}
+        if all_options:
+            options = {**ALL_OPTIONS, "weight": torch.rand(classes, device="cuda", dtype=torch.float32) + 0.5}
+        bytes_moved = 2 * rows * classes * logits.element_size()
+        head = {"loss": "cross_entropy" + (" (all options)" if all_options else ""), "n": rows, "v": classes,
+                "dtype": dtype, "headline": headline}
+        for name, call in cross_entropy_providers(lossk, logits, target, options).items():
+            recorder.measure(head, name, call, bytes_moved)
+        for name in ([] if all_options else ["liger", "torch.compile"]):
+            reason = unavailable(name)
+            if reason is not None:
+                recorder.record({**head, "provider": name, "error": reason})
+        del logits, target
+        torch.cuda.empty_cache()
+
+    return run
+
+
+# ---- linear cross-entropy --------------------------------------------------------------------------------------
+
+
+def linear_cross_entropy_work(tokens: int, hidden: int, vocabulary: int, headline: bool
+                              ) -> Callable[[Any, Recorder], None]:
+    """lossk.linear_cross_entropy against its three matrix products (cuBLAS through torch: the floor), torch's
+    unfused autograd, Liger's fused linear cross-entropy and cut-cross-entropy, bf16."""
+
+    def run(lossk: Any, recorder: Recorder) -> None:
+        import torch
+        import torch.nn.functional as F
+
+        x = torch.randn(tokens, hidden, device="cuda", dtype=torch.bfloat16) * 0.5
+        weight = torch.randn(vocabulary, hidden, device="cuda", dtype=torch.bfloat16) * hidden**-0.5
+        target = torch.randint(0, vocabulary, (tokens,), device="cuda")
+        grad_logits = torch.empty(tokens, vocabulary, device="cuda", dtype=torch.bfloat16)
+        head = {"loss": "linear_cross_entropy", "n": tokens, "h": hidden, "v": vocabulary, "dtype": "bfloat16",
+                "headline": headline}
+        matmul_bytes = 2 * (tokens * hidden + vocabulary * hidden)  # not the floor: reported for scale only
+
+        def three_products() -> None:
+            torch.mm(x, weight.T, out=grad_logits)  # forward logits
+            torch.mm(grad_logits, weight)  # d input
+            torch.mm(grad_logits.T, x)  # d weight
+
+        def autograd(function: Callable[..., Any]) -> Callable[[], None]:
+            def call() -> None:
+                leaf_x = x.detach().requires_grad_(True)
+                leaf_w = weight.detach().requires_grad_(True)
+                function(leaf_x, leaf_w, target).backward()
+
+            return call
+
+        providers: dict[str, Callable[[], Any]] = {
+            "3 matrix products (cuBLAS)": three_products,
+            "lossk.cupy": lambda: lossk.linear_cross_entropy.value_and_grad(x, weight, target, backend="cupy"),
+            "torch": autograd(lambda a, w, t: F.cross_entropy(a @ w.T, t)),
+        }
+        if unavailable("liger") is None:
+            from liger_kernel import transformers
+
+            from bench.cases import CASES
+
+            providers["liger"] = autograd(CASES["linear_cross_entropy"].liger(transformers))
+        if unavailable("cut-cross-entropy") is None:
+            from cut_cross_entropy import linear_cross_entropy as cce
+
+            providers["cut-cross-entropy"] = autograd(lambda a, w, t: cce(a, w, t))
+        for name, call in providers.items():
+            recorder.measure(head, name, call, matmul_bytes)
+        for name in ("liger", "cut-cross-entropy"):
+            reason = unavailable(name)
+            if reason is not None:
+                recorder.record({**head, "provider": name, "error": reason})
+        del x, weight, target, grad_logits
+        torch.cuda.empty_cache()
+
+    return run
+
+
+def goals(headline_only: bool) -> list[tuple[str, Callable[[Any, Recorder], None]]]:
+    """The issue's goals table as (label, work), most important first; the headline rows come first."""
+    work: list[tuple[str, Callable[[Any, Recorder], None], bool]] = [
+        ("cross_entropy bf16 4096x131072", cross_entropy_work(4096, 131072, "bfloat16", True), True),
+        ("mse fp32 2^28", elementwise_work("mse_loss", "float32", ELEMENTWISE_N, True), True),
+        ("bce_with_logits fp32 2^28", elementwise_work("binary_cross_entropy_with_logits", "float32", ELEMENTWISE_N, True), True),
+        ("cross_entropy fp32 4096x131072", cross_entropy_work(4096, 131072, "float32", True), True),
+        ("linear_cross_entropy bf16", linear_cross_entropy_work(*LINEAR_CROSS_ENTROPY, True), True),
+        ("cross_entropy all options bf16", cross_entropy_work(4096, 131072, "bfloat16", True, all_options=True), True),
+        ("cross_entropy bf16 16384x32768", cross_entropy_work(16384, 32768, "bfloat16", False), False),
+        ("cross_entropy fp32 16384x32768", cross_entropy_work(16384, 32768, "float32", False), False),
+    ]
+    for loss in ELEMENTWISE:
+        for dtype in ("float32", "bfloat16"):
+            if (loss, dtype) not in (("mse_loss", "float32"), ("binary_cross_entropy_with_logits", "float32")):
+                work.append((f"{loss} {dtype} 2^28", elementwise_work(loss, dtype, ELEMENTWISE_N, False), False))
+    return [(label, run) for label, run, headline in work if headline or not headline_only]
 
 
 def sweep_one(lossk: Any, logits: Any, target: Any, copy_gb_per_s: float, repeats: int) -> list[dict[str, Any]]:
@@ -301,6 +405,77 @@ def layout_sweep(
     return results
 
 
+# ---- measurements, JSON and plot ---------------------------------------------------------------------------
+
+
+class Recorder:
+    """Measures providers and keeps every row; rewrites the JSON after each one (a deadline loses nothing)."""
+
+    def __init__(self, json_path: Path | None, environment: dict[str, Any], copy: dict[str, float], repeats: int):
+        self.json_path = json_path
+        self.environment = environment
+        self.copy = copy
+        self.repeats = repeats
+        self.results: list[dict[str, Any]] = []
+
+    def measure(self, head: dict[str, Any], name: str, call: Callable[[], Any], bytes_moved: int) -> None:
+        self.record({**head, **measure(name, call, bytes_moved, self.copy["gb_per_s"], self.repeats)})
+
+    def record(self, row: dict[str, Any]) -> None:
+        self.results.append(row)
+        print_row(row)
+        self.write()
+
+    def write(self) -> None:
+        if self.json_path is not None:
+            self.json_path.parent.mkdir(parents=True, exist_ok=True)
+            payload = {"environment": self.environment, "copy": self.copy, "results": self.results}
+            self.json_path.write_text(json.dumps(payload, indent=1))
+
+
+def plot(results: list[dict[str, Any]], path: Path, copy_gb_per_s: float) -> None:
+    """One horizontal bar per measured (work, provider): GB/s, with the copy bandwidth as a line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in results if "gb_per_s" in r and r["loss"] != "linear_cross_entropy"]
+    labels = [f"{r['loss']} {r.get('dtype', '')} {r.get('n')}{'x' + str(r['v']) if 'v' in r else ''} | {r['provider']}"
+              for r in rows]
+    figure, axis = plt.subplots(figsize=(11, max(2.0, 0.28 * len(rows) + 1)))
+    axis.barh(range(len(rows)), [r["gb_per_s"] for r in rows],
+              color=["tab:blue" if r["provider"].startswith("lossk") else "tab:gray" for r in rows])
+    axis.set_yticks(range(len(rows)), labels, fontsize=7)
+    axis.invert_yaxis()
+    if copy_gb_per_s and math.isfinite(copy_gb_per_s):
+        axis.axvline(copy_gb_per_s, color="tab:red", linestyle="--", label=f"device copy {copy_gb_per_s:.0f} GB/s")
+        axis.legend(loc="lower right")
+    axis.set_xlabel("GB/s (minimum bytes of a fused forward+backward)")
+    axis.set_title("lossk CUDA kernels and their peers (one run)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def dry_run(args: argparse.Namespace) -> int:
+    """No GPU: list the planned work and write the JSON and plot from stub figures (marked as such)."""
+    labels = [label for label, _ in goals(args.headline)]
+    results = [{"loss": label, "provider": "dry run", "ms": 1.0, "gb_per_s": 1000.0, "fraction_of_copy": 0.25,
+                "extra_peak_mib": 0.0, "headline": i < 6, "stub": True} for i, label in enumerate(labels)]
+    for label in labels:
+        print(f"would measure: {label}")
+    providers = {name: unavailable(name) for name in ("torch", "torch.compile", "liger", "cut-cross-entropy", "lossk.cupy")}
+    print("providers (reason when unavailable here):", providers)
+    payload = {"environment": {"dry_run": True, "providers": providers}, "copy": {"gb_per_s": 4000.0}, "results": results}
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(payload, indent=1))
+    if args.png:
+        plot(results, args.png, 4000.0)
+    return 0
+
+
 # ---- report ------------------------------------------------------------------------------------------------------
 
 
@@ -322,7 +497,7 @@ def environment() -> dict[str, Any]:
     import torch
 
     versions = {}
-    for module in ("torch", "cupy", "triton", "liger_kernel", "numpy"):
+    for module in ("torch", "cupy", "triton", "liger_kernel", "cut_cross_entropy", "numpy"):
         try:
             versions[module] = getattr(importlib.import_module(module), "__version__", "?")
         except ImportError:
@@ -332,11 +507,15 @@ def environment() -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--json", type=Path, help="write every measurement here")
-    parser.add_argument("--quick", action="store_true", help="small sizes, few repeats: a smoke run")
+    parser.add_argument("--json", type=Path, help="write every measurement here (rewritten after each one)")
+    parser.add_argument("--png", type=Path, help="plot the measurements here")
+    parser.add_argument("--headline", action="store_true", help="only the headline rows of the goals table")
     parser.add_argument("--sweep", action="store_true", help="also sweep the cross-entropy launch layouts")
-    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--dry-run", action="store_true", help="no GPU: the plan, with stub figures")
+    parser.add_argument("--repeats", type=int, default=10)
     args = parser.parse_args(argv)
+    if args.dry_run:
+        return dry_run(args)
 
     import torch
 
@@ -344,26 +523,31 @@ def main(argv: list[str] | None = None) -> int:
         print("no CUDA device: this benchmark needs a GPU", file=sys.stderr)
         return 2
     lossk = import_lossk()
-    repeats = args.repeats or (5 if args.quick else 20)
-    elementwise_n = 1 << (22 if args.quick else 28)
-    sizes = ((64, 131072), (256, 32768)) if args.quick else CROSS_ENTROPY_SIZES
-
     env = environment()
-    copy = copy_bandwidth(repeats)
+    copy = copy_bandwidth(args.repeats)
     print(
         f"{env['device']} (sm_{env['capability'][0]}{env['capability'][1]}), torch {env['torch']}, "
-        f"cupy {env['cupy']}, liger {env['liger_kernel']}"
+        f"cupy {env['cupy']}, liger {env['liger_kernel']}, cut-cross-entropy {env['cut_cross_entropy']}"
     )
     print(f"device-to-device copy, 1 GiB: {copy['ms']:.3f} ms = {copy['gb_per_s']:.0f} GB/s (the ceiling)")
-    results = elementwise_suite(lossk, elementwise_n, copy["gb_per_s"], repeats)
-    results += cross_entropy_suite(lossk, sizes, copy["gb_per_s"], repeats)
-    if args.sweep:
-        results += layout_sweep(lossk, sizes, copy["gb_per_s"], repeats)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"environment": env, "copy": copy, "results": results}, indent=1))
-        print(f"wrote {args.json}")
-    failed = [r for r in results if "error" in r and r["provider"].startswith("lossk")]
+    recorder = Recorder(args.json, env, copy, args.repeats)
+    try:
+        for label, work in goals(args.headline):
+            try:
+                work(lossk, recorder)
+            except Exception as error:  # noqa: BLE001 - one failing piece of work must not stop the rest
+                recorder.record({"loss": label, "provider": "(setup)", "error": f"{type(error).__name__}: {error}",
+                                 "trace": traceback.format_exc(limit=3)})
+        if args.sweep:
+            recorder.results += layout_sweep(lossk, CROSS_ENTROPY_SIZES, copy["gb_per_s"], args.repeats)
+    except KeyboardInterrupt:  # the deadline of bench/gpu_check.sh: keep what was measured
+        print("interrupted: writing what was measured", flush=True)
+    finally:
+        recorder.write()
+        if args.png:
+            plot(recorder.results, args.png, copy["gb_per_s"])
+            print(f"wrote {args.png}")
+    failed = [r for r in recorder.results if "error" in r and r["provider"].startswith("lossk")]
     return 1 if failed else 0
 
 

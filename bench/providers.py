@@ -307,6 +307,24 @@ class Liger(Provider):
         return _torch_autograd_call(case, case.liger(transformers), arrays, device)
 
 
+class CutCrossEntropy(Provider):
+    """Apple's cut-cross-entropy (``cut_cross_entropy.linear_cross_entropy``): the linear head's loss without
+    the logits in memory, forward then ``backward()``."""
+
+    name = "cut-cross-entropy"
+    peer = True
+    libraries = ("torch", "cut_cross_entropy")
+    devices = frozenset({GPU})
+    description = "cut-cross-entropy linear_cross_entropy (Triton), forward then backward"
+
+    def prepare(self, case: Case, arrays: tuple[np.ndarray, ...], device: str) -> Call:
+        if case.name != "linear_cross_entropy":
+            raise NotApplicable("cut-cross-entropy has a kernel for linear_cross_entropy only")
+        from cut_cross_entropy import linear_cross_entropy
+
+        return _torch_autograd_call(case, linear_cross_entropy, arrays, device)
+
+
 PROVIDERS: dict[str, Provider] = {
     provider.name: provider
     for provider in (
@@ -320,6 +338,7 @@ PROVIDERS: dict[str, Provider] = {
         TorchAutograd("torch.chunked"),
         JaxJit(),
         Liger(),
+        CutCrossEntropy(),
     )
 }
 """Every provider, lossk's first; ``--providers`` names them."""

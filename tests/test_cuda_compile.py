@@ -92,8 +92,8 @@ def variants() -> list[Specialisation]:
                                     smoothing=True, softcap=True, z_loss=True, return_z=True, reduce=False,
                                     grad_output_array=True))
     found += [_cross_entropy("float32", index) for index in INDICES[1:]]
-    found += [_cross_entropy("float32", threads=t) for t in (128, 512, 1024)]
-    found += [_cross_entropy("bfloat16", layout=CrossEntropyLayout.ROWS_SHARED, cluster=8, threads=t) for t in (128, 1024)]
+    found += [_cross_entropy("float32", threads=t) for t in (32, 64, 128, 512, 1024)]
+    found += [_cross_entropy("bfloat16", layout=CrossEntropyLayout.ROWS_SHARED, cluster=8, threads=t) for t in (32, 128, 1024)]
     # nll: every dtype and index type, each option
     for dtype in FLOATS:
         found += [specialisation.nll_loss(dtype, "int64", weight=w, reduce=r, grad_output_array=not r)
@@ -106,6 +106,23 @@ def variants() -> list[Specialisation]:
 
 
 VARIANTS = variants()
+
+
+def older_gpu_variants() -> list[tuple[str, Specialisation]]:
+    """(architecture, variant) pairs for the GPUs before Hopper that the launch plan also serves: no clusters
+    anywhere, bfloat16 only from sm_80 (launch.require_capability refuses it below)."""
+    def cluster(v: Specialisation) -> int:
+        return dict(v.defines).get("LOSSK_CLUSTER", 1)
+
+    def uses_bfloat16(v: Specialisation) -> bool:
+        return any(dict(v.defines).get(m) == specialisation.DTYPE_CODES["bfloat16"] for m in ("LOSSK_INPUT", "LOSSK_TARGET"))
+
+    plain = [v for v in VARIANTS if cluster(v) == 1]
+    chosen = [v for v in plain if v.source == "cross_entropy.cu"][::3] + [v for v in plain if v.source != "cross_entropy.cu"][::8]
+    return [("sm_80", v) for v in chosen] + [("sm_75", v) for v in chosen if not uses_bfloat16(v)]
+
+
+OLDER_GPU_VARIANTS = older_gpu_variants()
 
 
 def test_the_variants_cover_every_source() -> None:
@@ -127,6 +144,18 @@ def test_variant_builds_for_sm90(variant: Specialisation, tmp_path: Path) -> Non
     binary = cubin.read_bytes()
     for kernel in KERNELS[variant.source]:
         assert kernel.encode() in binary, f"{kernel} missing from the cubin"
+
+
+@pytest.mark.skipif(NVCC is None, reason="nvcc is not installed here")
+@pytest.mark.parametrize(("arch", "variant"), OLDER_GPU_VARIANTS,
+                         ids=lambda v: v if isinstance(v, str) else v.source + ":" + ",".join(f"{k[6:]}={x}" for k, x in v.defines))
+def test_variant_builds_for_older_gpus(arch: str, variant: Specialisation, tmp_path: Path) -> None:
+    source = tmp_path / variant.source
+    source.write_text(sources.kernel_source(variant.source), encoding="utf-8")
+    command = [NVCC, f"-arch={arch}", "-cubin", *compiler.NVRTC_OPTIONS, "-Werror", "all-warnings", *variant.options(),
+               "-o", str(tmp_path / "kernel.cubin"), str(source)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, f"{' '.join(command)}\n{result.stdout}\n{result.stderr}"
 
 
 @functools.cache

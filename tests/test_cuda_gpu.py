@@ -371,3 +371,59 @@ def test_more_than_2_31_elements() -> None:
     expected = sum(float((part.double() ** 2).sum()) for part in flat.split(1 << 28))
     assert math.isclose(float(value), expected, rel_tol=1e-4)
     assert torch.equal(flat_grad[-17:], 2 * flat[-17:])
+
+
+# ---- NaN, empty class axes, warnings (issue 11's static review) ---------------------------------------------------
+
+
+@pytest.mark.parametrize(("loss", "options"), [("huber_loss", {"delta": 0.5}), ("smooth_l1_loss", {"beta": 0.5}),
+                                                ("binary_cross_entropy", {}), ("binary_cross_entropy_with_logits", {}),
+                                                ("mse_loss", {})])
+def test_nan_propagates_through_clamps(loss: str, options: dict[str, Any]) -> None:
+    import cupy
+
+    x = cupy.asarray([np.nan, 0.25, 0.5], dtype=np.float32)
+    y = cupy.asarray([0.0, 0.0, 1.0], dtype=np.float32)
+    value, grad = getattr(lossk, loss).value_and_grad(x, y, backend="cupy", reduction="none", **options)
+    assert math.isnan(float(value[0])) and math.isnan(float(grad[0]))  # as PyTorch: NaN, not a clipped value
+    assert not cupy.isnan(value[1:]).any() and not cupy.isnan(grad[1:]).any()
+
+
+@pytest.mark.parametrize("shape", [(4, 6), (3, 5000), (2, 300000), (5, 3, 4)], ids=lambda s: "x".join(map(str, s)))
+def test_a_nan_logit_makes_its_row_nan(shape: tuple[int, ...], rng: np.random.Generator) -> None:
+    import cupy
+
+    logits = rng.normal(size=shape).astype(np.float32)
+    logits[1, 2] = np.nan
+    target = rng.integers(0, shape[1], (shape[0], *shape[2:]))
+    value, grad = lossk.cross_entropy.value_and_grad(cupy.asarray(logits), cupy.asarray(target), backend="cupy",
+                                                     reduction="none")
+    expected, _ = reference("cross_entropy", logits.astype(np.float64), target, reduction="none")
+    assert np.array_equal(np.isnan(to_host(value)), np.isnan(expected))
+    assert np.isnan(to_host(grad)[1]).any() and not np.isnan(to_host(grad)[0]).any()
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_zero_classes_do_not_touch_the_logits(reduction: str) -> None:
+    import cupy
+
+    x = cupy.zeros((3, 0), dtype=np.float32)
+    loss, grad = lossk.cross_entropy.value_and_grad(x, cupy.zeros((3, 0), dtype=np.float32), backend="cupy",
+                                                    reduction=reduction)
+    cupy.cuda.Device().synchronize()  # an illegal address would surface here and poison the context
+    assert grad.shape == (3, 0)
+    assert float(cupy.abs(loss).sum()) == 0.0
+    _ = cupy.ones(4).sum().item()  # the context still works
+
+
+def test_torch_calls_warn_about_nothing(rng: np.random.Generator) -> None:
+    import warnings
+
+    import torch
+
+    x = torch.randn(64, 1000, device="cuda")
+    y = torch.randint(0, 1000, (64,), device="cuda")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # CuPy 14 warns on every ExternalStream
+        lossk.cross_entropy.value_and_grad(x, y, backend="cupy")
+        lossk.mse_loss.value_and_grad(x, torch.zeros_like(x), backend="cupy")

@@ -13,12 +13,15 @@ import pytest
 import torch
 
 from lossk import _dispatch
-from lossk._backends.cupy import arguments, interop, launch, layout, scaling, sources, specialisation
+from lossk._backends.cupy import arguments, compiler, interop, launch, layout, scaling, sources, specialisation
 from lossk._backends.cupy.launch import plan_cross_entropy
 from lossk._backends.cupy.specialisation import CrossEntropyLayout, OptionLayout
 
 H100_SMS = 132
 H100_SHARED_OPTIN = 227 * 1024
+A100_SHARED_OPTIN = 163 * 1024  # sm_80
+T4_SHARED_OPTIN = 64 * 1024  # sm_75
+ROW_THREADS = (32, 64, 128, 256, 512)
 
 # ---- specialisation ---------------------------------------------------------------------------------
 
@@ -97,6 +100,26 @@ def test_element_grids_cover_the_input_within_one_wave(elements: int, step: int)
     if grid < H100_SMS * launch.BLOCKS_PER_SM:  # below the cap: one step per thread at most
         assert grid * launch.ELEMENTWISE_THREADS * step >= elements
     assert grid == launch.grid_for_elements(elements, step, H100_SMS)  # deterministic: same partials every run
+    six = launch.grid_for_elements(elements, step, H100_SMS, blocks_per_sm=6)  # what the occupancy API allows
+    assert 1 <= six <= H100_SMS * 6 and (six == grid or six == H100_SMS * 6)
+
+
+@pytest.mark.parametrize(
+    ("threads", "registers", "shared", "expected"),
+    [
+        (256, 32, 0, 8),  # threads alone limit: 2048 per SM
+        (256, 39, 0, 6),  # smooth L1 fp32: 40 registers x 256 threads -> 6 blocks
+        (256, 47, 0, 5),
+        (256, 56, 0, 4),
+        (1024, 62, 0, 1),
+        (512, 53, 0, 2),
+        (32, 48, 0, 32),  # the block-count limit
+        (512, 40, 100 * 1024, 2),  # shared memory: 228 KiB per SM
+        (512, 40, 120 * 1024, 1),
+    ],
+)
+def test_resident_block_estimate(threads: int, registers: int, shared: int, expected: int) -> None:
+    assert launch.resident_blocks_estimate(threads, registers, shared, 228 * 1024) == expected
 
 
 @pytest.mark.parametrize(
@@ -118,7 +141,7 @@ def test_rows_that_fit_are_held_in_shared_memory(rows: int, classes: int, itemsi
     assert plan.shared_bytes + launch.STATIC_SHARED_RESERVE <= H100_SHARED_OPTIN
     assert (plan.shared_bytes // itemsize) % vec == 0 and plan.shared_bytes // itemsize * cluster >= classes
     assert plan.grid == plan.workers * plan.cluster and plan.workers == min(rows, H100_SMS * launch.ROW_WORKERS_PER_SM)
-    assert plan.threads in (128, 256, 512, 1024)
+    assert plan.threads in ROW_THREADS
 
 
 def test_other_rows_are_streamed_or_one_per_thread() -> None:
@@ -134,6 +157,53 @@ def test_other_rows_are_streamed_or_one_per_thread() -> None:
     assert (small.layout, small.grid, small.workers, small.shared_bytes) == (CrossEntropyLayout.THREAD_PER_ROW, 1, 1, 0)
     without_optin = plan_cross_entropy(4, 131072, 1, 4, probability_target=False, sm_count=8, shared_limit=48 * 1024)
     assert without_optin.layout == CrossEntropyLayout.ROWS_STREAMED  # 64 KB chunks do not fit 48 KB
+    forward_only = plan_cross_entropy(4096, 32768, 1, 2, probability_target=False, sm_count=H100_SMS,
+                                      shared_limit=H100_SHARED_OPTIN, compute_grad=False)
+    assert (forward_only.layout, forward_only.shared_bytes) == (CrossEntropyLayout.ROWS_STREAMED, 0)  # read once
+
+
+@pytest.mark.parametrize(("classes", "itemsize", "threads"), [(33, 4, 32), (500, 4, 32), (1000, 4, 64), (500, 2, 32),
+                                                              (4096, 4, 256), (32768, 2, 512), (131072, 4, 512)])
+def test_row_blocks_grow_with_the_row(classes: int, itemsize: int, threads: int) -> None:
+    plan = plan_cross_entropy(4096, classes, 1, itemsize, probability_target=False, sm_count=H100_SMS,
+                              shared_limit=H100_SHARED_OPTIN)
+    assert plan.threads == threads  # a warp for a few hundred classes, never more than 512 threads
+
+
+@pytest.mark.parametrize(
+    ("capability", "shared_limit", "rows", "classes", "itemsize", "layout", "cluster"),
+    [
+        ((9, 0), H100_SHARED_OPTIN, 4096, 131072, 4, CrossEntropyLayout.ROWS_SHARED, 8),
+        ((8, 0), A100_SHARED_OPTIN, 4096, 131072, 4, CrossEntropyLayout.ROWS_STREAMED, 1),  # 512 KB rows: no cluster
+        ((8, 0), A100_SHARED_OPTIN, 4096, 32768, 4, CrossEntropyLayout.ROWS_SHARED, 1),  # 128 KB fits one block
+        ((8, 0), A100_SHARED_OPTIN, 16384, 32768, 2, CrossEntropyLayout.ROWS_SHARED, 1),
+        ((7, 5), T4_SHARED_OPTIN, 4096, 32768, 4, CrossEntropyLayout.ROWS_STREAMED, 1),
+        ((7, 5), T4_SHARED_OPTIN, 4096, 8192, 4, CrossEntropyLayout.ROWS_SHARED, 1),  # 32 KB
+        ((7, 5), T4_SHARED_OPTIN, 64, 20, 4, CrossEntropyLayout.THREAD_PER_ROW, 1),
+    ],
+)
+def test_plans_follow_the_compute_capability(capability: tuple[int, int], shared_limit: int, rows: int, classes: int,
+                                             itemsize: int, layout: CrossEntropyLayout, cluster: int) -> None:
+    plan = plan_cross_entropy(rows, classes, 1, itemsize, probability_target=False, sm_count=108,
+                              shared_limit=shared_limit, capability=capability)
+    assert (plan.layout, plan.cluster) == (layout, cluster)
+    assert plan.shared_bytes + launch.STATIC_SHARED_RESERVE <= shared_limit
+    assert capability >= launch.CLUSTER_CAPABILITY or plan.cluster == 1
+
+
+def test_bfloat16_needs_compute_capability_8(monkeypatch: pytest.MonkeyPatch) -> None:
+    launch.require_capability("bfloat16", (8, 0))
+    launch.require_capability("float16", (7, 5))
+    with pytest.raises(TypeError, match=r"bfloat16 input needs an NVIDIA GPU of compute capability 8\.0 .*7\.5"):
+        launch.require_capability("bfloat16", (7, 5))
+    spec = specialisation.nll_loss("bfloat16", "int64", weight=False, reduce=True, grad_output_array=False)
+    assert compiler.element_dtypes(spec) == {"bfloat16"}
+    monkeypatch.setattr(compiler, "compute_capability", lambda device: (7, 5))
+    monkeypatch.setattr(compiler, "module", lambda spec: pytest.fail("compiled a variant the device cannot run"))
+    compiler.kernel_function.cache_clear()
+    with pytest.raises(TypeError, match="compute capability 8.0"):
+        compiler.kernel_function(spec, "lossk_nll_rows", 0)
+    compiler.kernel_function.cache_clear()
 
 
 # ---- layouts --------------------------------------------------------------------------------------------
@@ -177,6 +247,20 @@ def test_sources_inline_their_headers_once() -> None:
         assert text.count("struct f16_t") == 1, name  # common.cuh once, even when two headers include it
         code = re.sub(r"//[^\n]*", "", text)
         assert "INFINITY" not in code  # NVRTC has no INFINITY macro
+        text.encode("ascii")  # CuPy writes it in the locale's encoding
+    assert sources.ascii_text("1/2: \u00bd, d\u00b2 \u00b1 \u2014 \u00e9") == "1/2: 1/2, d^2 +- - e"
+
+
+def test_sources_are_read_from_the_checkout_without_an_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    def missing(package: str) -> None:
+        raise ModuleNotFoundError(package)
+
+    monkeypatch.setattr(sources.importlib.resources, "files", missing)
+    sources.folder.cache_clear()
+    try:
+        assert sources.folder() == sources.CHECKOUT_FOLDER and "cross_entropy.cu" in sources.cuda_sources()
+    finally:
+        sources.folder.cache_clear()
 
 
 def _kernel_parameters(source: str, kernel: str) -> list[str]:
@@ -281,6 +365,30 @@ def test_interop_decisions() -> None:
     assert not interop.usable_out((4, 3), (3, 1), "float16", (4, 3), "float32")
 
 
+def test_external_streams_use_from_external_where_cupy_has_it() -> None:
+    calls = []
+
+    class Stream:
+        @staticmethod
+        def from_external(handle: int, device_id: int) -> str:
+            calls.append(("from_external", handle, device_id))
+            return "stream"
+
+    class OldCuda:
+        class Stream:
+            pass
+
+        @staticmethod
+        def ExternalStream(handle: int, device_id: int) -> str:  # noqa: N802 - CuPy's name
+            calls.append(("ExternalStream", handle, device_id))
+            return "old"
+
+    new = type("cupy", (), {"cuda": type("cuda", (), {"Stream": Stream})})
+    old = type("cupy", (), {"cuda": OldCuda})
+    assert interop.external_stream(new, 77, 1) == "stream" and interop.external_stream(old, 78, 0) == "old"
+    assert calls == [("from_external", 77, 1), ("ExternalStream", 78, 0)]
+
+
 # ---- registration and dispatch ------------------------------------------------------------------------------
 
 LOSSES = (
@@ -308,12 +416,16 @@ def test_asking_for_cupy_without_a_gpu_raises_a_clear_error() -> None:
 
     if _dispatch.is_available("cupy"):
         pytest.skip("a GPU and CuPy are present here: tests/test_cuda_gpu.py covers this backend")
-    with pytest.raises(lossk.BackendUnavailableError, match=r"backend 'cupy' is not available here; install it with"):
+    with pytest.raises(lossk.BackendUnavailableError, match=r"backend 'cupy' is not available here.*install it with"):
         lossk.cross_entropy(np.zeros((2, 3)), np.array([0, 1]), backend="cupy")
     assert lossk.mse_loss(np.zeros(3), np.ones(3)) == 1.0  # auto falls back quietly
 
 
 # ---- the host orchestration, with NumPy standing in for device memory and launches recorded -----------------
+
+
+ARRAYS_BY_ADDRESS: dict[int, np.ndarray] = {}
+"""Arrays HostArrays made, by address: what a recorded launch argument points to."""
 
 
 class HostArrays(interop.DeviceArrays):
@@ -334,8 +446,19 @@ class HostArrays(interop.DeviceArrays):
     def pointer(self, x: np.ndarray | None) -> int:
         return 0 if x is None else int(x.__array_interface__["data"][0])
 
+    def zeros(self, shape: tuple[int, ...], name: str) -> np.ndarray:
+        return self._keep(np.zeros(tuple(shape), dtype=interop.numpy_dtype(name)))
+
     def scratch(self, count: int, name: str) -> np.ndarray:
-        return np.zeros(max(count, 1), dtype=interop.numpy_dtype(name))
+        return self._keep(np.zeros(max(count, 1), dtype=interop.numpy_dtype(name)))
+
+    def astype(self, x: np.ndarray, name: str) -> np.ndarray:
+        return self._keep(super().astype(x, name))
+
+    @staticmethod
+    def _keep(x: np.ndarray) -> np.ndarray:
+        ARRAYS_BY_ADDRESS[int(x.__array_interface__["data"][0])] = x
+        return x
 
     def scratch_pointer(self, buffer: np.ndarray) -> int:
         return self.pointer(buffer)
@@ -350,6 +473,8 @@ def launches(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
     monkeypatch.setattr(elementwise_losses, "DeviceArrays", HostArrays)
     monkeypatch.setattr(class_losses, "DeviceArrays", HostArrays)
     monkeypatch.setattr(compiler, "device_properties", lambda device: (H100_SMS, H100_SHARED_OPTIN))
+    monkeypatch.setattr(compiler, "compute_capability", lambda device: (9, 0))
+    monkeypatch.setattr(compiler, "resident_blocks", lambda spec, kernel, threads, shared, device: 6)
 
     def launch(spec: specialisation.Specialisation, kernel: str, grid: int, threads: int, args: tuple,
                shared_bytes: int = 0) -> None:
@@ -364,7 +489,7 @@ def _check_signatures(recorded: list[dict]) -> None:
     for call in recorded:
         parameters = _kernel_parameters(call["spec"].source, call["kernel"])
         assert len(call["args"]) == len(parameters), call["kernel"]
-        assert call["threads"] in (128, 256, 512, 1024) and call["grid"] >= 1
+        assert call["threads"] in ROW_THREADS and call["grid"] >= 1
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
@@ -486,7 +611,7 @@ def test_an_upstream_array_is_read_by_the_kernel(launches: list[dict]) -> None:
     from lossk._backends.cupy import class_losses, elementwise_losses
 
     x = np.ones((4, 5), np.float16)
-    upstream = np.arange(20.0).reshape(4, 5)  # float64: cast to the input's dtype for the kernel
+    upstream = np.arange(20.0).reshape(4, 5)  # float64: cast to the input's dtype for the elementwise kernel
     elementwise_losses.kl_div(x, x, xp=np, reduction="none", grad_output=upstream, compute_grad=True, out=None,
                               log_target=True)
     main = launches[0]
@@ -496,3 +621,31 @@ def test_an_upstream_array_is_read_by_the_kernel(launches: list[dict]) -> None:
                                compute_grad=True, out=None, weight=None, ignore_index=-100, label_smoothing=0.0)
     main = launches[0]
     assert dict(main["spec"].defines)["LOSSK_GRAD_OUTPUT"] == 1 and int(main["args"][4]) != 0
+    assert ARRAYS_BY_ADDRESS[int(main["args"][4])].dtype == np.float32  # multiplied in float32, not rounded to fp16
+    launches.clear()
+    class_losses.nll_loss(x, np.zeros(4, np.int64), xp=np, reduction="none", grad_output=np.ones(4),
+                          compute_grad=True, out=None, weight=None, ignore_index=-100)
+    grad_call = launches[-1]
+    assert ARRAYS_BY_ADDRESS[int(grad_call["args"][2])].dtype == np.float32
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("target_kind", ["index", "probability"])
+def test_zero_classes_launch_no_cross_entropy_kernel(launches: list[dict], reduction: str, target_kind: str) -> None:
+    from lossk._backends.cupy import class_losses
+
+    x = np.zeros((3, 0), np.float32)
+    target = np.zeros((3, 0), np.float32) if target_kind == "probability" else np.full(3, -100)
+    (loss, z_term), grad = class_losses.cross_entropy(
+        x, target, xp=np, reduction=reduction, grad_output=None, compute_grad=True, out=None, weight=None,
+        ignore_index=-100, label_smoothing=0.1, z_loss=1e-4, return_z_loss=True,
+    )
+    kernels = [c["kernel"] for c in launches]
+    assert "lossk_cross_entropy" not in kernels  # it would read logits[start] of an empty row
+    assert grad.shape == (3, 0)
+    if reduction == "none":
+        assert kernels == [] and np.array_equal(loss, np.zeros(3)) and np.array_equal(z_term, np.zeros(3))
+    else:
+        assert kernels[-1] == "lossk_cross_entropy_finish"
+        partials = ARRAYS_BY_ADDRESS[int(launches[-1]["args"][0])]
+        assert not partials.any()  # zeros, summed and divided on the device (0 / 0 = NaN for an all-ignored mean)

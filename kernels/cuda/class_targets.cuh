@@ -5,7 +5,7 @@
 //   LOSSK_WEIGHT   1: per-class weights (C values in ACC)
 //
 // A row whose target equals ignore_index contributes nothing and is left out of the mean. An index outside
-// [0, C) — which lossk does not check on a GPU, since that would cost a synchronisation — selects no class
+// [0, C) - which lossk does not check on a GPU, since that would cost a synchronisation - selects no class
 // (a zero one-hot row, as the reference's comparison gives); its weight is 1 without class weights and 0
 // with them (there is no weight to read).
 

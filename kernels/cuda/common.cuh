@@ -89,10 +89,10 @@ __device__ __forceinline__ float acc_tanh(float x) { return tanhf(x); }
 __device__ __forceinline__ double acc_tanh(double x) { return tanh(x); }
 __device__ __forceinline__ float acc_abs(float x) { return fabsf(x); }
 __device__ __forceinline__ double acc_abs(double x) { return fabs(x); }
-__device__ __forceinline__ float acc_max(float a, float b) { return fmaxf(a, b); }
-__device__ __forceinline__ double acc_max(double a, double b) { return fmax(a, b); }
-__device__ __forceinline__ float acc_min(float a, float b) { return fminf(a, b); }
-__device__ __forceinline__ double acc_min(double a, double b) { return fmin(a, b); }
+// max and min that keep NaN, as torch.maximum / torch.clamp do: fmaxf and fminf return the other operand
+// when one is NaN, which would turn a clamp of a NaN residual into a finite gradient.
+template <typename A> __device__ __forceinline__ A acc_max(A a, A b) { return (a != a || a > b) ? a : b; }
+template <typename A> __device__ __forceinline__ A acc_min(A a, A b) { return (a != a || a < b) ? a : b; }
 
 template <typename A> __device__ __forceinline__ A negative_infinity();
 template <> __device__ __forceinline__ float negative_infinity<float>() { return __int_as_float(0xff800000); }

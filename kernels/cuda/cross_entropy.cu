@@ -23,8 +23,11 @@
 // Other macros: LOSSK_INPUT (logits dtype), LOSSK_TARGET_KIND (0 class indices, LOSSK_INDEX their type;
 // 1 probabilities, LOSSK_TARGET their dtype), LOSSK_WEIGHT, LOSSK_SMOOTHING, LOSSK_SOFTCAP, LOSSK_Z_LOSS,
 // LOSSK_GRAD, LOSSK_REDUCE (0: write the per-row loss; 1: per-worker partial sums of [ce, z]),
-// LOSSK_GRAD_OUTPUT (1: one upstream gradient per row), LOSSK_RETURN_Z (1: also write the z term alone,
-// per row into z_out for reduction='none', reduced into z_out by the finish kernel), LOSSK_THREADS (block size).
+// LOSSK_GRAD_OUTPUT (1: one upstream gradient per row, in ACC so that it multiplies at full precision),
+// LOSSK_RETURN_Z (1: also write the z term alone,
+// per row into z_out for reduction='none', reduced into z_out by the finish kernel), LOSSK_THREADS (block size,
+// 32 to 1024). Every block is compiled to fit at least 1024 / LOSSK_THREADS times on an SM (at most 64
+// registers per thread), so that at least two blocks, or 1024 threads, overlap one another's barriers.
 
 #include "class_targets.cuh"
 
@@ -61,6 +64,7 @@
 #ifndef LOSSK_THREADS
 #define LOSSK_THREADS 256
 #endif
+#define MIN_BLOCKS (LOSSK_THREADS >= 1024 ? 1 : 1024 / LOSSK_THREADS)
 #if LOSSK_RETURN_Z && !LOSSK_Z_LOSS
 #error "LOSSK_RETURN_Z needs LOSSK_Z_LOSS"
 #endif
@@ -101,7 +105,7 @@ __device__ __forceinline__ ACC capped(ACC z, ACC cap) {
 #endif
 }
 
-// The value the row's sums are taken relative to: its first (capped) logit, or 0 when that is ±inf or NaN
+// The value the row's sums are taken relative to: its first (capped) logit, or 0 when that is +-inf or NaN
 // (a masked first class must not turn every relative sum into inf - inf).
 __device__ __forceinline__ ACC reference_logit(ACC first) {
     return first - first == (ACC)0 ? first : (ACC)0;
@@ -295,9 +299,9 @@ __device__ __forceinline__ row_scales base_scales(ACC ce_scale, ACC z_scale, con
     return s;
 }
 
-__device__ __forceinline__ row_scales row_scale(row_scales base, const T* grad_output, index_t row) {
+__device__ __forceinline__ row_scales row_scale(row_scales base, const ACC* grad_output, index_t row) {
 #if LOSSK_GRAD_OUTPUT
-    const ACC g = (ACC)to_acc(grad_output[row]);
+    const ACC g = grad_output[row];
     base.ce *= g;
     base.z *= g;
 #endif
@@ -354,7 +358,7 @@ __device__ __forceinline__ void emit_partials(ACC* partials, index_t worker, ACC
 
 #define KERNEL_ARGS                                                                                           \
     const T *logits, const IDX *__restrict__ target_index, const TT *__restrict__ target_probability,          \
-        const ACC *__restrict__ class_weight, const T *__restrict__ grad_output, T *grad, T *__restrict__ loss_out, \
+        const ACC *__restrict__ class_weight, const ACC *__restrict__ grad_output, T *grad, T *__restrict__ loss_out, \
         T *__restrict__ z_out, ACC *__restrict__ partials, index_t rows, index_t classes, index_t inner, int vectorised,              \
         index_t ignore_index, ACC smoothing, ACC softcap, ACC z_loss, ACC ce_scale, ACC z_scale,             \
         const ACC *__restrict__ upstream, const ACC *__restrict__ divisors
@@ -374,7 +378,7 @@ __device__ __forceinline__ row_options make_options(index_t classes, ACC smoothi
 
 #if LOSSK_LAYOUT == LAYOUT_THREAD_PER_ROW
 // ---- one thread per row: row r = (n, s) holds logits[n C S + c S + s], c < C ------------------------------
-extern "C" __global__ void __launch_bounds__(LOSSK_THREADS) lossk_cross_entropy(KERNEL_ARGS) {
+extern "C" __global__ void __launch_bounds__(LOSSK_THREADS, MIN_BLOCKS) lossk_cross_entropy(KERNEL_ARGS) {
     const row_options o = make_options(classes, smoothing, softcap, class_weight, target_probability);
     const row_scales base = base_scales(ce_scale, z_scale, upstream, divisors);
     ACC sum_ce = (ACC)0, sum_z = (ACC)0;
@@ -450,7 +454,7 @@ __device__ __forceinline__ ACC load_remote(const ACC* local, unsigned int rank) 
 #define CLUSTER_ATTRIBUTE
 #endif
 
-extern "C" __global__ void __launch_bounds__(LOSSK_THREADS) CLUSTER_ATTRIBUTE lossk_cross_entropy(KERNEL_ARGS) {
+extern "C" __global__ void __launch_bounds__(LOSSK_THREADS, MIN_BLOCKS) CLUSTER_ATTRIBUTE lossk_cross_entropy(KERNEL_ARGS) {
     __shared__ row_stats scratch[33];
 #if LOSSK_LAYOUT == LAYOUT_ROWS_SHARED && LOSSK_CLUSTER > 1
     __shared__ ACC cluster_slot[4];  // this block's statistics, read by the other blocks of the cluster

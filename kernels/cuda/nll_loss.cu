@@ -6,7 +6,8 @@
 //
 // Input (N, C, d1, ...): row r = (n, s) with s < S = d1 * ...; element (n, c, s) at n C S + c S + s.
 // Macros: LOSSK_INPUT, LOSSK_INDEX, LOSSK_WEIGHT (class_targets.cuh), LOSSK_REDUCE (0: write the per-row
-// loss, 1: per-block partial sums of [-w_y x_y, w_y]), LOSSK_GRAD_OUTPUT (1: one upstream gradient per row).
+// loss, 1: per-block partial sums of [-w_y x_y, w_y]), LOSSK_GRAD_OUTPUT (1: one upstream gradient per row,
+// in ACC so that it multiplies at full precision).
 
 #include "class_targets.cuh"
 
@@ -86,12 +87,12 @@ __device__ __forceinline__ void advance(nll_position& p, index_t classes, index_
 
 __device__ __forceinline__ ACC nll_grad_at(const nll_position& p, const IDX* target, const ACC* class_weight,
                                            index_t classes, index_t inner, index_t ignore_index, ACC scale,
-                                           const T* grad_output) {
+                                           const ACC* grad_output) {
     const index_t r = p.n * inner + p.s;
     const class_target t = read_class_target(target, r, classes, ignore_index, class_weight);
     if (t.index != p.c) return (ACC)0;
 #if LOSSK_GRAD_OUTPUT
-    scale *= (ACC)to_acc(grad_output[r]);
+    scale *= grad_output[r];
 #endif
     return -t.weight * scale;
 }
@@ -99,7 +100,7 @@ __device__ __forceinline__ ACC nll_grad_at(const nll_position& p, const IDX* tar
 // The gradient, every element: -w_y * scale at (row, y), 0 elsewhere. scale = grad_scale [* upstream[0]]
 // [/ divisor[0]]. VEC consecutive elements per step, stored as one 16-byte vector when aligned.
 extern "C" __global__ void __launch_bounds__(NLL_GRAD_THREADS)
-lossk_nll_grad(const IDX* __restrict__ target, const ACC* __restrict__ class_weight, const T* __restrict__ grad_output,
+lossk_nll_grad(const IDX* __restrict__ target, const ACC* __restrict__ class_weight, const ACC* __restrict__ grad_output,
                T* grad, index_t elements, index_t classes, index_t inner, index_t ignore_index, int vectorised,
                ACC grad_scale, const ACC* __restrict__ upstream, const ACC* __restrict__ divisor) {
     ACC scale = grad_scale;

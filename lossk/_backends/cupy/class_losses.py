@@ -3,7 +3,9 @@
 Cross-entropy runs one fused kernel (after, for a mean over class indices, a small pre-pass that sums
 w_y and counts the rows kept, on the device) and a one-block final sum; the launch plan
 (``launch.plan_cross_entropy``) keeps rows in shared memory across a thread-block cluster where they fit.
-The gradient goes to a new array, to ``out``, or over the logits (``out is input``). Not yet run on a
+The gradient goes to a new array, to ``out``, or over the logits (``out is input``). Grid-stride kernels
+get one full wave of resident blocks (``compiler.resident_blocks``). Inputs with zero classes launch no
+cross-entropy kernel (there is no logit to read): every row's loss is 0, an empty sum. Not yet run on a
 GPU: see bench/GPU.md for what remains to be measured.
 """
 
@@ -27,11 +29,18 @@ def _loss_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
     return () if len(shape) == 1 else (shape[0], *shape[2:])
 
 
+def _element_grid(spec: specialisation.Specialisation, kernel: str, arrays: DeviceArrays, elements: int, step: int,
+                  sm_count: int, threads: int) -> int:
+    """The grid of a grid-stride ``kernel`` over ``elements``: one wave of its resident blocks at most."""
+    resident = compiler.resident_blocks(spec, kernel, threads, 0, arrays.device_id)
+    return grid_for_elements(elements, step, sm_count, threads=threads, blocks_per_sm=resident)
+
+
 def _class_divisors(arrays: DeviceArrays, target: Any, weight: Any, rows: int, classes: int, ignore_index: int,
                     accumulator: str, sm_count: int) -> Any:
     """A device buffer [sum of w_y, rows kept] over the class-index ``target``."""
     spec = specialisation.class_divisors(arrays.dtype(target), accumulator, weight=weight is not None)
-    grid = grid_for_elements(rows, 1, sm_count, threads=CLASS_THREADS)
+    grid = _element_grid(spec, "lossk_class_divisor_partials", arrays, rows, 1, sm_count, CLASS_THREADS)
     partials = arrays.scratch(2 * grid, accumulator)
     divisors = arrays.scratch(2, accumulator)
     compiler.launch(
@@ -68,15 +77,20 @@ def cross_entropy(
         probability = arrays.dtype(t) in DTYPE_CODES
         w = None if weight is None else arrays.astype(arrays.contiguous(weight), accumulator)
         sm_count, shared_limit = compiler.device_properties(arrays.device_id)
+        capability = compiler.compute_capability(arrays.device_id)
+        launch.require_capability(dtype, capability)
         itemsize = arrays.itemsize(x)
-        plan = plan_cross_entropy(
-            rows, classes, inner, itemsize, probability_target=probability, sm_count=sm_count,
-            shared_limit=shared_limit, chunk_bytes_target=launch.CHUNK_BYTES_TARGET,  # read now: benchmarks sweep it
-        )
+        plan_options = {
+            "probability_target": probability, "sm_count": sm_count, "shared_limit": shared_limit,
+            "chunk_bytes_target": launch.CHUNK_BYTES_TARGET,  # read now: benchmarks sweep it
+            "capability": capability, "compute_grad": compute_grad,
+        }
+        plan = plan_cross_entropy(rows, classes, inner, itemsize, **plan_options)
         reduce = reduction != "none"
         with_z = z_loss > 0 or return_z_loss
         kind = upstream_kind(grad_output, reduction, arrays.library) if compute_grad else "ones"
-        upstream_array = arrays.contiguous(arrays.astype(grad_output, dtype)) if kind == "array" else None
+        # the upstream gradient in the accumulator dtype: multiplied at full precision, never rounded first
+        upstream_array = arrays.contiguous(arrays.astype(grad_output, accumulator)) if kind == "array" else None
         upstream_device = arrays.astype(grad_output, accumulator) if kind == "device" else None
 
         # the mean's divisors: the row count for probabilities; for class indices, sum w_y and the rows kept
@@ -93,46 +107,56 @@ def cross_entropy(
             usable = out is not None and usable_out(tuple(out.shape), arrays.strides(out), arrays.dtype(out), shape, dtype)
             grad = out if usable else arrays.empty(shape, dtype)
         loss_shape = () if reduce else _loss_shape(shape)
+        if classes == 0 and not reduce:  # no logit to read: every row's loss (and z term) is an empty sum, 0
+            loss_out = arrays.zeros(loss_shape, dtype)
+            z_out = arrays.zeros(loss_shape, dtype) if return_z_loss else None
+            return ((loss_out, z_out) if return_z_loss else loss_out), grad
         loss_out = arrays.empty(loss_shape, dtype)
         z_out = arrays.empty(loss_shape, dtype) if return_z_loss else None
-        width = 2 if with_z else 1
-        partials = arrays.scratch(width * plan.workers, accumulator) if reduce else None
 
-        logits_pointer, grad_pointer = arrays.pointer(x), arrays.pointer(grad)
-        vectorised = (
-            plan.layout != CrossEntropyLayout.THREAD_PER_ROW
-            and (classes * itemsize) % 16 == 0
-            and is_aligned(logits_pointer, grad_pointer or None)
-        )
         spec = specialisation.cross_entropy(
             dtype, arrays.dtype(t), probability_target=probability, weight=w is not None,
             smoothing=label_smoothing > 0, softcap=softcap is not None, z_loss=z_loss > 0, return_z=return_z_loss,
             compute_grad=compute_grad, reduce=reduce, grad_output_array=kind == "array", layout=plan.layout,
             cluster=plan.cluster, threads=plan.threads,
         )
+        if plan.layout == CrossEntropyLayout.THREAD_PER_ROW:  # a grid-stride kernel: one wave of resident blocks
+            resident = compiler.resident_blocks(spec, "lossk_cross_entropy", plan.threads, 0, arrays.device_id)
+            plan = plan_cross_entropy(rows, classes, inner, itemsize, **plan_options, blocks_per_sm=resident)
+        width = 2 if with_z else 1
         grad_scale = host_upstream(grad_output, kind) * mean_scale
-        compiler.launch(
-            spec, "lossk_cross_entropy", plan.grid, plan.threads,
-            arguments.cross_entropy(
-                logits=logits_pointer, target_index=0 if probability else arrays.pointer(t),
-                target_probability=arrays.pointer(t) if probability else 0, class_weight=arrays.pointer(w),
-                grad_output=arrays.pointer(upstream_array), grad=grad_pointer,
-                loss_out=0 if reduce else arrays.pointer(loss_out),
-                z_out=0 if (reduce or z_out is None) else arrays.pointer(z_out),
-                partials=0 if partials is None else arrays.scratch_pointer(partials), rows=rows, classes=classes,
-                inner=inner, vectorised=vectorised, ignore_index=ignore_index, smoothing=label_smoothing,
-                softcap=softcap or 0.0, z_loss=z_loss, ce_scale=grad_scale, z_scale=grad_scale,
-                upstream=arrays.pointer(upstream_device), divisors=divisors_pointer, accumulator=accumulator,
-            ),
-            shared_bytes=plan.shared_bytes,
-        )
+        if classes == 0:  # no logit to read: every worker's partial sums are 0; the final sum still divides
+            partials = arrays.zeros((width * plan.workers,), accumulator)
+        else:
+            partials = arrays.scratch(width * plan.workers, accumulator) if reduce else None
+            logits_pointer, grad_pointer = arrays.pointer(x), arrays.pointer(grad)
+            vectorised = (
+                plan.layout != CrossEntropyLayout.THREAD_PER_ROW
+                and (classes * itemsize) % 16 == 0
+                and is_aligned(logits_pointer, grad_pointer or None)
+            )
+            compiler.launch(
+                spec, "lossk_cross_entropy", plan.grid, plan.threads,
+                arguments.cross_entropy(
+                    logits=logits_pointer, target_index=0 if probability else arrays.pointer(t),
+                    target_probability=arrays.pointer(t) if probability else 0, class_weight=arrays.pointer(w),
+                    grad_output=arrays.pointer(upstream_array), grad=grad_pointer,
+                    loss_out=0 if reduce else arrays.pointer(loss_out),
+                    z_out=0 if (reduce or z_out is None) else arrays.pointer(z_out),
+                    partials=0 if partials is None else arrays.scratch_pointer(partials), rows=rows,
+                    classes=classes, inner=inner, vectorised=vectorised, ignore_index=ignore_index,
+                    smoothing=label_smoothing, softcap=softcap or 0.0, z_loss=z_loss, ce_scale=grad_scale,
+                    z_scale=grad_scale, upstream=arrays.pointer(upstream_device), divisors=divisors_pointer,
+                    accumulator=accumulator,
+                ),
+                shared_bytes=plan.shared_bytes,
+            )
         if reduce:
-            loss_scale = mean_scale
             compiler.launch(
                 spec, "lossk_cross_entropy_finish", 1, FINISH_THREADS,
                 arguments.cross_entropy_finish(
-                    partials=arrays.scratch_pointer(partials), count=plan.workers, ce_scale=loss_scale,
-                    z_scale=loss_scale, divisors=divisors_pointer, out=arrays.pointer(loss_out),
+                    partials=arrays.scratch_pointer(partials), count=plan.workers, ce_scale=mean_scale,
+                    z_scale=mean_scale, divisors=divisors_pointer, out=arrays.pointer(loss_out),
                     z_out=arrays.pointer(z_out), accumulator=accumulator,
                 ),
             )
@@ -155,15 +179,17 @@ def nll_loss(
         t = arrays.contiguous(target)
         w = None if weight is None else arrays.astype(arrays.contiguous(weight), accumulator)
         sm_count, _ = compiler.device_properties(arrays.device_id)
+        launch.require_capability(dtype, compiler.compute_capability(arrays.device_id))
         reduce = reduction != "none"
         kind = upstream_kind(grad_output, reduction, arrays.library) if compute_grad else "ones"
-        upstream_array = arrays.contiguous(arrays.astype(grad_output, dtype)) if kind == "array" else None
+        # the upstream gradient in the accumulator dtype: multiplied at full precision, never rounded first
+        upstream_array = arrays.contiguous(arrays.astype(grad_output, accumulator)) if kind == "array" else None
         upstream_device = arrays.astype(grad_output, accumulator) if kind == "device" else None
         spec = specialisation.nll_loss(
             dtype, arrays.dtype(t), weight=w is not None, reduce=reduce, grad_output_array=kind == "array"
         )
         loss_out = arrays.empty(() if reduce else _loss_shape(shape), dtype)
-        row_grid = grid_for_elements(rows, 1, sm_count, threads=CLASS_THREADS)
+        row_grid = _element_grid(spec, "lossk_nll_rows", arrays, rows, 1, sm_count, CLASS_THREADS)
         partials = arrays.scratch(2 * row_grid, accumulator) if reduce else None
         divisor = arrays.scratch(1, accumulator) if reduce else None
         compiler.launch(
@@ -190,9 +216,10 @@ def nll_loss(
             grad = out if usable else arrays.empty(shape, dtype)
             elements = math.prod(shape)
             grad_pointer = arrays.pointer(grad)
+            grid = _element_grid(spec, "lossk_nll_grad", arrays, elements, vector_width(arrays.itemsize(x)), sm_count,
+                                 CLASS_THREADS)
             compiler.launch(
-                spec, "lossk_nll_grad", grid_for_elements(elements, vector_width(arrays.itemsize(x)), sm_count),
-                CLASS_THREADS,
+                spec, "lossk_nll_grad", grid, CLASS_THREADS,
                 arguments.nll_grad(
                     target=arrays.pointer(t), class_weight=arrays.pointer(w),
                     grad_output=arrays.pointer(upstream_array), grad=grad_pointer, elements=elements,

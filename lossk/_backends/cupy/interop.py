@@ -4,8 +4,9 @@ A call works on *native* arrays — those of the caller's library — through a 
 contiguity, dtype casts of small options and allocation of the results happen in that library (so PyTorch
 results come from PyTorch's caching allocator), and each array reaches the kernels as a raw device pointer.
 PyTorch tensors are handed to CuPy through DLPack (``cupy.from_dlpack``, zero-copy); every launch goes to
-PyTorch's current stream on the tensor's device (``cupy.cuda.ExternalStream``), so a lossk call is ordered
-with the surrounding PyTorch work exactly like a PyTorch operator, with no synchronisation.
+PyTorch's current stream on the tensor's device (:func:`external_stream`: ``cupy.cuda.Stream.from_external``,
+or ``ExternalStream`` before CuPy 14), so a lossk call is ordered with the surrounding PyTorch work exactly
+like a PyTorch operator, with no synchronisation.
 
 bfloat16: a PyTorch bfloat16 tensor crosses DLPack reinterpreted as int16 (the kernels only need its
 address, and not every CuPy release imports DLPack's bfloat16); CuPy bfloat16 arrays are ml_dtypes arrays.
@@ -48,6 +49,18 @@ def numpy_dtype(name: str) -> np.dtype:
     return np.dtype(name)
 
 
+def external_stream(cupy: Any, handle: int, device_id: int) -> Any:
+    """A CuPy stream object for a stream made elsewhere (PyTorch's): ``Stream.from_external`` where CuPy has
+    it (14 and newer, where ``ExternalStream`` is deprecated and warns on every use), else ``ExternalStream``."""
+    from_external = getattr(cupy.cuda.Stream, "from_external", None)
+    if from_external is not None:
+        try:
+            return from_external(handle, device_id)
+        except TypeError:  # a release whose from_external takes the handle alone
+            return from_external(handle)
+    return cupy.cuda.ExternalStream(handle, device_id)
+
+
 def usable_out(out_shape: Sequence[int], out_strides: Sequence[int], out_dtype: str, shape: Sequence[int], dtype: str) -> bool:
     """Whether the kernels can write the gradient straight into ``out`` (strides in elements); otherwise they
     write a fresh array and the caller copies it into ``out``."""
@@ -77,7 +90,7 @@ class DeviceArrays:
         with self.cupy.cuda.Device(self.device_id):
             if self.library == "torch":
                 stream = self.torch.cuda.current_stream(self.device_id)
-                with self.cupy.cuda.ExternalStream(stream.cuda_stream, self.device_id):
+                with external_stream(self.cupy, stream.cuda_stream, self.device_id):
                     yield
             else:
                 yield
@@ -146,6 +159,12 @@ class DeviceArrays:
             view = self.cupy.from_dlpack(x)
         self._views.append(view)
         return int(view.data.ptr)
+
+    def zeros(self, shape: Sequence[int], name: str) -> Any:
+        if self.library == "torch":
+            return self.torch.zeros(tuple(shape), dtype=getattr(self.torch, name), device=f"cuda:{self.device_id}")
+        with self.cupy.cuda.Device(self.device_id):
+            return self.cupy.zeros(tuple(shape), dtype=numpy_dtype(name))
 
     def scratch(self, count: int, name: str) -> Any:
         """A CuPy buffer for partial sums and divisors (never handed back to the caller)."""

@@ -4,8 +4,13 @@ Pure Python (no CuPy, no GPU), unit-tested in ``tests/test_cuda_host.py``. The g
 depends only on the problem size and the device's SM count, never on timing, so the per-block partial
 sums — and with them the losses — are bit-identical from run to run on one device.
 
-These are predictions written before any run on a GPU: the constants (blocks per SM, the shared-memory
-chunk target) are what ``bench/gpu_benchmark.py`` is meant to confirm or correct on an H100.
+The plan follows the device's compute capability: thread-block clusters (distributed shared memory) only
+on 9.0 and newer, and bfloat16 only on 8.0 and newer (its rounding conversion is an sm_80 instruction).
+Grids are sized from the blocks that are actually resident on an SM (the occupancy API, through
+``compiler.resident_blocks``), so a grid-stride kernel runs as whole waves.
+
+These are predictions written before any run on a GPU: the constants (the shared-memory chunk target, the
+block sizes) are what ``bench/gpu_benchmark.py`` is meant to confirm or correct on an H200.
 """
 
 from __future__ import annotations
@@ -25,12 +30,30 @@ CLASS_THREADS = 256
 """Must match CLASS_THREADS in class_targets.cuh (and NLL_GRAD_THREADS in nll_loss.cu)."""
 
 BLOCKS_PER_SM = 8
-"""Resident 256-thread blocks per SM for a full H100 SM (2048 threads): one wave, then grid-stride."""
+"""Resident 256-thread blocks per SM when nothing but the thread count limits them (2048 threads per SM):
+the grid of a kernel whose occupancy is not known."""
+
+MAX_THREADS_PER_SM = 2048
+MAX_BLOCKS_PER_SM = 32
+REGISTERS_PER_SM = 65536
+REGISTER_GRANULE = 8
+"""Registers are allocated per thread in multiples of this (per warp in multiples of 256)."""
 
 VECTOR_BYTES = 16
 
 CLUSTER_SIZES = (1, 2, 4, 8)
 """Portable thread-block cluster sizes (sm_90)."""
+
+CLUSTER_CAPABILITY = (9, 0)
+"""Thread-block clusters (``__cluster_dims__``, distributed shared memory) need compute capability 9.0."""
+
+BFLOAT16_CAPABILITY = (8, 0)
+"""The float32 -> bfloat16 rounding conversion (``cvt.rn.bf16.f32``) needs compute capability 8.0."""
+
+MIN_ROW_THREADS = 32
+MAX_ROW_THREADS = 512
+"""Block sizes of the row layouts. At most 512 so that two blocks share an SM (64 registers per thread at
+most: MIN_BLOCKS in cross_entropy.cu) and one block's read overlaps another's barrier and write."""
 
 CHUNK_BYTES_TARGET = 48 * 1024
 """The shared-memory layout splits a row over the smallest cluster whose per-block chunk fits this."""
@@ -56,11 +79,37 @@ def is_aligned(*pointers: int | None) -> bool:
     return all(p % VECTOR_BYTES == 0 for p in pointers if p is not None)
 
 
-def grid_for_elements(elements: int, per_thread_step: int, sm_count: int, threads: int = ELEMENTWISE_THREADS) -> int:
+def require_capability(dtype: str, capability: tuple[int, int]) -> None:
+    """Raises a TypeError when the device cannot run kernels on ``dtype`` elements (bfloat16 below sm_80)."""
+    if dtype == "bfloat16" and tuple(capability) < BFLOAT16_CAPABILITY:
+        major, minor = capability
+        raise TypeError(
+            f"bfloat16 input needs an NVIDIA GPU of compute capability 8.0 or newer (this one is {major}.{minor}); "
+            "cast the input to float16 or float32, or use backend='array_api'"
+        )
+
+
+def resident_blocks_estimate(threads: int, registers: int, shared_bytes: int, shared_per_sm: int) -> int:
+    """Blocks of ``threads`` threads resident on one SM, limited by threads, registers and shared memory
+    (what the occupancy API answers; used where it cannot be asked). At least 1."""
+    limit = min(MAX_BLOCKS_PER_SM, MAX_THREADS_PER_SM // threads)
+    if registers > 0:
+        per_thread = math.ceil(registers / REGISTER_GRANULE) * REGISTER_GRANULE
+        limit = min(limit, REGISTERS_PER_SM // (per_thread * threads))
+    if shared_bytes > 0:
+        limit = min(limit, shared_per_sm // shared_bytes)
+    return max(1, limit)
+
+
+def grid_for_elements(
+    elements: int, per_thread_step: int, sm_count: int, threads: int = ELEMENTWISE_THREADS,
+    blocks_per_sm: int = BLOCKS_PER_SM,
+) -> int:
     """Blocks for a grid-stride loop over ``elements`` taken ``per_thread_step`` at a time: at most one
-    full wave of resident blocks, at least one block (an empty input still writes its partial sum)."""
+    full wave of resident blocks (``blocks_per_sm`` of them per SM), at least one block (an empty input
+    still writes its partial sum)."""
     steps = math.ceil(elements / per_thread_step)
-    return max(1, min(math.ceil(steps / threads), sm_count * BLOCKS_PER_SM))
+    return max(1, min(math.ceil(steps / threads), sm_count * max(1, blocks_per_sm)))
 
 
 @dataclass(frozen=True)
@@ -84,9 +133,10 @@ def shared_chunk_elements(classes: int, cluster: int, vec: int) -> int:
 
 
 def row_threads(elements_per_block: int, vec: int) -> int:
-    """Block size for a row chunk: enough threads for a few vectors each, 128 to 1024."""
-    threads = 128
-    while threads < 1024 and threads * vec * 4 < elements_per_block:
+    """Block size for a row chunk: enough threads for a few vectors each, MIN_ROW_THREADS (one warp, for
+    rows of a few hundred classes) to MAX_ROW_THREADS."""
+    threads = MIN_ROW_THREADS
+    while threads < MAX_ROW_THREADS and threads * vec * 4 < elements_per_block:
         threads *= 2
     return threads
 
@@ -101,23 +151,30 @@ def plan_cross_entropy(
     sm_count: int,
     shared_limit: int,
     chunk_bytes_target: int = CHUNK_BYTES_TARGET,
+    capability: tuple[int, int] = CLUSTER_CAPABILITY,
+    compute_grad: bool = True,
+    blocks_per_sm: int = BLOCKS_PER_SM,
 ) -> CrossEntropyPlan:
     """The layout, cluster size, block size and grid for ``rows`` rows of ``classes`` logits.
 
-    ``inner`` > 1 means the class axis has stride ``inner`` (input (N, C, d1, ...)): one thread per row.
-    Contiguous rows of class-index targets are held in shared memory, split over the smallest cluster
-    whose chunk fits ``chunk_bytes_target`` (or the largest cluster whose chunk fits ``shared_limit``,
-    the device's opt-in maximum per block), so the logits are read from memory once; other rows are
-    streamed twice.
+    ``inner`` > 1 means the class axis has stride ``inner`` (input (N, C, d1, ...)): one thread per row,
+    as are rows of at most THREAD_PER_ROW_MAX_CLASSES classes; ``blocks_per_sm`` (the resident blocks of
+    that kernel) sizes its grid. Contiguous rows of class-index targets whose gradient is wanted are held
+    in shared memory, split over the smallest cluster whose chunk fits ``chunk_bytes_target`` (or the
+    largest cluster whose chunk fits ``shared_limit``, the device's opt-in maximum per block), so the
+    logits are read from memory once; clusters of more than one block only on ``capability`` 9.0 and
+    newer. Other rows are streamed: read twice with a gradient, once without (a forward-only call gains
+    nothing from staging a row in shared memory).
     """
     vec = vector_width(itemsize)
     if inner > 1 or classes <= THREAD_PER_ROW_MAX_CLASSES:
-        grid = grid_for_elements(rows, 1, sm_count, threads=ELEMENTWISE_THREADS)
+        grid = grid_for_elements(rows, 1, sm_count, threads=ELEMENTWISE_THREADS, blocks_per_sm=blocks_per_sm)
         return CrossEntropyPlan(CrossEntropyLayout.THREAD_PER_ROW, 1, ELEMENTWISE_THREADS, grid, grid, 0)
     workers = max(1, min(rows, sm_count * ROW_WORKERS_PER_SM))
-    if not probability_target:
+    if not probability_target and compute_grad:
         usable = shared_limit - STATIC_SHARED_RESERVE
-        fitting = [c for c in CLUSTER_SIZES if shared_chunk_elements(classes, c, vec) * itemsize <= usable]
+        sizes = CLUSTER_SIZES if tuple(capability) >= CLUSTER_CAPABILITY else (1,)
+        fitting = [c for c in sizes if shared_chunk_elements(classes, c, vec) * itemsize <= usable]
         if fitting:
             preferred = [c for c in fitting if shared_chunk_elements(classes, c, vec) * itemsize <= chunk_bytes_target]
             cluster = preferred[0] if preferred else fitting[-1]
