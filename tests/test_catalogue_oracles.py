@@ -45,6 +45,11 @@ def test_log_cosh_matches_optax_literal_values():
     np.testing.assert_allclose(loss, expected, atol=1e-5)
     loss, _, _ = oracle_none("log_cosh_loss", {"input": ys, "target": np.zeros_like(ys)})
     np.testing.assert_allclose(loss, expected_ys_only, atol=1e-5)
+    # beyond float64's cosh range the oracle keeps |d| - log 2, slope sign(d), curvature 0; at d = 0 curvature 1
+    loss, grads, hessians = oracle_none("log_cosh_loss", {"input": np.array([1e3, -1e4, 0.0]), "target": np.zeros(3)})
+    np.testing.assert_allclose(loss, [1e3 - math.log(2), 1e4 - math.log(2), 0.0], rtol=1e-15)
+    np.testing.assert_array_equal(grads["input"], [1.0, -1.0, 0.0])
+    np.testing.assert_array_equal(hessians["input"], [0.0, 0.0, 1.0])
 
 
 def test_log_cosh_matches_keras_literal_values():
