@@ -12,48 +12,30 @@ and a class with PyTorch's name (``lossk.MSELoss``) for hand-written training lo
 from . import _source_tree  # noqa: F401  (first: in a checkout, maps kernels/ to lossk._kernels as installs do)
 from ._dispatch import BackendUnavailableError, BackendUnavailableWarning
 from ._loss_function import LossFunction
-from ._modules import (
-    BCELoss,
-    BCEWithLogitsLoss,
-    CrossEntropyLoss,
-    HuberLoss,
-    KLDivLoss,
-    L1Loss,
-    Loss,
-    MSELoss,
-    NLLLoss,
-    SmoothL1Loss,
-)
-from .binary import binary_cross_entropy, binary_cross_entropy_with_logits
+from . import binary, divergence, regression
+from ._losses import ELEMENTWISE_LOSSES, FAMILY_OF
+from ._modules import ELEMENTWISE_CLASSES, CrossEntropyLoss, Loss, NLLLoss
 from .classification import cross_entropy, nll_loss
-from .divergence import kl_div
 from .linear import linear_cross_entropy
-from .regression import huber_loss, l1_loss, mse_loss, smooth_l1_loss
+
+# the elementwise losses and their classes, from the loss-spec table (lossk._losses)
+globals().update({name: getattr(globals()[FAMILY_OF[name]], name) for name in ELEMENTWISE_LOSSES})
+globals().update(ELEMENTWISE_CLASSES)
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "BCELoss",
-    "BCEWithLogitsLoss",
-    "BackendUnavailableError",
-    "BackendUnavailableWarning",
-    "CrossEntropyLoss",
-    "HuberLoss",
-    "KLDivLoss",
-    "L1Loss",
-    "Loss",
-    "LossFunction",
-    "MSELoss",
-    "NLLLoss",
-    "SmoothL1Loss",
-    "binary_cross_entropy",
-    "binary_cross_entropy_with_logits",
-    "cross_entropy",
-    "huber_loss",
-    "kl_div",
-    "l1_loss",
-    "linear_cross_entropy",
-    "mse_loss",
-    "nll_loss",
-    "smooth_l1_loss",
-]
+__all__ = sorted(
+    [
+        "BackendUnavailableError",
+        "BackendUnavailableWarning",
+        "CrossEntropyLoss",
+        "Loss",
+        "LossFunction",
+        "NLLLoss",
+        "cross_entropy",
+        "linear_cross_entropy",
+        "nll_loss",
+        *ELEMENTWISE_LOSSES,
+        *ELEMENTWISE_CLASSES,
+    ]
+)

@@ -10,11 +10,15 @@
 
 from __future__ import annotations
 
+import importlib
+import inspect
 from typing import Any
 
-from . import binary, classification, divergence, regression
+from . import classification
 from ._array_api import Array
 from ._loss_function import LossFunction
+from ._losses import ELEMENTWISE_LOSSES, FAMILY_OF
+from ._spec import ElementwiseLoss
 
 
 class Loss:
@@ -50,72 +54,6 @@ class Loss:
         return self.function.grad(
             input, target, grad_output=grad_output, reduction=self.reduction, backend=self.backend, **self.options
         )
-
-
-class L1Loss(Loss):
-    """Mean absolute error; see :func:`lossk.l1_loss`. PyTorch: ``torch.nn.L1Loss``."""
-
-    function = regression.l1_loss
-
-    def __init__(self, reduction: str = "mean", *, weight: Array | None = None, backend: str = "auto") -> None:
-        super().__init__(reduction=reduction, backend=backend, weight=weight)
-
-
-class MSELoss(Loss):
-    """Mean squared error; see :func:`lossk.mse_loss`. PyTorch: ``torch.nn.MSELoss``."""
-
-    function = regression.mse_loss
-
-    def __init__(self, reduction: str = "mean", *, weight: Array | None = None, backend: str = "auto") -> None:
-        super().__init__(reduction=reduction, backend=backend, weight=weight)
-
-
-class HuberLoss(Loss):
-    """Huber loss; see :func:`lossk.huber_loss`. PyTorch: ``torch.nn.HuberLoss``."""
-
-    function = regression.huber_loss
-
-    def __init__(
-        self, reduction: str = "mean", delta: float = 1.0, *, weight: Array | None = None, backend: str = "auto"
-    ) -> None:
-        super().__init__(reduction=reduction, backend=backend, delta=delta, weight=weight)
-
-
-class SmoothL1Loss(Loss):
-    """Smooth L1 loss; see :func:`lossk.smooth_l1_loss`. PyTorch: ``torch.nn.SmoothL1Loss``."""
-
-    function = regression.smooth_l1_loss
-
-    def __init__(self, reduction: str = "mean", beta: float = 1.0, *, backend: str = "auto") -> None:
-        super().__init__(reduction=reduction, backend=backend, beta=beta)
-
-
-class BCELoss(Loss):
-    """Binary cross-entropy on probabilities; see :func:`lossk.binary_cross_entropy`. PyTorch: ``torch.nn.BCELoss``."""
-
-    function = binary.binary_cross_entropy
-
-    def __init__(self, weight: Array | None = None, reduction: str = "mean", *, backend: str = "auto") -> None:
-        super().__init__(reduction=reduction, backend=backend, weight=weight)
-
-
-class BCEWithLogitsLoss(Loss):
-    """Binary cross-entropy on logits; see :func:`lossk.binary_cross_entropy_with_logits`.
-
-    PyTorch: ``torch.nn.BCEWithLogitsLoss``.
-    """
-
-    function = binary.binary_cross_entropy_with_logits
-
-    def __init__(
-        self,
-        weight: Array | None = None,
-        reduction: str = "mean",
-        pos_weight: Array | None = None,
-        *,
-        backend: str = "auto",
-    ) -> None:
-        super().__init__(reduction=reduction, backend=backend, weight=weight, pos_weight=pos_weight)
 
 
 class CrossEntropyLoss(Loss):
@@ -155,10 +93,39 @@ class NLLLoss(Loss):
         super().__init__(reduction=reduction, backend=backend, weight=weight, ignore_index=ignore_index)
 
 
-class KLDivLoss(Loss):
-    """Kullback-Leibler divergence; see :func:`lossk.kl_div`. PyTorch: ``torch.nn.KLDivLoss``."""
+def elementwise_class(spec: ElementwiseLoss) -> type[Loss]:
+    """The class of an elementwise loss, with ``torch.nn``'s name and positional arguments (``spec.class_positional``)."""
+    function = getattr(importlib.import_module(f"lossk.{FAMILY_OF[spec.name]}"), spec.name)
+    by_name = {option.name: option for option in spec.options}
+    positional = [
+        inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=by_name[name].default)
+        for name in spec.class_positional
+    ]
+    keyword = [
+        inspect.Parameter(o.name, inspect.Parameter.KEYWORD_ONLY, default=o.default)
+        for o in spec.options if o.name not in spec.class_positional
+    ]
+    backend = inspect.Parameter("backend", inspect.Parameter.KEYWORD_ONLY, default="auto")
+    self_parameter = inspect.Parameter("self", inspect.Parameter.POSITIONAL_ONLY)
+    signature = inspect.Signature([self_parameter, *positional, *keyword, backend])
 
-    function = divergence.kl_div
+    def __init__(self: Loss, *args: Any, **kwargs: Any) -> None:
+        bound = signature.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        values = bound.arguments
+        Loss.__init__(
+            self, reduction=values["reduction"], backend=values["backend"],
+            **{o.name: values[o.name] for o in spec.keyword_options},
+        )
 
-    def __init__(self, reduction: str = "mean", log_target: bool = False, *, backend: str = "auto") -> None:
-        super().__init__(reduction=reduction, backend=backend, log_target=log_target)
+    __init__.__signature__ = signature  # type: ignore[attr-defined]
+    __init__.__qualname__ = f"{spec.class_name}.__init__"
+    torch_class = f" PyTorch: ``torch.nn.{spec.class_name}``." if spec.torch_function else ""
+    doc = f"{spec.summary[:-1] if spec.summary.endswith('.') else spec.summary}; see :func:`lossk.{spec.name}`.{torch_class}"
+    return type(spec.class_name, (Loss,), {"function": function, "__init__": __init__, "__doc__": doc, "__module__": __name__})
+
+
+ELEMENTWISE_CLASSES: dict[str, type[Loss]] = {
+    spec.class_name: elementwise_class(spec) for spec in ELEMENTWISE_LOSSES.values()
+}
+globals().update(ELEMENTWISE_CLASSES)

@@ -1,43 +1,83 @@
-"""Shared steps of the elementwise losses: dtype promotion in, weighting and reduction out."""
+"""The reference implementation of every elementwise loss: its spec's array ``formula``, weighted and reduced.
+
+One function serves every loss of ``lossk._losses.ELEMENTWISE_LOSSES``: promote to the compute dtype
+(float16 and bfloat16 compute in float32), evaluate ``formula``, multiply the loss and its derivatives by
+``weight``, reduce, and scale the derivatives by the reduction (``grad_output / divisor`` for 'mean').
+"""
 
 from __future__ import annotations
 
+import inspect
 from types import ModuleType
 from typing import Any
 
-from .._array_api import Array, size
+from .._array_api import Array
+from .._dispatch import Implementation, register
 from .._reduction import apply_reduction, compute_dtype, upstream_scale
+from .._spec import ARRAY_KIND, ElementwiseLoss, check_supported, mean_divisor
 
 
-def promote(xp: ModuleType, input: Array, *others: Array | None) -> list[Array | None]:
-    """``input`` and ``others`` in the compute dtype (float16 and bfloat16 compute in float32)."""
-    dtype = compute_dtype(xp, input.dtype)
-    return [None if a is None else xp.astype(a, dtype) for a in (input, *others)]
+def evaluate(
+    spec: ElementwiseLoss, input: Array, target: Array, *, xp: ModuleType, reduction: str, grad_output: Any,
+    order: int, **options: Any,
+) -> tuple[Array, Array | None, Array | None]:
+    """``(loss, grad, hess)`` of ``spec`` (``grad`` from ``order`` 1 on, ``hess`` at ``order`` 2, else ``None``).
 
-
-def finish_elementwise(
-    xp: ModuleType,
-    loss: Array,
-    local_grad: Array | None,
-    *,
-    weight: Array | None,
-    reduction: str,
-    grad_output: Any,
-    dtype: Any,
-    divisor: Any = None,
-) -> tuple[Array, Array | None]:
-    """Weight, reduce and cast back to ``dtype``: ``(reduce(weight * loss), weight * local_grad * upstream)``.
-
-    The mean divides by ``divisor`` when given, else by the sum of the weights when there are weights,
-    else by the element count.
+    ``hess`` is the diagonal second derivative, weighted and scaled by the reduction like ``grad``.
     """
-    if weight is not None:
-        loss = weight * loss
-        local_grad = None if local_grad is None else weight * local_grad
-    if divisor is None:
-        divisor = size(loss) if weight is None else xp.sum(weight)
-    value = xp.astype(apply_reduction(xp, loss, reduction, divisor), dtype)
-    if local_grad is None:
-        return value, None
+    dtype = compute_dtype(xp, input.dtype)
+    x, y = xp.astype(input, dtype), xp.astype(target, dtype)
+    weight = options.get("weight")
+    w = None if weight is None else xp.astype(weight, dtype)
+    arguments = {
+        o.name: (None if options[o.name] is None else xp.astype(options[o.name], dtype))
+        if o.kind == ARRAY_KIND else options[o.name]
+        for o in spec.formula_options
+    }
+    loss, d1, d2 = spec.formula(xp, x, y, order=order, **arguments)
+    if w is not None:
+        loss, d1, d2 = (None if a is None else w * a for a in (loss, d1, d2))
+    reduction, divisor = mean_divisor(spec, reduction, tuple(x.shape), w, xp.sum)
+    value = xp.astype(apply_reduction(xp, loss, reduction, divisor), input.dtype)
+    if order == 0:
+        return value, None, None
+    scale = upstream_scale(reduction, grad_output, divisor)
     # asarray: a 0-d NumPy input gives a NumPy scalar here
-    return value, xp.asarray(xp.astype(local_grad * upstream_scale(reduction, grad_output, divisor), dtype))
+    grad, hess = (None if a is None else xp.asarray(xp.astype(a * scale, input.dtype)) for a in (d1, d2))
+    return value, grad, hess
+
+
+def implementation(spec: ElementwiseLoss) -> Implementation:
+    """``spec``'s reference implementation, with the keyword signature of the dispatch contract."""
+    check_supported(spec)
+
+    def value_and_grad(
+        input: Array, target: Array, *, xp: ModuleType, reduction: str, grad_output: Any, compute_grad: bool,
+        **options: Any,
+    ) -> tuple[Array, Array | None]:
+        value, grad, _ = evaluate(
+            spec, input, target, xp=xp, reduction=reduction, grad_output=grad_output, order=int(compute_grad),
+            **options,
+        )
+        return value, grad
+
+    value_and_grad.__name__ = value_and_grad.__qualname__ = spec.name
+    value_and_grad.__doc__ = f"Reference :func:`lossk.{spec.name}`: its spec's array formula (``lossk._losses``)."
+    value_and_grad.__signature__ = contract_signature(spec)  # type: ignore[attr-defined]
+    return value_and_grad
+
+
+def contract_signature(spec: ElementwiseLoss, *extra: str) -> inspect.Signature:
+    """``(input, target, *, xp, reduction, grad_output, compute_grad, [extra...,] <options>)``."""
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    positional = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in spec.inputs]
+    names = ("xp", "reduction", "grad_output", "compute_grad", *extra, *(o.name for o in spec.keyword_options))
+    return inspect.Signature(positional + [inspect.Parameter(n, keyword) for n in names])
+
+
+def register_all() -> None:
+    """Register every elementwise loss of the table as the ``array_api`` backend."""
+    from .._losses import ELEMENTWISE_LOSSES
+
+    for spec in ELEMENTWISE_LOSSES.values():
+        register(spec.name, "array_api")(implementation(spec))

@@ -1,0 +1,171 @@
+r"""Binary classification losses: BCE on probabilities and on logits (see :mod:`lossk._losses.regression`)."""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+
+import numpy as np
+
+from .._spec import ARRAY_KIND, Domain, ElementwiseLoss, Option, reduction_option, weight_option
+from .._validation import check_values_in_unit_interval
+from .domains import last_axis
+from .scalar import cast_like, exp_of, log1p_of, log1p_unit_of, log_of
+
+LOG_FLOOR = -100.0
+"""PyTorch clamps BCE's logarithms at -100 so that a probability of exactly 0 or 1 gives a finite loss."""
+
+BCE_GRAD_EPSILON = 9.999999960041972e-13
+"""PyTorch's floor on x (1 - x) in the BCE gradient's denominator: 1e-12 rounded to float32, as PyTorch holds it."""
+
+# ---- BCE on probabilities -----------------------------------------------------------------------------------
+
+
+def _bce(xp, x, y, *, order):
+    loss = -(y * xp.clip(xp.log(x), LOG_FLOOR, None) + (1 - y) * xp.clip(xp.log1p(-x), LOG_FLOOR, None))
+    if order == 0:
+        return loss, None, None
+    variance = x * (1 - x)
+    d1 = (x - y) / xp.clip(variance, BCE_GRAD_EPSILON, None)
+    # d/dx of (x - y) / (x (1 - x)) is (x² - 2xy + y) / (x (1 - x))²; where the floor holds, 1 / floor
+    d2 = None
+    if order >= 2:
+        unclamped = variance > BCE_GRAD_EPSILON
+        safe = xp.where(unclamped, variance, xp.ones_like(variance))
+        d2 = xp.where(unclamped, (x * x - 2 * x * y + y) / (safe * safe), xp.full_like(x, 1 / BCE_GRAD_EPSILON))
+    return loss, d1, d2
+
+
+def _bce_element(x, y):
+    one = cast_like(1.0, x)
+    floor = cast_like(LOG_FLOOR, x)
+    log_p = max(log_of(x), floor)  # max that keeps NaN, as the reference's clip
+    log_q = max(log1p_of(-x), floor)
+    loss = -(y * log_p + (one - y) * log_q)
+    variance = x * (one - x)
+    epsilon = cast_like(BCE_GRAD_EPSILON, x)
+    d1 = (x - y) / max(variance, epsilon)
+    two = cast_like(2.0, x)
+    d2 = (x * x - two * x * y + y) / (variance * variance) if variance > epsilon else one / epsilon
+    return loss, d1, d2
+
+
+def _probabilities(rng, shape, options, differentiable):
+    """Probabilities in (0.05, 0.95), and exact 0 and 1 (PyTorch clamps the logs) unless differentiable."""
+    input = rng.uniform(0.05, 0.95, shape)
+    if not differentiable:
+        input[rng.random(shape) < 0.15] = 0.0
+        input[rng.random(shape) < 0.15] = 1.0
+    target = rng.uniform(0, 1, shape)
+    target[rng.random(shape) < 0.3] = 1.0
+    return {"input": np.asarray(input), "target": np.asarray(target)}
+
+
+BINARY_CROSS_ENTROPY = ElementwiseLoss(
+    name="binary_cross_entropy",
+    class_name="BCELoss",
+    summary="Binary cross-entropy between probabilities ``input`` in [0, 1] and ``target``.",
+    math=r"""
+.. math::
+    \ell_i = -w_i \left[y_i \max(\log x_i, -100) + (1 - y_i) \max(\log(1 - x_i), -100)\right],
+    \qquad \partial \ell_i / \partial x_i = w_i \frac{x_i - y_i}{\max(x_i (1 - x_i), 10^{-12})},
+    \qquad \partial^2 \ell_i / \partial x_i^2 = w_i \frac{x_i^2 - 2 x_i y_i + y_i}{(x_i (1 - x_i))^2}
+""",
+    notes="""
+    The clamps are PyTorch's: probabilities of exactly 0 or 1 give finite losses and gradients (where
+    the gradient's floor holds, the second derivative is 1e12). ``weight`` broadcasts to the input's
+    shape; the mean divides by the element count. Input values outside [0, 1] (NaN included) raise
+    ``ValueError`` on host arrays, as in PyTorch. Prefer :func:`binary_cross_entropy_with_logits`,
+    which is stable for any logit.
+    """,
+    options=(weight_option(broadcast=True, draw=last_axis(0, 2)), reduction_option()),
+    formula=_bce,
+    element=_bce_element,
+    domain=Domain(_probabilities),
+    oracle="torch.nn.functional.binary_cross_entropy",
+    class_positional=("weight", "reduction"),
+    constants=MappingProxyType({"LOG_FLOOR": LOG_FLOOR, "BCE_GRAD_EPSILON": BCE_GRAD_EPSILON}),
+    check_values=lambda xp, arrays: check_values_in_unit_interval("input", arrays["input"], xp),
+    references=("PyTorch, ``torch.nn.functional.binary_cross_entropy`` (2.13): the clamps of the log and "
+                "of the gradient's denominator.",),
+    example="""
+    >>> import numpy as np, lossk
+    >>> round(float(lossk.binary_cross_entropy(np.array([0.9, 0.2]), np.array([1.0, 0.0]))), 6)
+    0.164252
+    """,
+)
+
+# ---- BCE on logits ------------------------------------------------------------------------------------------
+
+
+def _bce_with_logits(xp, x, y, *, order, pos_weight):
+    # softplus(-x) = log1p(exp(-|x|)) + max(-x, 0) never overflows, and sigmoid is evaluated from the same
+    # exp(-|x|), so logits of ±1e4 give finite losses and exact 0/1 gradients
+    decay = xp.exp(-xp.abs(x))
+    softplus_neg = xp.log1p(decay) + xp.clip(-x, 0, None)
+    log_weight = 1.0 if pos_weight is None else 1 + (pos_weight - 1) * y
+    loss = (1 - y) * x + log_weight * softplus_neg
+    if order == 0:
+        return loss, None, None
+    reciprocal = 1 / (1 + decay)
+    sigmoid = xp.where(x >= 0, reciprocal, decay * reciprocal)
+    d1 = log_weight * sigmoid - (y if pos_weight is None else pos_weight * y)
+    # sigmoid (1 - sigmoid) = e^-|x| / (1 + e^-|x|)², symmetric in x
+    d2 = log_weight * (decay * reciprocal * reciprocal) if order >= 2 else None
+    return loss, d1, d2
+
+
+def _bce_with_logits_element(x, y, pos_weight):
+    one = cast_like(1.0, x)
+    zero = cast_like(0.0, x)
+    decay = exp_of(-abs(x))
+    softplus_neg = log1p_unit_of(decay) + (zero if x > zero else -x)
+    reciprocal = one / (one + decay)
+    sigmoid = reciprocal if x >= zero else decay * reciprocal
+    if pos_weight is not None:
+        log_weight = one + (pos_weight - one) * y
+        positive = pos_weight * y
+    else:
+        log_weight = one
+        positive = y
+    loss = (one - y) * x + log_weight * softplus_neg
+    return loss, log_weight * sigmoid - positive, log_weight * (decay * reciprocal * reciprocal)
+
+
+def _logits(rng, shape, options, differentiable):
+    return {"input": np.asarray(rng.normal(0, 3, shape)), "target": np.asarray(rng.uniform(0, 1, shape))}
+
+
+BINARY_CROSS_ENTROPY_WITH_LOGITS = ElementwiseLoss(
+    name="binary_cross_entropy_with_logits",
+    class_name="BCEWithLogitsLoss",
+    summary="Binary cross-entropy on logits: sigmoid and BCE in one numerically stable formula.",
+    math=r"""
+.. math::
+    \ell_i = w_i \left[(1 - y_i) x_i + l_i \operatorname{softplus}(-x_i)\right], \quad l_i = 1 + (p_i - 1) y_i,
+    \qquad \partial \ell_i / \partial x_i = w_i \left[l_i \sigma(x_i) - p_i y_i\right],
+    \qquad \partial^2 \ell_i / \partial x_i^2 = w_i l_i \sigma(x_i) (1 - \sigma(x_i))
+""",
+    notes="""
+    with ``p = pos_weight`` (1 without one), broadcast along the last axis as in PyTorch.
+    ``softplus(-x) = log1p(exp(-|x|)) + max(-x, 0)`` never overflows, so saturated logits (±1e4) stay finite.
+    """,
+    options=(
+        weight_option(broadcast=True, draw=last_axis(0, 2)),
+        reduction_option(),
+        Option("pos_weight", None, ARRAY_KIND, "A weight of the positive term, broadcasting to ``input``'s shape "
+               "(one per class along the last axis).", broadcast=True, draw=last_axis(0.2, 3)),
+    ),
+    formula=_bce_with_logits,
+    element=_bce_with_logits_element,
+    domain=Domain(_logits, extremes=(1e4, -1e4)),
+    oracle="torch.nn.functional.binary_cross_entropy_with_logits",
+    class_positional=("weight", "reduction", "pos_weight"),
+    references=("PyTorch, ``torch.nn.functional.binary_cross_entropy_with_logits`` (2.13).",),
+    example="""
+    >>> import numpy as np, lossk
+    >>> round(float(lossk.binary_cross_entropy_with_logits(np.array([2.0, -1.0]), np.array([1.0, 0.0]))), 6)
+    0.220095
+    """,
+)
+
+LOSSES = (BINARY_CROSS_ENTROPY, BINARY_CROSS_ENTROPY_WITH_LOGITS)

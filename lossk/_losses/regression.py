@@ -1,0 +1,220 @@
+r"""Regression losses: L1, squared error, Huber and smooth L1 — one :class:`~lossk._spec.ElementwiseLoss` each.
+
+Each loss is written twice with the same operations: ``_<loss>`` on arrays (the reference, any Array API
+library) and ``_<loss>_element`` on scalars (inlined by the generated Numba kernels). Both return
+``(loss, d1, d2)``, the per-element loss and its first and second derivatives with respect to the input.
+"""
+
+from __future__ import annotations
+
+from .._spec import SCALAR_KIND, ElementwiseLoss, Option, reduction_option, weight_option
+from .._validation import check_nonnegative, check_positive
+from .domains import residuals
+from .scalar import cast_like
+
+# ---- L1 ---------------------------------------------------------------------------------------------------
+
+
+def _l1(xp, x, y, *, order):
+    d = x - y
+    # PyTorch's sign(NaN) is 0: a NaN residual gives a NaN loss but a zero gradient
+    d1 = xp.where(xp.isnan(d), xp.zeros_like(d), xp.sign(d)) if order >= 1 else None
+    return xp.abs(d), d1, xp.zeros_like(d) if order >= 2 else None
+
+
+def _l1_element(x, y):
+    d = x - y
+    one = cast_like(1.0, d)
+    zero = cast_like(0.0, d)
+    sign = one if d > zero else (-one if d < zero else zero)
+    return abs(d), sign, zero
+
+
+L1_LOSS = ElementwiseLoss(
+    name="l1_loss",
+    class_name="L1Loss",
+    summary="Mean absolute error.",
+    math=r"""
+.. math:: \ell_i = w_i |x_i - y_i|, \qquad \partial \ell_i / \partial x_i = w_i \operatorname{sign}(x_i - y_i),
+          \qquad \partial^2 \ell_i / \partial x_i^2 = 0
+""",
+    notes="""
+    The gradient at a zero residual is 0 (the subgradient PyTorch picks). ``reduction="mean"`` divides
+    by the element count, or by ``sum(weight)`` when ``weight`` is given.
+    """,
+    options=(reduction_option(), weight_option()),
+    formula=_l1,
+    element=_l1_element,
+    domain=residuals(),
+    oracle="torch.nn.functional.l1_loss",
+    mean_divisor="weight_sum",
+    references=("PyTorch, ``torch.nn.functional.l1_loss`` (2.13): the weighted mean divides by ``sum(weight)``.",),
+    example="""
+    >>> import numpy as np, lossk
+    >>> float(lossk.l1_loss(np.array([-2.0, 3.0, 0.0, 5.0]), np.array([0.0, 1.0, 2.0, 3.0])))
+    2.0
+    """,
+)
+
+# ---- squared error ------------------------------------------------------------------------------------------
+
+
+def _mse(xp, x, y, *, order):
+    d = x - y
+    return d * d, 2 * d if order >= 1 else None, xp.full_like(d, 2.0) if order >= 2 else None
+
+
+def _mse_element(x, y):
+    d = x - y
+    two = cast_like(2.0, d)
+    return d * d, two * d, two
+
+
+MSE_LOSS = ElementwiseLoss(
+    name="mse_loss",
+    class_name="MSELoss",
+    summary="Mean squared error.",
+    math=r"""
+.. math:: \ell_i = w_i (x_i - y_i)^2, \qquad \partial \ell_i / \partial x_i = 2 w_i (x_i - y_i),
+          \qquad \partial^2 \ell_i / \partial x_i^2 = 2 w_i
+""",
+    notes="""
+    Note the factor 2: ``prediction - target`` is the gradient of *half* the squared error.
+    ``reduction="mean"`` divides by the element count, or by ``sum(weight)`` with a ``weight``.
+    """,
+    options=(reduction_option(), weight_option()),
+    formula=_mse,
+    element=_mse_element,
+    domain=residuals(),
+    oracle="torch.nn.functional.mse_loss",
+    mean_divisor="weight_sum",
+    references=("PyTorch, ``torch.nn.functional.mse_loss`` (2.13): the weighted mean divides by ``sum(weight)``.",),
+    example="""
+    >>> import numpy as np, lossk
+    >>> truth = np.array([0.0, 1.0, 2.0, 3.0])
+    >>> float(lossk.mse_loss(np.array([-2.0, 3.0, 0.0, 5.0]), truth))
+    4.0
+    >>> float(lossk.mse_loss(np.array([0.0, 1.0, 2.0, 10.0]), truth))
+    12.25
+    >>> lossk.mse_loss.grad(np.array([0.0, 1.0, 2.0, 10.0]), truth)
+    array([0. , 0. , 0. , 3.5])
+    """,
+)
+
+# ---- Huber --------------------------------------------------------------------------------------------------
+
+
+def _huber(xp, x, y, *, order, delta):
+    d = x - y
+    magnitude = xp.abs(d)
+    inside = magnitude < delta
+    loss = xp.where(inside, 0.5 * d * d, delta * (magnitude - 0.5 * delta))
+    d1 = xp.clip(d, -delta, delta) if order >= 1 else None
+    d2 = xp.where(inside, xp.ones_like(d), xp.zeros_like(d)) if order >= 2 else None
+    return loss, d1, d2
+
+
+def _huber_element(x, y, delta):
+    d = x - y
+    bound = cast_like(delta, d)
+    half = cast_like(0.5, d)
+    magnitude = abs(d)
+    inside = magnitude < bound
+    loss = half * d * d if inside else bound * (magnitude - half * bound)
+    d1 = bound if d > bound else max(d, -bound)
+    d2 = cast_like(1.0, d) if inside else cast_like(0.0, d)
+    return loss, d1, d2
+
+
+HUBER_LOSS = ElementwiseLoss(
+    name="huber_loss",
+    class_name="HuberLoss",
+    summary="Huber loss: quadratic near the target, linear beyond ``delta`` (> 0).",
+    math=r"""
+.. math::
+    \ell_i = w_i \begin{cases} \tfrac12 d_i^2 & |d_i| < \delta \\
+             \delta (|d_i| - \tfrac12 \delta) & \text{otherwise} \end{cases}, \quad d = x - y,
+    \qquad \partial \ell_i / \partial x_i = w_i \operatorname{clip}(d_i, -\delta, \delta),
+    \qquad \partial^2 \ell_i / \partial x_i^2 = w_i [|d_i| < \delta]
+""",
+    notes="""
+    ``reduction="mean"`` divides by the element count, with or without ``weight`` (PyTorch 2.13 does;
+    its l1 and mse divide by ``sum(weight)``).
+    """,
+    options=(
+        reduction_option(),
+        Option("delta", 1.0, SCALAR_KIND, "Where the loss turns from quadratic to linear (> 0).",
+               check=check_positive, examples=(0.3, 2.5)),
+        weight_option(),
+    ),
+    formula=_huber,
+    element=_huber_element,
+    domain=residuals(lambda options: (options["delta"],)),
+    oracle="torch.nn.functional.huber_loss",
+    class_positional=("reduction", "delta"),
+    references=("P. J. Huber, \"Robust Estimation of a Location Parameter\", Ann. Math. Statist. 35 (1964).",),
+    example="""
+    >>> import numpy as np, lossk
+    >>> float(lossk.huber_loss(np.array([0.5, 3.0]), np.array([0.0, 0.0])))
+    1.3125
+    """,
+)
+
+# ---- smooth L1 ----------------------------------------------------------------------------------------------
+
+
+def _smooth_l1(xp, x, y, *, order, beta):
+    d = x - y
+    magnitude = xp.abs(d)
+    inside = magnitude < beta
+    loss = xp.where(inside, 0.5 * d * d / beta, magnitude - 0.5 * beta)
+    d1 = xp.clip(d / beta, -1.0, 1.0) if order >= 1 else None
+    d2 = xp.where(inside, xp.full_like(d, 1 / beta), xp.zeros_like(d)) if order >= 2 else None
+    return loss, d1, d2
+
+
+def _smooth_l1_element(x, y, beta):
+    d = x - y
+    bound = cast_like(beta, d)
+    half = cast_like(0.5, d)
+    one = cast_like(1.0, d)
+    magnitude = abs(d)
+    inside = magnitude < bound
+    loss = half * d * d / bound if inside else magnitude - half * bound
+    ratio = d / bound
+    d1 = one if ratio > one else max(ratio, -one)
+    d2 = one / bound if inside else cast_like(0.0, d)
+    return loss, d1, d2
+
+
+SMOOTH_L1_LOSS = ElementwiseLoss(
+    name="smooth_l1_loss",
+    class_name="SmoothL1Loss",
+    summary="Smooth L1 loss: Huber divided by ``beta``; ``beta=0`` is exactly L1.",
+    math=r"""
+.. math::
+    \ell_i = \begin{cases} \tfrac12 d_i^2 / \beta & |d_i| < \beta \\
+             |d_i| - \tfrac12 \beta & \text{otherwise} \end{cases},
+    \qquad \partial \ell_i / \partial x_i = \operatorname{clip}(d_i / \beta, -1, 1),
+    \qquad \partial^2 \ell_i / \partial x_i^2 = [|d_i| < \beta] / \beta
+""",
+    options=(
+        reduction_option(),
+        Option("beta", 1.0, SCALAR_KIND, "Where the loss turns from quadratic to linear (>= 0; 0 is L1).",
+               check=check_nonnegative, examples=(0.25, 0.0)),
+    ),
+    formula=_smooth_l1,
+    element=_smooth_l1_element,
+    domain=residuals(lambda options: (options["beta"],)),
+    oracle="torch.nn.functional.smooth_l1_loss",
+    class_positional=("reduction", "beta"),
+    rewrite=lambda options: ("l1_loss", {"weight": None}) if options["beta"] == 0 else None,
+    references=("R. Girshick, \"Fast R-CNN\", ICCV 2015 (the smooth L1 loss with beta = 1).",),
+    example="""
+    >>> import numpy as np, lossk
+    >>> float(lossk.smooth_l1_loss(np.array([0.5, 3.0]), np.array([0.0, 0.0]), beta=2.0))
+    1.03125
+    """,
+)
+
+LOSSES = (L1_LOSS, MSE_LOSS, HUBER_LOSS, SMOOTH_L1_LOSS)

@@ -1,0 +1,55 @@
+"""The helpers a loss's scalar formulation (``ElementwiseLoss.element``) may call, in plain Python.
+
+The same names are Numba-overloaded in ``lossk._kernels.numba.typed_math`` (float32 arithmetic stays
+float32, with vectorisable exp/log/tanh), which the generated kernel modules import instead; here they
+run on Python floats, so that a scalar formulation can be checked against its array formulation without
+Numba. ``max``/``min``/``abs`` and ``a if c else b`` are Python's (Numba lowers them to selects).
+"""
+
+from __future__ import annotations
+
+import math
+
+__all__ = ["cast_like", "exp_of", "log1p_of", "log1p_unit_of", "log_of", "tanh_of"]
+
+
+def cast_like(value, like):
+    """``value`` converted to the floating type of ``like`` (a constant in the element's precision)."""
+    return type(like)(value)
+
+
+def exp_of(x):
+    """e^x in the precision of ``x``."""
+    return _ieee(math.exp, x)
+
+
+def log_of(x):
+    """log x in the precision of ``x``; -inf at 0, NaN below."""
+    return _ieee(math.log, x)
+
+
+def log1p_of(x):
+    """log(1 + x) in the precision of ``x``."""
+    return _ieee(math.log1p, x)
+
+
+def log1p_unit_of(x):
+    """log(1 + x) for ``x`` in [0, 1], in the precision of ``x``."""
+    return _ieee(math.log1p, x)
+
+
+def tanh_of(x):
+    """tanh x in the precision of ``x``."""
+    return _ieee(math.tanh, x)
+
+
+def _ieee(function, x):
+    """``function(x)`` with C's special values where Python raises (log 0 = -inf, exp overflow = inf)."""
+    try:
+        return type(x)(function(x))
+    except OverflowError:
+        return type(x)(math.inf)
+    except ValueError:
+        if function in (math.log, math.log1p) and x == (0.0 if function is math.log else -1.0):
+            return type(x)(-math.inf)
+        return type(x)(math.nan)
