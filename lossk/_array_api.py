@@ -16,6 +16,7 @@ from array_api_compat import device, is_array_api_obj, size
 
 __all__ = [
     "Array",
+    "as_array",
     "device",
     "ieee_arithmetic",
     "is_array_api_obj",
@@ -33,6 +34,19 @@ Array: TypeAlias = Any
 def library_name(x: Array) -> str:
     """The top-level package of an array's type, for error messages: 'numpy', 'torch', ..."""
     return type(x).__module__.split(".")[0]
+
+
+def as_array(xp: ModuleType, x: Any) -> Array:
+    """``x`` as an array of ``xp``: a NumPy scalar (what NumPy returns for 0-d results) becomes a 0-d array;
+    an array is returned as it is.
+
+    Not ``xp.asarray`` for arrays: on a PyTorch tensor that requires grad, ``torch.asarray`` warns about its
+    ``requires_grad`` default (torch 2.13). Returning the tensor keeps its autograd history, which the
+    PyTorch wrappers' reference gradients differentiate through.
+    """
+    if isinstance(x, np.generic) or not is_array_api_obj(x):
+        return xp.asarray(x)
+    return x
 
 
 def namespace_of(**arrays: Array | None) -> ModuleType:
@@ -81,21 +95,13 @@ def is_cpu_eager(x: Array) -> bool:
 
 
 def ieee_arithmetic(xp: ModuleType) -> contextlib.AbstractContextManager[Any]:
-    """The context every loss implementation runs in (``lossk._dispatch``): IEEE arithmetic without warnings,
-    and no autograd graph.
+    """The context every loss implementation runs in (``lossk._dispatch``): IEEE arithmetic without warnings.
 
-    - NumPy, and the libraries that compute with it (array-api-strict): ``np.errstate`` ignoring divide,
-      invalid and overflow, so that ``log(0) = -inf`` and ``0 / 0 = NaN`` are silent, as in PyTorch. The
-      values are IEEE's either way; NumPy's default is to warn about them.
-    - PyTorch: ``torch.no_grad()``. lossk returns its gradient itself, on every backend (the CUDA kernels
-      cannot be traced either), so the reference records no autograd graph: none of its memory, and no
-      ``torch.asarray`` warning about ``requires_grad`` on inputs that require grad.
-    - Any other library: nothing.
+    For NumPy, and the libraries that compute with it (array-api-strict), ``np.errstate`` ignoring divide,
+    invalid and overflow: ``log(0) = -inf``, ``0 / 0 = NaN`` and a float16 overflow to ``inf`` are silent, as in
+    PyTorch. The values are IEEE's either way; NumPy's default is to warn about them. Other libraries do not
+    warn: nothing.
     """
-    if array_api_compat.is_torch_namespace(xp):
-        import torch
-
-        return torch.no_grad()
     if array_api_compat.is_numpy_namespace(xp) or array_api_compat.is_array_api_strict_namespace(xp):
         return np.errstate(divide="ignore", invalid="ignore", over="ignore")
     return contextlib.nullcontext()

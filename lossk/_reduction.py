@@ -10,7 +10,7 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
-from ._array_api import Array
+from ._array_api import Array, as_array
 
 Divisor = Any
 """A Python number or a 0-d array: what 'mean' divides the sum by."""
@@ -18,11 +18,11 @@ Divisor = Any
 
 def apply_reduction(xp: ModuleType, loss: Array, reduction: str, divisor: Divisor) -> Array:
     """``loss`` unreduced for 'none', its sum for 'sum', its sum over ``divisor`` otherwise."""
-    # asarray: NumPy gives NumPy scalars for 0-d results; lossk always returns arrays of the input's library
+    # as_array: NumPy gives NumPy scalars for 0-d results; lossk always returns arrays of the input's library
     if reduction == "none":
-        return xp.asarray(loss)
+        return as_array(xp, loss)
     total = xp.sum(loss)
-    return xp.asarray(total if reduction == "sum" else total / divisor)
+    return as_array(xp, total if reduction == "sum" else total / divisor)
 
 
 def upstream_scale(reduction: str, grad_output: Any, divisor: Divisor) -> Any:
