@@ -41,7 +41,7 @@ import numpy as np
 from numba import njit, prange, types
 from numba.extending import overload
 
-from .vecmath import exp32, tanh32
+from .typed_math import exp_of, tanh_of
 from .vecmath_extra import maximum
 
 ROW_FASTMATH = {"reassoc", "contract", "nsz"}
@@ -65,34 +65,12 @@ def _element(array, value):
     return lambda array, value: dtype(value)
 
 
-def fast_exp(x):
-    """e^x: ``exp32`` (vectorisable) for float32, ``math.exp`` for float64."""
-
-
-@overload(fast_exp)
-def _fast_exp(x):
-    if x == types.float32:
-        return lambda x: exp32(x)
-    return lambda x: math.exp(x)
-
-
-def fast_tanh(x):
-    """tanh x: ``tanh32`` (vectorisable) for float32, ``math.tanh`` for float64."""
-
-
-@overload(fast_tanh)
-def _fast_tanh(x):
-    if x == types.float32:
-        return lambda x: tanh32(x)
-    return lambda x: math.tanh(x)
-
-
 @njit(fastmath=ROW_FASTMATH, error_model="numpy", cache=True)
 def capped(value, softcap):
     """softcap · tanh(value / softcap), or ``value`` when ``softcap`` is None."""
     if softcap is None:
         return value
-    return softcap * fast_tanh(value / softcap)
+    return softcap * tanh_of(value / softcap)
 
 
 @njit(fastmath=ROW_FASTMATH, error_model="numpy", cache=True)
@@ -153,11 +131,11 @@ def exp_sum(row, m, softcap):
     for start in range(0, n - n % SUM_BLOCK, SUM_BLOCK):
         block = element(row, 0.0)
         for c in range(start, start + SUM_BLOCK):
-            block += fast_exp(capped(row[c], softcap) - m)
+            block += exp_of(capped(row[c], softcap) - m)
         total += np.float64(block)
     block = element(row, 0.0)
     for c in range(n - n % SUM_BLOCK, n):
-        block += fast_exp(capped(row[c], softcap) - m)
+        block += exp_of(capped(row[c], softcap) - m)
     return total + np.float64(block)
 
 
@@ -169,13 +147,13 @@ def exp_sum_in_place(row, m):
     for start in range(0, n - n % SUM_BLOCK, SUM_BLOCK):
         block = element(row, 0.0)
         for c in range(start, start + SUM_BLOCK):
-            e = fast_exp(row[c] - m)
+            e = exp_of(row[c] - m)
             row[c] = e
             block += e
         total += np.float64(block)
     block = element(row, 0.0)
     for c in range(n - n % SUM_BLOCK, n):
-        e = fast_exp(row[c] - m)
+        e = exp_of(row[c] - m)
         row[c] = e
         block += e
     return total + np.float64(block)
@@ -191,7 +169,7 @@ def write_gradient(grad, m, softmax_scale, softcap, class_weight, probabilities,
     one = element(grad, 1.0)
     for c in range(grad.shape[0]):
         v = grad[c]
-        e = v if softcap is None else fast_exp(v - m)
+        e = v if softcap is None else exp_of(v - m)
         subtract = constant
         if probabilities is not None:
             subtract = probabilities[c] * probability_scale + constant

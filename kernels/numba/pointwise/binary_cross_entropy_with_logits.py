@@ -1,0 +1,44 @@
+"""Fused Numba kernel of ``binary_cross_entropy_with_logits``: GENERATED from its spec in ``lossk/_losses/binary.py`` — do not edit.
+
+Regenerate with ``python -m lossk._losses.generate``. ``element`` is the spec's scalar formulation,
+``kernel`` the loop every elementwise loss shares (``kernels/numba/elementwise.py`` documents its arguments).
+"""
+
+import numpy as np
+from numba import njit, prange
+
+from ..elementwise import ELEMENT, FUSED, chunk_bounds, chunk_count, emit, option_at, sum_in_order
+from ..typed_math import cast_like, exp_of, log1p_unit_of
+
+
+@njit(**ELEMENT)
+def element(x, y, pos_weight):
+    one = cast_like(1.0, x)
+    zero = cast_like(0.0, x)
+    decay = exp_of(-abs(x))
+    softplus_neg = log1p_unit_of(decay) + (zero if x > zero else -x)
+    reciprocal = one / (one + decay)
+    sigmoid = reciprocal if x >= zero else decay * reciprocal
+    if pos_weight is not None:
+        log_weight = one + (pos_weight - one) * y
+        positive = pos_weight * y
+    else:
+        log_weight = one
+        positive = y
+    loss = (one - y) * x + log_weight * softplus_neg
+    return loss, log_weight * sigmoid - positive, log_weight * (decay * reciprocal * reciprocal)
+
+
+@njit(**FUSED)
+def kernel(x, y, weight, pos_weight, scale, upstream, grad, hess, loss_out):
+    """Loss, d1 and d2 of lossk.binary_cross_entropy_with_logits, weighted, scaled and stored (see the module docstring)."""
+    n = x.size
+    partial = np.zeros(chunk_count(n))
+    for c in prange(partial.size):
+        total = 0.0
+        start, stop = chunk_bounds(c, n)
+        for i in range(start, stop):
+            loss, d1, d2 = element(x[i], y[i], option_at(pos_weight, i))
+            total += emit(i, x, loss, d1, d2, weight, scale, upstream, grad, hess, loss_out)
+        partial[c] = total
+    return sum_in_order(partial)

@@ -1,0 +1,39 @@
+"""Fused Numba kernel of ``huber_loss``: GENERATED from its spec in ``lossk/_losses/regression.py`` — do not edit.
+
+Regenerate with ``python -m lossk._losses.generate``. ``element`` is the spec's scalar formulation,
+``kernel`` the loop every elementwise loss shares (``kernels/numba/elementwise.py`` documents its arguments).
+"""
+
+import numpy as np
+from numba import njit, prange
+
+from ..elementwise import ELEMENT, FUSED, chunk_bounds, chunk_count, emit, option_at, sum_in_order
+from ..typed_math import cast_like
+
+
+@njit(**ELEMENT)
+def element(x, y, delta):
+    d = x - y
+    bound = cast_like(delta, d)
+    half = cast_like(0.5, d)
+    magnitude = abs(d)
+    inside = magnitude < bound
+    loss = half * d * d if inside else bound * (magnitude - half * bound)
+    d1 = bound if d > bound else max(d, -bound)
+    d2 = cast_like(1.0, d) if inside else cast_like(0.0, d)
+    return loss, d1, d2
+
+
+@njit(**FUSED)
+def kernel(x, y, weight, delta, scale, upstream, grad, hess, loss_out):
+    """Loss, d1 and d2 of lossk.huber_loss, weighted, scaled and stored (see the module docstring)."""
+    n = x.size
+    partial = np.zeros(chunk_count(n))
+    for c in prange(partial.size):
+        total = 0.0
+        start, stop = chunk_bounds(c, n)
+        for i in range(start, stop):
+            loss, d1, d2 = element(x[i], y[i], delta)
+            total += emit(i, x, loss, d1, d2, weight, scale, upstream, grad, hess, loss_out)
+        partial[c] = total
+    return sum_in_order(partial)

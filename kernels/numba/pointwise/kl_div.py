@@ -1,0 +1,37 @@
+"""Fused Numba kernel of ``kl_div``: GENERATED from its spec in ``lossk/_losses/divergence.py`` — do not edit.
+
+Regenerate with ``python -m lossk._losses.generate``. ``element`` is the spec's scalar formulation,
+``kernel`` the loop every elementwise loss shares (``kernels/numba/elementwise.py`` documents its arguments).
+"""
+
+import numpy as np
+from numba import njit, prange
+
+from ..elementwise import ELEMENT, FUSED, chunk_bounds, chunk_count, emit, option_at, sum_in_order
+from ..typed_math import cast_like, exp_of, log_of
+
+
+@njit(**ELEMENT)
+def element(x, y, log_target):
+    if log_target:
+        probability = exp_of(y)
+        loss = probability * (y - x)
+    else:
+        probability = y
+        loss = y * log_of(y if y != 0 else cast_like(1.0, y)) - y * x
+    return loss, -probability, cast_like(0.0, x)
+
+
+@njit(**FUSED)
+def kernel(x, y, weight, log_target, scale, upstream, grad, hess, loss_out):
+    """Loss, d1 and d2 of lossk.kl_div, weighted, scaled and stored (see the module docstring)."""
+    n = x.size
+    partial = np.zeros(chunk_count(n))
+    for c in prange(partial.size):
+        total = 0.0
+        start, stop = chunk_bounds(c, n)
+        for i in range(start, stop):
+            loss, d1, d2 = element(x[i], y[i], log_target)
+            total += emit(i, x, loss, d1, d2, weight, scale, upstream, grad, hess, loss_out)
+        partial[c] = total
+    return sum_in_order(partial)

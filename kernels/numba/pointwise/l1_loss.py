@@ -1,0 +1,35 @@
+"""Fused Numba kernel of ``l1_loss``: GENERATED from its spec in ``lossk/_losses/regression.py`` — do not edit.
+
+Regenerate with ``python -m lossk._losses.generate``. ``element`` is the spec's scalar formulation,
+``kernel`` the loop every elementwise loss shares (``kernels/numba/elementwise.py`` documents its arguments).
+"""
+
+import numpy as np
+from numba import njit, prange
+
+from ..elementwise import ELEMENT, FUSED, chunk_bounds, chunk_count, emit, option_at, sum_in_order
+from ..typed_math import cast_like
+
+
+@njit(**ELEMENT)
+def element(x, y):
+    d = x - y
+    one = cast_like(1.0, d)
+    zero = cast_like(0.0, d)
+    sign = one if d > zero else (-one if d < zero else zero)
+    return abs(d), sign, zero
+
+
+@njit(**FUSED)
+def kernel(x, y, weight, scale, upstream, grad, hess, loss_out):
+    """Loss, d1 and d2 of lossk.l1_loss, weighted, scaled and stored (see the module docstring)."""
+    n = x.size
+    partial = np.zeros(chunk_count(n))
+    for c in prange(partial.size):
+        total = 0.0
+        start, stop = chunk_bounds(c, n)
+        for i in range(start, stop):
+            loss, d1, d2 = element(x[i], y[i])
+            total += emit(i, x, loss, d1, d2, weight, scale, upstream, grad, hess, loss_out)
+        partial[c] = total
+    return sum_in_order(partial)

@@ -1,0 +1,41 @@
+"""Fused Numba kernel of ``smooth_l1_loss``: GENERATED from its spec in ``lossk/_losses/regression.py`` — do not edit.
+
+Regenerate with ``python -m lossk._losses.generate``. ``element`` is the spec's scalar formulation,
+``kernel`` the loop every elementwise loss shares (``kernels/numba/elementwise.py`` documents its arguments).
+"""
+
+import numpy as np
+from numba import njit, prange
+
+from ..elementwise import ELEMENT, FUSED, chunk_bounds, chunk_count, emit, option_at, sum_in_order
+from ..typed_math import cast_like
+
+
+@njit(**ELEMENT)
+def element(x, y, beta):
+    d = x - y
+    bound = cast_like(beta, d)
+    half = cast_like(0.5, d)
+    one = cast_like(1.0, d)
+    magnitude = abs(d)
+    inside = magnitude < bound
+    loss = half * d * d / bound if inside else magnitude - half * bound
+    ratio = d / bound
+    d1 = one if ratio > one else max(ratio, -one)
+    d2 = one / bound if inside else cast_like(0.0, d)
+    return loss, d1, d2
+
+
+@njit(**FUSED)
+def kernel(x, y, weight, beta, scale, upstream, grad, hess, loss_out):
+    """Loss, d1 and d2 of lossk.smooth_l1_loss, weighted, scaled and stored (see the module docstring)."""
+    n = x.size
+    partial = np.zeros(chunk_count(n))
+    for c in prange(partial.size):
+        total = 0.0
+        start, stop = chunk_bounds(c, n)
+        for i in range(start, stop):
+            loss, d1, d2 = element(x[i], y[i], beta)
+            total += emit(i, x, loss, d1, d2, weight, scale, upstream, grad, hess, loss_out)
+        partial[c] = total
+    return sum_in_order(partial)

@@ -1,0 +1,129 @@
+"""Write the Numba kernel module of every elementwise loss from its spec: ``python -m lossk._losses.generate``.
+
+One module per loss, ``kernels/numba/pointwise/<name>.py``, committed: a real file, so that Numba's
+``cache=True`` works across processes (a kernel made by a closure factory recompiles in every process,
+numba#6264), and so that a call loads only the kernel it needs. Each module holds the loss's scalar
+formulation (its spec's ``element``, copied verbatim with the constants it reads) and one chunked
+``prange`` loop, the same for every loss (see ``kernels/numba/elementwise.py``). ``--check`` exits 1 when a
+committed module differs from what the generator writes (the tests check the same).
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import sys
+import textwrap
+from pathlib import Path
+
+from .._spec import ARRAY_KIND, ElementwiseLoss, check_supported
+from . import ELEMENTWISE_LOSSES, FAMILY_OF, scalar
+
+PACKAGE = "pointwise"
+"""The kernel modules' package, inside ``kernels/numba`` (``lossk._kernels.numba.pointwise``)."""
+
+BUILTINS = {"abs", "max", "min"}
+"""Python builtins a scalar formulation may call (Numba compiles them to selects)."""
+
+_MODULE = '''"""Fused Numba kernel of ``{name}``: GENERATED from its spec in ``lossk/_losses/{family}.py`` — do not edit.
+
+Regenerate with ``python -m lossk._losses.generate``. ``element`` is the spec's scalar formulation,
+``kernel`` the loop every elementwise loss shares (``kernels/numba/elementwise.py`` documents its arguments).
+"""
+
+import numpy as np
+from numba import njit, prange
+
+from ..elementwise import ELEMENT, FUSED, chunk_bounds, chunk_count, emit, option_at, sum_in_order
+{helpers}{constants}
+
+@njit(**ELEMENT)
+{element}
+
+@njit(**FUSED)
+def kernel(x, y, weight, {options}scale, upstream, grad, hess, loss_out):
+    """{summary}"""
+    n = x.size
+    partial = np.zeros(chunk_count(n))
+    for c in prange(partial.size):
+        total = 0.0
+        start, stop = chunk_bounds(c, n)
+        for i in range(start, stop):
+            loss, d1, d2 = element(x[i], y[i]{arguments})
+            total += emit(i, x, loss, d1, d2, weight, scale, upstream, grad, hess, loss_out)
+        partial[c] = total
+    return sum_in_order(partial)
+'''
+
+
+def kernels_directory() -> Path:
+    """``kernels/numba/pointwise`` of this checkout (the generator runs from a source tree)."""
+    return Path(__file__).resolve().parents[2] / "kernels" / "numba" / PACKAGE
+
+
+def element_source(spec: ElementwiseLoss) -> str:
+    """``spec.element``'s source, dedented and renamed ``element``; checks the names it reads."""
+    check_supported(spec)
+    code = spec.element.__code__
+    unknown = set(code.co_names) - set(scalar.__all__) - set(spec.constants) - BUILTINS
+    if unknown:
+        raise ValueError(
+            f"{spec.name}'s element reads {sorted(unknown)}: a scalar formulation may use only "
+            f"lossk._losses.scalar's helpers, {sorted(BUILTINS)} and its spec's constants"
+        )
+    source = textwrap.dedent(inspect.getsource(spec.element))
+    header, body = source.split("\n", 1)
+    name = spec.element.__name__
+    if not header.startswith(f"def {name}("):
+        raise ValueError(f"{spec.name}'s element must be a plain function (no decorator), got {header!r}")
+    return header.replace(f"def {name}(", "def element(", 1) + "\n" + body.rstrip() + "\n"
+
+
+def module_source(spec: ElementwiseLoss) -> str:
+    """The generated kernel module of ``spec``."""
+    used = set(spec.element.__code__.co_names)
+    helpers = sorted(used & set(scalar.__all__))
+    options = spec.formula_options
+    arguments = "".join(
+        f", option_at({o.name}, i)" if o.kind == ARRAY_KIND else f", {o.name}" for o in options
+    )
+    constants = "".join(f"{name} = {value!r}\n" for name, value in spec.constants.items())
+    return _MODULE.format(
+        name=spec.name,
+        family=FAMILY_OF[spec.name],
+        helpers=f"from ..typed_math import {', '.join(helpers)}\n" if helpers else "",
+        constants=f"\n{constants}" if constants else "",
+        element=element_source(spec),
+        options="".join(f"{o.name}, " for o in options),
+        summary=f"Loss, d1 and d2 of lossk.{spec.name}, weighted, scaled and stored (see the module docstring).",
+        arguments=arguments,
+    )
+
+
+def expected_files() -> dict[Path, str]:
+    """Every generated module, by path."""
+    return {kernels_directory() / f"{spec.name}.py": module_source(spec) for spec in ELEMENTWISE_LOSSES.values()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--check", action="store_true", help="compare with the committed files, write nothing")
+    args = parser.parse_args(argv)
+    stale = []
+    for path, text in expected_files().items():
+        if path.exists() and path.read_text(encoding="utf-8") == text:
+            continue
+        stale.append(path)
+        if not args.check:
+            path.write_text(text, encoding="utf-8")
+    generated = {path.name for path in expected_files()}
+    orphans = [p for p in kernels_directory().glob("*.py") if p.name != "__init__.py" and p.name not in generated]
+    for path in stale:
+        print(("stale: " if args.check else "wrote ") + str(path))
+    for path in orphans:
+        print(f"not generated from any spec (delete it): {path}")
+    return 1 if (args.check and stale) or orphans else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
