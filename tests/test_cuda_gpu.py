@@ -136,7 +136,10 @@ def test_kernel_matches_the_reference(case: Case, dtype: str, library: str, rng:
 LONG_ROWS = [
     ((4, 4096), "index"),  # one block per row, in shared memory
     ((3, 50000), "index"),  # a cluster of 8 (fp32) / 4 (bf16) blocks
-    ((3, 50001), "index"),  # odd: the unvectorised path through a cluster
+    ((3, 50001), "index"),  # odd: each row's misaligned head peeled, vectors through a cluster
+    ((5, 50257), "index"),  # GPT-2's vocabulary: the head moves from row to row
+    ((7, 333), "index"),  # a warp per row
+    ((4, 1001), "probability"),  # probabilities, streamed, misaligned rows
     ((2, 300000), "index"),  # 1.2 MB rows (fp32): 150 KB chunks, shared memory opt-in
     ((2, 1_100_000), "index"),  # too long for shared memory: streamed twice
     ((3, 50000), "probability"),  # probabilities: streamed

@@ -90,6 +90,29 @@ def test_vector_width_and_alignment() -> None:
     assert [launch.vector_width(s) for s in (8, 4, 2)] == [2, 4, 8]
     assert launch.is_aligned(0, 256, None, 4096)
     assert not launch.is_aligned(256, 260)
+    assert launch.same_vector_offset(260, 4100, None) and launch.same_vector_offset(256) and launch.same_vector_offset()
+    assert not launch.same_vector_offset(256, 260)
+
+
+@pytest.mark.parametrize("itemsize", [2, 4, 8])
+@pytest.mark.parametrize("cluster", [1, 2, 4, 8])
+@pytest.mark.parametrize("classes", [1, 3, 7, 8, 9, 33, 50257, 50257 * 3 + 5, 4096])
+def test_row_chunks_cover_every_class_once_with_aligned_vectors(classes: int, cluster: int, itemsize: int) -> None:
+    vec = launch.vector_width(itemsize)
+    shared = launch.shared_chunk_elements(classes, cluster, vec) + vec  # what the plan allocates
+    for misalignment in range(vec):
+        for vectorised in (True, False):
+            covered: list[int] = []
+            for chunk in launch.row_chunks(classes, cluster, vec, misalignment, vectorised):
+                assert chunk.lo <= chunk.vector_begin <= chunk.vector_end <= chunk.hi
+                assert (chunk.vector_end - chunk.vector_begin) % vec == 0
+                if vectorised and chunk.vector_end > chunk.vector_begin:  # 16-byte aligned in global memory
+                    assert (misalignment + chunk.vector_begin) % vec == 0
+                assert (chunk.vector_begin - chunk.origin) % vec == 0  # and in shared memory
+                assert chunk.hi == chunk.lo or 0 <= chunk.lo - chunk.origin and chunk.hi - chunk.origin <= shared
+                assert chunk.vector_begin - chunk.lo < vec  # scalars: a head shorter than a vector
+                covered += range(chunk.lo, chunk.hi)
+            assert covered == list(range(classes)), (misalignment, vectorised)
 
 
 @pytest.mark.parametrize("elements", [0, 1, 3, 255, 1024, 4097, 2**20 + 3, 2**28, 2**31 + 5])
@@ -137,7 +160,8 @@ def test_rows_that_fit_are_held_in_shared_memory(rows: int, classes: int, itemsi
     plan = plan_cross_entropy(rows, classes, 1, itemsize, probability_target=False, sm_count=H100_SMS,
                               shared_limit=H100_SHARED_OPTIN)
     vec = launch.vector_width(itemsize)
-    assert (plan.layout, plan.cluster, plan.shared_bytes) == (CrossEntropyLayout.ROWS_SHARED, cluster, chunk_bytes)
+    # the chunk, and one vector for a row's misaligned head
+    assert (plan.layout, plan.cluster, plan.shared_bytes) == (CrossEntropyLayout.ROWS_SHARED, cluster, chunk_bytes + 16)
     assert plan.shared_bytes + launch.STATIC_SHARED_RESERVE <= H100_SHARED_OPTIN
     assert (plan.shared_bytes // itemsize) % vec == 0 and plan.shared_bytes // itemsize * cluster >= classes
     assert plan.grid == plan.workers * plan.cluster and plan.workers == min(rows, H100_SMS * launch.ROW_WORKERS_PER_SM)

@@ -470,11 +470,8 @@ extern "C" __global__ void __launch_bounds__(LOSSK_THREADS, MIN_BLOCKS) CLUSTER_
     const unsigned int rank = 0;
 #endif
     const index_t worker = blockIdx.x / LOSSK_CLUSTER, workers = gridDim.x / LOSSK_CLUSTER;
-    // this block's classes [begin, end): chunks of a multiple of VEC so that vectors stay aligned
+    // classes per block of the cluster, a multiple of VEC (launch.shared_chunk_elements)
     const index_t chunk = ((classes + LOSSK_CLUSTER - 1) / LOSSK_CLUSTER + VEC - 1) / VEC * VEC;
-    const index_t begin = (index_t)rank * chunk < classes ? (index_t)rank * chunk : classes;
-    const index_t end = LOSSK_CLUSTER == 1 || begin + chunk > classes ? classes : begin + chunk;
-    const index_t vector_end = vectorised ? begin + (end - begin) / VEC * VEC : begin;
 
     const row_options o = make_options(classes, smoothing, softcap, class_weight, target_probability);
     const row_scales base = base_scales(ce_scale, z_scale, upstream, divisors);
@@ -482,11 +479,32 @@ extern "C" __global__ void __launch_bounds__(LOSSK_THREADS, MIN_BLOCKS) CLUSTER_
 
     for (index_t row = worker; row < rows; row += workers) {
         const index_t start = row * classes;
+        // The row's head: the classes before its first 16-byte boundary, read one at a time (a row length
+        // that is not a multiple of 16 bytes, such as GPT-2's 50257, moves that boundary from row to row).
+        // The host sets `vectorised` only when the gradient has the logits' offset from 16 bytes, so the
+        // same classes are aligned in both. The aligned rest [head, C) is split into chunks of `chunk`:
+        // block r of the cluster takes [lo, hi) = [head + r chunk, head + (r + 1) chunk) clipped to C, and
+        // block 0 also the head. Its vectors start at vector_begin, aligned; scalars cover [lo, vector_begin)
+        // and [vector_end, hi). In layout 1, class c sits at chunk_values[c - origin], origin VEC before
+        // vector_begin when there is a head, so shared-memory vectors are aligned too (chunk + VEC values).
+        const index_t misalignment = (index_t)((reinterpret_cast<unsigned long long>(logits + start) & 15ull) / sizeof(T));
+        index_t head = vectorised && misalignment != 0 ? (index_t)VEC - misalignment : 0;
+        head = head < classes ? head : classes;
+        index_t lo = rank == 0 ? 0 : head + (index_t)rank * chunk;
+        lo = lo < classes ? lo : classes;
+        index_t hi = rank == LOSSK_CLUSTER - 1 ? classes : head + ((index_t)rank + 1) * chunk;
+        hi = hi < classes ? hi : classes;
+        const index_t vector_begin = rank == 0 ? head : lo;
+        const index_t vector_end = vectorised ? vector_begin + (hi - vector_begin) / VEC * VEC : vector_begin;
+        const index_t head_count = vector_begin - lo, scalar_count = head_count + (hi - vector_end);
+#if LOSSK_LAYOUT == LAYOUT_ROWS_SHARED
+        const index_t origin = head_count > 0 ? vector_begin - (index_t)VEC : vector_begin;
+#endif
         const class_target t = row_target(target_index, row, o, ignore_index);
         // an ignored row: the gradient is zero and nothing needs reading (uniform over the cluster)
         if (!t.kept) {
 #if LOSSK_GRAD
-            for (index_t c = begin + threadIdx.x; c < end; c += blockDim.x) grad[start + c] = element<T>::from((ACC)0);
+            for (index_t c = lo + threadIdx.x; c < hi; c += blockDim.x) grad[start + c] = element<T>::from((ACC)0);
 #endif
             if (rank == 0 && threadIdx.x == 0) emit_ignored(row, loss_out, z_out);
             continue;
@@ -497,21 +515,22 @@ extern "C" __global__ void __launch_bounds__(LOSSK_THREADS, MIN_BLOCKS) CLUSTER_
 
         // pass one: statistics (and, in layout 1, the chunk into shared memory)
         row_stats stats = empty_stats();
-        for (index_t c = begin + (index_t)threadIdx.x * VEC; c < vector_end; c += (index_t)blockDim.x * VEC) {
+        for (index_t c = vector_begin + (index_t)threadIdx.x * VEC; c < vector_end; c += (index_t)blockDim.x * VEC) {
             const typename vector_of<T>::chunk raw = *reinterpret_cast<const typename vector_of<T>::chunk*>(logits + start + c);
             typename vector_of<T>::storage v;
             v.raw[0] = raw;
 #if LOSSK_LAYOUT == LAYOUT_ROWS_SHARED
-            *reinterpret_cast<typename vector_of<T>::chunk*>(chunk_values + (c - begin)) = raw;
+            *reinterpret_cast<typename vector_of<T>::chunk*>(chunk_values + (c - origin)) = raw;
 #endif
 #pragma unroll
             for (int k = 0; k < VEC; ++k)
                 add_logit(stats, capped((ACC)to_acc(v.values[k]), softcap), ref, c + k, o, start + c + k);
         }
-        for (index_t c = vector_end + threadIdx.x; c < end; c += blockDim.x) {
+        for (index_t i = threadIdx.x; i < scalar_count; i += blockDim.x) {  // the head, then the tail
+            const index_t c = i < head_count ? lo + i : vector_end + (i - head_count);
             const T raw = logits[start + c];
 #if LOSSK_LAYOUT == LAYOUT_ROWS_SHARED
-            chunk_values[c - begin] = raw;
+            chunk_values[c - origin] = raw;
 #endif
             add_logit(stats, capped((ACC)to_acc(raw), softcap), ref, c, o, start + c);
         }
@@ -552,10 +571,10 @@ extern "C" __global__ void __launch_bounds__(LOSSK_THREADS, MIN_BLOCKS) CLUSTER_
 
         // pass two: the gradient, from shared memory (layout 1) or from the logits again (layout 0)
 #if LOSSK_GRAD
-        for (index_t c = begin + (index_t)threadIdx.x * VEC; c < vector_end; c += (index_t)blockDim.x * VEC) {
+        for (index_t c = vector_begin + (index_t)threadIdx.x * VEC; c < vector_end; c += (index_t)blockDim.x * VEC) {
             typename vector_of<T>::storage v;
 #if LOSSK_LAYOUT == LAYOUT_ROWS_SHARED
-            v.raw[0] = *reinterpret_cast<const typename vector_of<T>::chunk*>(chunk_values + (c - begin));
+            v.raw[0] = *reinterpret_cast<const typename vector_of<T>::chunk*>(chunk_values + (c - origin));
 #else
             v.raw[0] = *reinterpret_cast<const typename vector_of<T>::chunk*>(logits + start + c);
 #endif
@@ -564,9 +583,10 @@ extern "C" __global__ void __launch_bounds__(LOSSK_THREADS, MIN_BLOCKS) CLUSTER_
             for (int k = 0; k < VEC; ++k) g[k] = logit_grad((ACC)to_acc(v.values[k]), c + k, r, o, start + c + k);
             store_vec(grad, start + c, g);
         }
-        for (index_t c = vector_end + threadIdx.x; c < end; c += blockDim.x) {
+        for (index_t i = threadIdx.x; i < scalar_count; i += blockDim.x) {
+            const index_t c = i < head_count ? lo + i : vector_end + (i - head_count);
 #if LOSSK_LAYOUT == LAYOUT_ROWS_SHARED
-            const T raw = chunk_values[c - begin];
+            const T raw = chunk_values[c - origin];
 #else
             const T raw = logits[start + c];
 #endif

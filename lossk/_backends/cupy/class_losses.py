@@ -18,7 +18,9 @@ from typing import Any
 from ..._dispatch import register
 from . import arguments, compiler, launch, specialisation
 from .interop import DeviceArrays, usable_out
-from .launch import CLASS_THREADS, FINISH_THREADS, grid_for_elements, is_aligned, plan_cross_entropy, vector_width
+from .launch import (
+    CLASS_THREADS, FINISH_THREADS, grid_for_elements, is_aligned, plan_cross_entropy, same_vector_offset, vector_width,
+)
 from .layout import class_layout
 from .scaling import host_upstream, reciprocal, upstream_kind
 from .specialisation import DTYPE_CODES, CrossEntropyLayout
@@ -130,10 +132,9 @@ def cross_entropy(
         else:
             partials = arrays.scratch(width * plan.workers, accumulator) if reduce else None
             logits_pointer, grad_pointer = arrays.pointer(x), arrays.pointer(grad)
-            vectorised = (
-                plan.layout != CrossEntropyLayout.THREAD_PER_ROW
-                and (classes * itemsize) % 16 == 0
-                and is_aligned(logits_pointer, grad_pointer or None)
+            # the row layouts peel each row's misaligned head, given the same offset in logits and gradient
+            vectorised = plan.layout != CrossEntropyLayout.THREAD_PER_ROW and same_vector_offset(
+                logits_pointer, grad_pointer or None
             )
             compiler.launch(
                 spec, "lossk_cross_entropy", plan.grid, plan.threads,

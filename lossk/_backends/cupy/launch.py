@@ -79,6 +79,41 @@ def is_aligned(*pointers: int | None) -> bool:
     return all(p % VECTOR_BYTES == 0 for p in pointers if p is not None)
 
 
+def same_vector_offset(*pointers: int | None) -> bool:
+    """Whether every pointer given (None skipped) lies the same distance past a 16-byte boundary: then the
+    row layouts of cross_entropy.cu peel the same head off every row of each and use vectors for the rest."""
+    return len({p % VECTOR_BYTES for p in pointers if p is not None}) <= 1
+
+
+@dataclass(frozen=True)
+class RowChunk:
+    """The classes one block of a cluster handles in a row (cross_entropy.cu, row layouts)."""
+
+    lo: int
+    hi: int
+    vector_begin: int
+    vector_end: int
+    origin: int
+    """Class c is chunk_values[c - origin] in shared memory."""
+
+
+def row_chunks(classes: int, cluster: int, vec: int, misalignment: int, vectorised: bool = True) -> list[RowChunk]:
+    """The row split of cross_entropy.cu for a row whose start is ``misalignment`` elements past a 16-byte
+    boundary: the same integer arithmetic as the kernel, here so the tests can check it covers every class
+    once, with aligned vectors and shared-memory offsets inside ``shared_chunk_elements + vec``."""
+    chunk = shared_chunk_elements(classes, cluster, vec)
+    head = min(vec - misalignment if vectorised and misalignment else 0, classes)
+    chunks = []
+    for rank in range(cluster):
+        lo = min(0 if rank == 0 else head + rank * chunk, classes)
+        hi = classes if rank == cluster - 1 else min(head + (rank + 1) * chunk, classes)
+        vector_begin = head if rank == 0 else lo
+        vector_end = vector_begin + (hi - vector_begin) // vec * vec if vectorised else vector_begin
+        origin = vector_begin - vec if vector_begin > lo else vector_begin
+        chunks.append(RowChunk(lo, hi, vector_begin, vector_end, origin))
+    return chunks
+
+
 def require_capability(dtype: str, capability: tuple[int, int]) -> None:
     """Raises a TypeError when the device cannot run kernels on ``dtype`` elements (bfloat16 below sm_80)."""
     if dtype == "bfloat16" and tuple(capability) < BFLOAT16_CAPABILITY:
@@ -123,7 +158,7 @@ class CrossEntropyPlan:
     workers: int
     """Blocks (or clusters) that each write one partial sum: the final reduction's count."""
     shared_bytes: int
-    """Dynamic shared memory per block (the row chunk, layout ROWS_SHARED)."""
+    """Dynamic shared memory per block (the row chunk and one vector for a misaligned head, ROWS_SHARED)."""
 
 
 def shared_chunk_elements(classes: int, cluster: int, vec: int) -> int:
@@ -174,13 +209,14 @@ def plan_cross_entropy(
     if not probability_target and compute_grad:
         usable = shared_limit - STATIC_SHARED_RESERVE
         sizes = CLUSTER_SIZES if tuple(capability) >= CLUSTER_CAPABILITY else (1,)
-        fitting = [c for c in sizes if shared_chunk_elements(classes, c, vec) * itemsize <= usable]
+        # a block holds its chunk and, in block 0, a row's misaligned head: one vector more
+        fitting = [c for c in sizes if (shared_chunk_elements(classes, c, vec) + vec) * itemsize <= usable]
         if fitting:
             preferred = [c for c in fitting if shared_chunk_elements(classes, c, vec) * itemsize <= chunk_bytes_target]
             cluster = preferred[0] if preferred else fitting[-1]
             chunk = shared_chunk_elements(classes, cluster, vec)
             return CrossEntropyPlan(
                 CrossEntropyLayout.ROWS_SHARED, cluster, row_threads(chunk, vec), workers * cluster, workers,
-                chunk * itemsize,
+                (chunk + vec) * itemsize,
             )
     return CrossEntropyPlan(CrossEntropyLayout.ROWS_STREAMED, 1, row_threads(classes, vec), workers, workers, 0)
