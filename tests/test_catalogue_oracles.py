@@ -292,6 +292,33 @@ def test_stable_focal_is_finite_where_torchvision_is_not():
     assert loss[0] == pytest.approx(0.25 * math.log1p(math.exp(-40.0)) * math.sqrt(q), rel=1e-12)
 
 
+@pytest.mark.parametrize(
+    "logits, targets, alpha, gamma",
+    [
+        ([1000.0], [1.0], -1.0, 0.0),  # optax #1267: NaN gradient at gamma=0.0
+        ([100.0], [1.0], 0.25, 0.5),  # optax PR #1346's test: finite gradient at gamma=0.5 ...
+        ([100.0], [1.0], 0.25, 1.5),  # ... and finite Hessian at gamma=1.5
+        ([-100.0, -100.0, 100.0, 100.0], [0.0, 1.0, 0.0, 1.0], 0.25, 0.5),  # kornia #918: all-NaN gradients
+        ([18.0], [1.0], 0.5, 0.0),  # facebookresearch/sam3 #576: 0 ** -1 in a fused backward at gamma=0
+    ],
+)
+def test_stable_focal_on_tracker_cases(logits, targets, alpha, gamma):
+    """The extreme inputs of the focal-loss bug reports: finite loss, gradient and Hessian, equal to the limits
+    (the gradient is -a_t on a confidently wrong logit, 0 on a confidently right one; at gamma = 0 the loss is the
+    weighted BCE)."""
+    arrays = {"input": np.array(logits), "target": np.array(targets)}
+    loss, grads, hessians = oracle_none("sigmoid_focal_loss", arrays, alpha=alpha, gamma=gamma,
+                                        oracle=co.stable_sigmoid_focal_loss)
+    assert np.isfinite(loss).all() and np.isfinite(grads["input"]).all() and np.isfinite(hessians["input"]).all()
+    x, t = np.array(logits), np.array(targets)
+    a_t = np.ones_like(t) if alpha < 0 else alpha * t + (1 - alpha) * (1 - t)
+    wrong = (x > 0) != (t > 0)
+    np.testing.assert_allclose(grads["input"], np.where(wrong, a_t * np.sign(x), 0.0), atol=1e-7)
+    if gamma == 0:
+        bce = F.binary_cross_entropy_with_logits(t64(x), t64(t), reduction="none").numpy()
+        np.testing.assert_allclose(loss, a_t * bce, rtol=1e-12)
+
+
 # ---- PyTorch losses ------------------------------------------------------------------------------------------------
 # Reference formulas of torch/testing/_internal/common_nn.py (torch 2.13), transcribed
 
