@@ -20,6 +20,10 @@ included. The gradient with respect to a floating target of any other loss is co
 lossk's reference (``backend="array_api"``) with the framework's own autodiff — exact, slower, and only
 when that gradient is asked for."""
 
+CLASS_AXIS_LOSSES = frozenset({"cross_entropy", "nll_loss"})
+"""Losses whose unreduced value drops the class axis 1 of an (N, C, ...) input (an unbatched (C,) input gives
+a 0-d loss); every other loss's unreduced value has the input's shape."""
+
 UNWRAPPED_OPTIONS = frozenset({"return_z_loss"})
 """Options that change the number of results; the wrappers return the loss alone."""
 
@@ -70,3 +74,10 @@ def upstream_axes(loss_shape: tuple[int, ...], input_shape: tuple[int, ...]) -> 
     if len(input_shape) >= 2 and loss_shape == (input_shape[0], *input_shape[2:]):
         return (1,)
     return None
+
+
+def unreduced_shape(name: str, input_shape: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The shape of a loss's unreduced value (reduction='none') for an input of ``input_shape``."""
+    if name not in CLASS_AXIS_LOSSES:
+        return input_shape
+    return (input_shape[0], *input_shape[2:]) if len(input_shape) >= 2 else ()

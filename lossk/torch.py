@@ -132,20 +132,20 @@ def _value_and_grad(op: _LossOp, input: torch.Tensor, target: torch.Tensor, *res
     return _from_lossk(loss, input), _from_lossk(grad, input)
 
 
-def _loss_shape(op: _LossOp, input: torch.Tensor, target: torch.Tensor, arrays: Sequence[Any],
-                scalars: Sequence[Any]) -> tuple[int, ...]:
-    """The unreduced loss's shape: what PyTorch's namesake gives (it runs on fake tensors here)."""
-    if op.lossk_options(arrays, scalars).get("reduction") != "none":
+def _loss_shape(op: _LossOp, input: torch.Tensor, scalars: Sequence[Any]) -> tuple[int, ...]:
+    """The loss's shape, for the fake implementation (symbolic shapes included).
+
+    (PyTorch's own meta function of ``cross_entropy`` gives a 0-d result for reduction='none' under dynamic
+    shapes, and lossk's reference makes real constants that fake tracing refuses: hence a rule.)
+    """
+    if dict(zip(op.scalar_options, scalars)).get("reduction") != "none":
         return ()
-    namesake = getattr(F, op.name, None)
-    if namesake is None:
-        return tuple(input.shape)
-    return tuple(namesake(input, target, reduction="none").shape)
+    return _autodiff.unreduced_shape(op.name, tuple(input.shape))
 
 
 def _fake(op: _LossOp, input: torch.Tensor, target: torch.Tensor, *rest: Any) -> tuple[torch.Tensor, ...]:
-    arrays, scalars, _ = op.split(rest)
-    return input.new_empty(_loss_shape(op, input, target, arrays, scalars)), torch.empty_like(input)
+    _, scalars, _ = op.split(rest)
+    return input.new_empty(_loss_shape(op, input, scalars)), torch.empty_like(input)
 
 
 def _reference_vjp(op: _LossOp, input: torch.Tensor, target: torch.Tensor, *rest: Any) -> list[torch.Tensor]:
@@ -372,6 +372,137 @@ def _module_class(name: str, function: Callable[..., torch.Tensor]) -> type | No
     return type(class_name, (base,), {"__init__": __init__, "forward": forward, "__doc__": doc,
                                       "__module__": __name__})
 
+
+# --- linear_cross_entropy: three differentiable arguments ------------------------------------------------
+
+_NO_IGNORED_CLASS = -(2**63)
+"""PyTorch's ``ignore_index=None`` (no class ignored): an index no target can hold."""
+
+_LINEAR_SCHEMA = (
+    "(Tensor input, Tensor linear_weight, Tensor target, Tensor? linear_bias, Tensor? weight, str reduction, "
+    "int ignore_index, float label_smoothing, float z_loss, float? softcap, int? chunk_size, str backend"
+)
+_LINEAR_OPTIONS = ("reduction", "ignore_index", "label_smoothing", "z_loss", "softcap", "chunk_size", "backend")
+
+
+def _linear_arguments(input: torch.Tensor, linear_weight: torch.Tensor, target: torch.Tensor,
+                      linear_bias: torch.Tensor | None, weight: torch.Tensor | None,
+                      *options: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    arrays = tuple(_to_lossk(t) for t in (input, linear_weight, target))
+    return arrays, {"linear_bias": _to_lossk(linear_bias), "weight": _to_lossk(weight),
+                    **dict(zip(_LINEAR_OPTIONS, options))}
+
+
+def _linear_gradients(grads: tuple[Any, ...], like: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    d_input, d_weight, d_bias = grads
+    return (_from_lossk(d_input, like[0]), _from_lossk(d_weight, like[1]),
+            like[0].new_empty((0,)) if d_bias is None else _from_lossk(d_bias, like[0]))
+
+
+@torch.library.custom_op(f"{_LIBRARY}::linear_cross_entropy", mutates_args=(),
+                         schema=_LINEAR_SCHEMA + ") -> (Tensor, Tensor, Tensor, Tensor)")
+def _linear_forward(input: torch.Tensor, linear_weight: torch.Tensor, target: torch.Tensor,
+                    linear_bias: torch.Tensor | None, weight: torch.Tensor | None,
+                    *options: Any) -> tuple[torch.Tensor, ...]:
+    """Loss and the three gradients in one chunked pass; for reduction='none' the loss alone (the gradient
+    of a weighted sum of rows is computed in the backward pass, which knows the weights)."""
+    arrays, kwargs = _linear_arguments(input, linear_weight, target, linear_bias, weight, *options)
+    if kwargs["reduction"] == "none":
+        loss = lossk.linear_cross_entropy(*arrays, **kwargs)
+        return _from_lossk(loss, input), input.new_empty((0,)), input.new_empty((0,)), input.new_empty((0,))
+    loss, grads = lossk.linear_cross_entropy.value_and_grad(*arrays, **kwargs)
+    return (_from_lossk(loss, input), *_linear_gradients(grads, (input, linear_weight)))
+
+
+@_linear_forward.register_fake
+def _linear_forward_fake(input: torch.Tensor, linear_weight: torch.Tensor, target: torch.Tensor,
+                         linear_bias: torch.Tensor | None, weight: torch.Tensor | None,
+                         reduction: str, *options: Any) -> tuple[torch.Tensor, ...]:
+    if reduction == "none":
+        empty = input.new_empty((0,))
+        return input.new_empty((input.shape[0],)), empty, empty.clone(), empty.clone()
+    bias = input.new_empty((0,)) if linear_bias is None else torch.empty_like(linear_bias)
+    return input.new_empty(()), torch.empty_like(input), torch.empty_like(linear_weight), bias
+
+
+@torch.library.custom_op(f"{_LIBRARY}::linear_cross_entropy_backward", mutates_args=(),
+                         schema=_LINEAR_SCHEMA + ", Tensor grad_output) -> (Tensor, Tensor, Tensor)")
+def _linear_backward(input: torch.Tensor, linear_weight: torch.Tensor, target: torch.Tensor,
+                     linear_bias: torch.Tensor | None, weight: torch.Tensor | None,
+                     *options_and_grad_output: Any) -> tuple[torch.Tensor, ...]:
+    """The three gradients of ``sum(grad_output * loss)`` for reduction='none'."""
+    *options, grad_output = options_and_grad_output
+    arrays, kwargs = _linear_arguments(input, linear_weight, target, linear_bias, weight, *options)
+    _, grads = lossk.linear_cross_entropy.value_and_grad(*arrays, grad_output=_to_lossk(grad_output), **kwargs)
+    return _linear_gradients(grads, (input, linear_weight))
+
+
+@_linear_backward.register_fake
+def _linear_backward_fake(input: torch.Tensor, linear_weight: torch.Tensor, target: torch.Tensor,
+                          linear_bias: torch.Tensor | None, *rest: Any) -> tuple[torch.Tensor, ...]:
+    bias = input.new_empty((0,)) if linear_bias is None else torch.empty_like(linear_bias)
+    return torch.empty_like(input), torch.empty_like(linear_weight), bias
+
+
+def _linear_setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor, ...]) -> None:
+    ctx.mark_non_differentiable(*output[1:])
+    if ctx.needs_input_grad[4]:
+        raise NotImplementedError("lossk.torch.linear_cross_entropy does not differentiate the class weight "
+                                  "`weight`; pass it detached")
+    ctx.reduction = inputs[5]
+    ctx.has_bias = inputs[3] is not None
+    ctx.arguments = inputs[5:]
+    if ctx.reduction == "none":
+        ctx.save_for_backward(*inputs[:5])
+    else:
+        ctx.save_for_backward(*output[1:])
+
+
+def _linear_backward_formula(ctx: Any, grad_output: torch.Tensor, *_grads_of_grads: Any) -> tuple[Any, ...]:
+    if torch.is_grad_enabled():
+        raise RuntimeError(_DOUBLE_BACKWARD.format(name="linear_cross_entropy"))
+    if ctx.reduction == "none":
+        d_input, d_weight, d_bias = _linear_backward(*ctx.saved_tensors, *ctx.arguments, grad_output)
+    else:
+        d_input, d_weight, d_bias = (_scale(g, grad_output) for g in ctx.saved_tensors)
+    return (d_input, d_weight, None, d_bias if ctx.has_bias else None, None, *(None for _ in ctx.arguments))
+
+
+_linear_forward.register_autograd(_linear_backward_formula, setup_context=_linear_setup_context)
+
+
+def linear_cross_entropy(
+    input: torch.Tensor,
+    linear_weight: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    linear_bias: torch.Tensor | None = None,
+    weight: torch.Tensor | None = None,
+    reduction: str = "mean",
+    ignore_index: int | None = None,
+    label_smoothing: float = 0.0,
+    options: Any = None,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    chunk_size: int | None = None,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """``torch.nn.functional.linear_cross_entropy`` computed by :func:`lossk.linear_cross_entropy`.
+
+    The logits are never materialised: lossk goes over the tokens in chunks in the forward pass and keeps
+    the gradients of ``input``, ``linear_weight`` and ``linear_bias`` (for reduction 'none' it computes them
+    in the backward pass, which knows each row's upstream gradient). ``ignore_index=None`` (PyTorch's
+    default) ignores no class. PyTorch's ``options`` is accepted and has no effect: lossk always chunks.
+    lossk additions (keyword-only): ``z_loss``, ``softcap``, ``chunk_size``, ``backend`` (see
+    :func:`lossk.linear_cross_entropy`). The class ``weight`` is not differentiated.
+    """
+    index = _NO_IGNORED_CLASS if ignore_index is None else ignore_index
+    loss, *_ = _linear_forward(input, linear_weight, target, linear_bias, weight, reduction, index,
+                               label_smoothing, z_loss, softcap, chunk_size, backend)
+    return loss
+
+
+__all__.append("linear_cross_entropy")
 
 _OPS: dict[str, Any] = {}
 for _name, _function_of_lossk in _autodiff.loss_functions().items():

@@ -1,0 +1,289 @@
+"""``lossk.torch``: PyTorch's signatures, autograd against ``torch.nn.functional``, gradcheck, torch.compile,
+in-place mode and a training run that must end with PyTorch's own weights.
+
+The configurations are those of ``tests/loss_cases.py`` (every loss, odd and empty shapes, weights, ignored
+rows, probability targets, saturated logits); every loss lossk exports must have one.
+"""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+
+import lossk  # noqa: E402
+import lossk.torch as lt  # noqa: E402
+from lossk import _autodiff  # noqa: E402
+
+from loss_cases import CASES, LARGE, draw, reductions, strided  # noqa: E402
+
+BACKENDS = ("numba", "array_api")
+TORCH_CASES = [case for case in CASES if np.prod(case.shape) <= LARGE]
+
+
+@pytest.fixture(autouse=True)
+def _quiet_reference() -> None:
+    # lossk's reference on torch tensors (the target gradients, backend="array_api") may warn about the
+    # namespace it runs in; that is lossk's business (issue 9), not what these tests check.
+    warnings.filterwarnings("ignore", module="lossk")
+    warnings.filterwarnings("ignore", module="array_api_compat")
+
+
+def _tensors(case, rng, *, differentiable=False, dtype=torch.float64):
+    input, target, arrays = draw(case, rng, differentiable=differentiable)
+    as_tensor = lambda a: torch.from_numpy(a).to(dtype) if np.issubdtype(a.dtype, np.floating) else torch.from_numpy(a)  # noqa: E731
+    return as_tensor(input), as_tensor(target), {k: as_tensor(v) for k, v in arrays.items()}
+
+
+def _upstream(loss, rng):
+    """A random upstream gradient shaped like the loss."""
+    return torch.from_numpy(rng.uniform(0.5, 1.5, tuple(loss.shape))).to(loss.dtype)
+
+
+def test_every_lossk_loss_is_wrapped_with_pytorchs_signature():
+    for name in _autodiff.loss_functions():
+        assert name in lt.__all__
+        namesake = getattr(F, name, None)
+        if namesake is None:
+            continue
+        ours = inspect.signature(getattr(lt, name)).parameters
+        theirs = inspect.signature(namesake).parameters
+        assert list(ours)[: len(theirs)] == list(theirs), name
+        for p in theirs.values():
+            assert ours[p.name].default == p.default and ours[p.name].kind == p.kind, (name, p.name)
+    classes = {n for n in lossk.__all__ if isinstance(c := getattr(lossk, n), type) and issubclass(c, lossk.Loss)}
+    assert classes - {"Loss"} <= set(lt.__all__)
+
+
+def test_every_loss_has_a_case():
+    assert set(_autodiff.loss_functions()) <= {case.loss for case in CASES}
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_unreduced_shape_rule(case, seed):
+    """The fake implementations' shape rule agrees with lossk for every configuration."""
+    input, target, arrays = draw(case, np.random.default_rng(seed))
+    loss = getattr(lossk, case.loss)(input, target, reduction="none", **case.options, **arrays)
+    assert tuple(loss.shape) == _autodiff.unreduced_shape(case.loss, input.shape)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("case", TORCH_CASES, ids=lambda c: c.id)
+def test_value_and_gradients_match_torch(case, backend, seed):
+    rng = np.random.default_rng(seed)
+    input, target, arrays = _tensors(case, rng)
+    floating_target = target.is_floating_point()
+    for reduction in reductions(case.loss):
+        leaves = [input.clone().requires_grad_(), target.clone().requires_grad_(floating_target)]
+        ours = getattr(lt, case.loss)(*leaves, reduction=reduction, backend=backend, **case.options, **arrays)
+        mirror = [leaf.detach().clone().requires_grad_(leaf.requires_grad) for leaf in leaves]
+        torch_target = mirror[1] if floating_target else mirror[1].long()  # PyTorch takes int64 indices only
+        theirs = getattr(F, case.loss)(mirror[0], torch_target, reduction=reduction, **case.options, **arrays)
+        torch.testing.assert_close(ours, theirs, rtol=1e-10, atol=1e-12, equal_nan=True)
+        upstream = _upstream(theirs, rng)
+        wanted = [leaf for leaf in leaves if leaf.requires_grad]
+        grads = torch.autograd.grad(ours, wanted, upstream, allow_unused=False)
+        expected = torch.autograd.grad(theirs, [m for m in mirror if m.requires_grad], upstream)
+        if case.loss == "binary_cross_entropy" and len(grads) == 2:
+            # d/d target at a probability of exactly 0 or 1: PyTorch differentiates the unclamped logs
+            # (inf), lossk the loss it computes (logs clamped at -100)
+            clamped = (input == 0) | (input == 1)
+            grads, expected = (grads[0], grads[1][~clamped]), (expected[0], expected[1][~clamped])
+        if case.loss == "kl_div" and len(grads) == 2 and not case.options["log_target"]:
+            # d/d target of y log y at y = 0 (-inf) is no number for either library
+            grads, expected = (grads[0], grads[1][target != 0]), (expected[0], expected[1][target != 0])
+        for g, e in zip(grads, expected):
+            torch.testing.assert_close(g, e, rtol=1e-9, atol=1e-12, equal_nan=True)
+
+
+@pytest.mark.parametrize("case", [c for c in TORCH_CASES if np.prod(c.shape) and not c.saturated], ids=lambda c: c.id)
+def test_gradcheck(case, seed):
+    rng = np.random.default_rng(seed)
+    input, target, arrays = _tensors(case, rng, differentiable=True)
+    loss = getattr(lt, case.loss)
+    # kl_div's probability target lives on [0, inf): finite differences around small values leave it
+    target_differentiable = target.is_floating_point() and case.options.get("log_target", True)
+    inputs = (input.requires_grad_(), target.requires_grad_(target_differentiable))
+    for reduction in reductions(case.loss):
+        if reduction == "mean" and case.target == "all_ignored":
+            continue  # a mean over no rows is NaN, as in PyTorch (test_value_and_gradients_match_torch)
+        assert torch.autograd.gradcheck(
+            lambda x, t: loss(x, t, reduction=reduction, backend="numba", **case.options, **arrays), inputs
+        )
+
+
+@pytest.mark.parametrize(("name", "option"), [("mse_loss", "weight"), ("binary_cross_entropy_with_logits", "pos_weight"),
+                                              ("cross_entropy", "weight")])
+def test_gradcheck_of_a_weight(name, option, seed):
+    rng = np.random.default_rng(seed)
+    shape = (5, 4)
+    input = torch.from_numpy(rng.normal(0, 2, shape)).requires_grad_()
+    if name == "cross_entropy":
+        target = torch.from_numpy(rng.integers(0, 4, 5))
+    else:
+        target = torch.from_numpy(rng.uniform(0, 1, shape))
+    weight = torch.from_numpy(rng.uniform(0.5, 2, shape if name == "mse_loss" else (4,))).requires_grad_()
+    loss = getattr(lt, name)
+    assert torch.autograd.gradcheck(lambda x, w: loss(x, target, **{option: w}), (input, weight))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_strided_and_float32(backend, seed):
+    rng = np.random.default_rng(seed)
+    x = strided(rng.normal(0, 2, (37, 41)).astype(np.float32))
+    y = strided(rng.normal(0, 2, (37, 41)).astype(np.float32))
+    labels = torch.from_numpy(rng.integers(0, 41, 37))
+    for name, target in (("huber_loss", torch.from_numpy(y)), ("cross_entropy", labels)):
+        leaf = torch.from_numpy(x).requires_grad_()
+        assert not leaf.is_contiguous()
+        getattr(lt, name)(leaf, target, backend=backend).backward()
+        mirror = torch.from_numpy(x).requires_grad_()
+        getattr(F, name)(mirror, target).backward()
+        torch.testing.assert_close(leaf.grad, mirror.grad, rtol=1e-5, atol=1e-7)
+
+
+def test_bfloat16(seed):
+    rng = np.random.default_rng(seed)
+    logits = torch.from_numpy(rng.normal(0, 2, (9, 11))).to(torch.bfloat16)
+    labels = torch.from_numpy(rng.integers(0, 11, 9))
+    ours, theirs = logits.clone().requires_grad_(), logits.clone().requires_grad_()
+    lt.cross_entropy(ours, labels, backend="numba").backward()
+    F.cross_entropy(theirs, labels).backward()
+    assert ours.grad.dtype == torch.bfloat16
+    torch.testing.assert_close(ours.grad, theirs.grad, rtol=2e-2, atol=2e-3)
+
+
+def test_module_classes_match_torch(seed):
+    rng = np.random.default_rng(seed)
+    x = torch.from_numpy(rng.normal(0, 2, (6, 5)))
+    labels = torch.from_numpy(rng.integers(0, 5, 6))
+    y = torch.from_numpy(rng.uniform(0, 1, (6, 5)))
+    weight = torch.from_numpy(rng.uniform(0.5, 2, 5))
+    for ours, theirs, target in (
+        (lt.CrossEntropyLoss(weight, label_smoothing=0.1, reduction="sum"),
+         torch.nn.CrossEntropyLoss(weight, label_smoothing=0.1, reduction="sum"), labels),
+        (lt.HuberLoss("none", 0.5), torch.nn.HuberLoss("none", 0.5), y),
+        (lt.BCEWithLogitsLoss(pos_weight=weight), torch.nn.BCEWithLogitsLoss(pos_weight=weight), y),
+        (lt.KLDivLoss(reduction="batchmean"), torch.nn.KLDivLoss(reduction="batchmean"), y),
+    ):
+        assert isinstance(ours, type(theirs))
+        torch.testing.assert_close(ours(x, target), theirs(x, target))
+    assert lt.CrossEntropyLoss(z_loss=1e-4).lossk_options["z_loss"] == 1e-4
+
+
+def test_linear_cross_entropy(seed):
+    rng = np.random.default_rng(seed)
+    x = torch.from_numpy(rng.normal(0, 1, (7, 4))).requires_grad_()
+    w = torch.from_numpy(rng.normal(0, 1, (9, 4))).requires_grad_()
+    b = torch.from_numpy(rng.normal(0, 1, 9)).requires_grad_()
+    labels = torch.from_numpy(rng.integers(0, 9, 7))
+    for reduction in ("mean", "sum", "none"):
+        options = {"linear_bias": b, "reduction": reduction, "label_smoothing": 0.1}
+        assert torch.autograd.gradcheck(
+            lambda x, w, b: lt.linear_cross_entropy(x, w, labels, **{**options, "linear_bias": b}, chunk_size=3),
+            (x, w, b),
+        )
+        torch.testing.assert_close(
+            lt.linear_cross_entropy(x, w, labels, **options), F.linear_cross_entropy(x, w, labels, **options)
+        )
+
+
+def test_double_backward_raises():
+    x = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    (grad,) = torch.autograd.grad(lt.mse_loss(x, torch.zeros_like(x)), x)  # first order works
+    assert grad.shape == x.shape
+    with pytest.raises(RuntimeError, match="double backward"):
+        torch.autograd.grad(lt.mse_loss(x, torch.zeros_like(x)), x, create_graph=True)
+
+
+def test_opcheck():
+    x = torch.randn(6, 5, dtype=torch.float64)
+    labels = torch.randint(0, 5, (6,))
+    for reduction in ("mean", "none"):
+        args = (x.clone().requires_grad_(), labels, None, -100, reduction, 0.1, 0.0, None, "auto")
+        torch.library.opcheck(torch.ops.lossk.cross_entropy.default, args)
+
+
+def test_inplace_overwrites_the_logits_with_their_gradient(seed):
+    rng = np.random.default_rng(seed)
+    hidden = torch.from_numpy(rng.normal(0, 1, (8, 4))).requires_grad_()
+    head = torch.from_numpy(rng.normal(0, 1, (6, 4))).requires_grad_()
+    labels = torch.from_numpy(rng.integers(0, 6, 8))
+    logits = hidden @ head.T
+    loss = lt.cross_entropy(logits, labels, inplace=True, label_smoothing=0.1)
+    expected_grad = lossk.cross_entropy.grad(
+        (hidden @ head.T).detach().numpy(), labels.numpy(), label_smoothing=0.1
+    )
+    np.testing.assert_allclose(logits.detach().numpy(), expected_grad, rtol=1e-12)
+    (loss * 2).backward()
+    reference_hidden, reference_head = hidden.detach().clone().requires_grad_(), head.detach().clone().requires_grad_()
+    (2 * F.cross_entropy(reference_hidden @ reference_head.T, labels, label_smoothing=0.1)).backward()
+    torch.testing.assert_close(hidden.grad, reference_hidden.grad)
+    torch.testing.assert_close(head.grad, reference_head.grad)
+    with pytest.raises(RuntimeError, match="leaf"):
+        lt.cross_entropy(torch.randn(3, 6, requires_grad=True), labels[:3], inplace=True)
+    saved_by_exp = torch.randn(3, 6, requires_grad=True).exp()  # exp saves its output for its backward
+    loss = lt.cross_entropy(saved_by_exp, labels[:3], inplace=True)
+    with pytest.raises(RuntimeError, match="inplace"):
+        loss.backward()
+
+
+def _train(loss_function, dtype, steps=100):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(12, 32), torch.nn.Tanh(), torch.nn.Linear(32, 10)).to(dtype)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9)
+    generator = torch.Generator().manual_seed(1)
+    for _ in range(steps):
+        x = torch.randn(64, 12, generator=generator, dtype=dtype)
+        labels = torch.randint(0, 10, (64,), generator=generator)
+        optimizer.zero_grad()
+        loss_function(model(x), labels, label_smoothing=0.05).backward()
+        optimizer.step()
+    return [p.detach() for p in model.parameters()]
+
+
+@pytest.mark.parametrize(("dtype", "rtol"), [(torch.float64, 1e-10), (torch.float32, 1e-5)])
+def test_training_ends_with_pytorchs_weights(dtype, rtol):
+    ours = _train(lambda *a, **k: lt.cross_entropy(*a, **k, backend="numba"), dtype)
+    theirs = _train(F.cross_entropy, dtype)
+    initial = _train(F.cross_entropy, dtype, steps=0)
+    assert any(not torch.equal(a, b) for a, b in zip(theirs, initial))  # training moved the weights
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a, b, rtol=rtol, atol=rtol * float(b.abs().max()))
+
+
+def test_torch_compile_fullgraph():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 5))
+    x, labels, y = torch.randn(32, 8), torch.randint(0, 5, (32,)), torch.randn(32, 5)
+
+    def step(x, labels, y):
+        out = model(x)
+        return lt.cross_entropy(out, labels, label_smoothing=0.1) + lt.huber_loss(out, y, delta=0.5, reduction="sum")
+
+    compiled = torch.compile(step, fullgraph=True)
+    loss = compiled(x, labels, y)
+    loss.backward()
+    compiled_grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    eager = step(x, labels, y)
+    eager.backward()
+    torch.testing.assert_close(loss, eager)
+    for a, p in zip(compiled_grads, model.parameters()):
+        torch.testing.assert_close(a, p.grad)
+
+
+def test_unreduced_loss_under_dynamic_shapes():
+    x, labels = torch.randn(6, 5, requires_grad=True), torch.randint(0, 5, (6,))
+    weights = torch.arange(6.0)
+    compiled = torch.compile(lambda x, t: (lt.cross_entropy(x, t, reduction="none") * weights).sum(),
+                             fullgraph=True, dynamic=True, backend="aot_eager")
+    compiled(x, labels).backward()
+    expected = x.detach().clone().requires_grad_()
+    (F.cross_entropy(expected, labels, reduction="none") * weights).sum().backward()
+    torch.testing.assert_close(x.grad, expected.grad)
