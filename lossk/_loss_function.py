@@ -103,6 +103,10 @@ class LossFunction:
     def __repr__(self) -> str:
         return f"<lossk loss function {self.name}>"
 
+    def __get__(self, instance: Any, owner: type | None = None) -> LossFunction:
+        """A loss stored on a class stays the loss (no binding); also makes ``help`` show it as a routine."""
+        return self
+
     def __call__(self, input: Array, target: Array, /, *, backend: str = "auto", **options: Any) -> Array:
         """The loss: 0-d for reduction 'mean' and 'sum', the unreduced shape for 'none'."""
         loss, _ = self._run(input, target, backend, options, compute_grad=False)

@@ -107,6 +107,23 @@ class Domain:
 
 
 @dataclass(frozen=True)
+class Anchor:
+    """Literal per-element values from the test suite of the library a loss's formulation comes from.
+
+    The shared tests check both the loss's oracle and lossk against them (``reduction="none"``), so that a
+    torch-written oracle is itself checked once against the anchor.
+    """
+
+    source: str
+    """Where the numbers come from: the anchor's test file and test name."""
+    arrays: Mapping[str, tuple[float, ...]]
+    """The positional arguments by name: ``input``, ``target``, ..."""
+    expected: tuple[float, ...]
+    options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    atol: float = 1e-6
+
+
+@dataclass(frozen=True)
 class ElementwiseLoss:
     """One elementwise loss: the per-element formulation and everything derived from it (module docstring)."""
 
@@ -155,6 +172,8 @@ class ElementwiseLoss:
     ``<name>_element``."""
     check_values: Callable[[ModuleType, dict[str, Array]], None] | None = None
     """Data-dependent validation of the inputs (BCE's probabilities in [0, 1]); host-readable arrays only."""
+    anchors: tuple[Anchor, ...] = ()
+    """The anchor library's own test values, where the oracle is torch-written."""
 
     def __post_init__(self) -> None:
         if not self.cuda_function:

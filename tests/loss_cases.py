@@ -2,7 +2,9 @@
 
 Shared by the PyTorch oracle tests, the finite-difference tests and the kernel tests: odd sizes, unbatched,
 spatial and empty inputs, weights, ignored rows, label smoothing, exact 0/1 probabilities, ties (L1's
-subgradient) and saturated logits (±1e4).
+subgradient) and saturated logits (±1e4). The elementwise losses' cases come from the loss-spec table
+(``lossk._losses``): every shape, each option example, each array option, the domain's extreme inputs, so
+a loss added to the table is tested with no edit here. Cross-entropy and NLL are listed by hand.
 """
 
 from __future__ import annotations
@@ -11,6 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from lossk._losses import ELEMENTWISE_LOSSES
+from lossk._spec import ARRAY_KIND, FLAG_KIND, SCALAR_KIND, ElementwiseLoss
 
 SATURATED = 1e4
 
@@ -45,21 +50,40 @@ class Case:
 
 ELEMENTWISE_SHAPES = [(), (1,), (13,), (4, 7, 3), (0,)]
 
+
+def defaults(spec: ElementwiseLoss) -> dict[str, Any]:
+    """The scalar and flag options of ``spec`` at their defaults."""
+    return {o.name: o.default for o in spec.keyword_options if o.kind in (SCALAR_KIND, FLAG_KIND)}
+
+
+def elementwise_cases(spec: ElementwiseLoss) -> list[Case]:
+    """Every shape at the defaults; each option example; each array option and all of them together; the
+    domain's extreme inputs."""
+    base = defaults(spec)
+    arrays = tuple(o.name for o in spec.keyword_options if o.kind == ARRAY_KIND)
+    cases = [Case(spec.name, shape, base) for shape in ELEMENTWISE_SHAPES]
+    for option in spec.keyword_options:
+        cases += [Case(spec.name, (33,), {**base, option.name: value}) for value in option.examples]
+    cases += [Case(spec.name, (6, 5), base, arrays=(name,)) for name in arrays]
+    if len(arrays) > 1:
+        cases.append(Case(spec.name, (2, 3, 5), base, arrays=arrays))
+    if spec.domain.extremes:
+        cases.append(Case(spec.name, (2, 3, 5), base, arrays=arrays, saturated=True))
+    return cases
+
+
+def multi_chunk_cases(chunk: int) -> list[Case]:
+    """One case per elementwise loss spanning several chunks of a parallel kernel (and a tail), every
+    array option given."""
+    return [
+        Case(spec.name, (3, chunk + 7), defaults(spec), arrays=tuple(o.name for o in spec.keyword_options if o.kind == ARRAY_KIND),
+             saturated=bool(spec.domain.extremes))
+        for spec in ELEMENTWISE_LOSSES.values()
+    ]
+
+
 CASES: list[Case] = [
-    *(Case(loss, shape) for loss in ("l1_loss", "mse_loss") for shape in ELEMENTWISE_SHAPES),
-    *(Case(loss, (5, 9), arrays=("weight",)) for loss in ("l1_loss", "mse_loss")),
-    *(Case("huber_loss", shape, {"delta": 1.0}) for shape in ELEMENTWISE_SHAPES),
-    Case("huber_loss", (33,), {"delta": 0.3}),
-    Case("huber_loss", (6, 5), {"delta": 2.5}, arrays=("weight",)),
-    *(Case("smooth_l1_loss", shape, {"beta": 1.0}) for shape in ELEMENTWISE_SHAPES),
-    Case("smooth_l1_loss", (33,), {"beta": 0.25}),
-    Case("smooth_l1_loss", (6, 5), {"beta": 0.0}),
-    *(Case("binary_cross_entropy", shape) for shape in ELEMENTWISE_SHAPES),
-    Case("binary_cross_entropy", (6, 5), arrays=("weight",)),
-    *(Case("binary_cross_entropy_with_logits", shape) for shape in ELEMENTWISE_SHAPES),
-    Case("binary_cross_entropy_with_logits", (6, 5), arrays=("weight",)),
-    Case("binary_cross_entropy_with_logits", (6, 5), arrays=("pos_weight",)),
-    Case("binary_cross_entropy_with_logits", (2, 3, 5), arrays=("weight", "pos_weight"), saturated=True),
+    *(case for spec in ELEMENTWISE_LOSSES.values() for case in elementwise_cases(spec)),
     *(
         Case("cross_entropy", shape, target="index")
         for shape in [(5,), (1, 1), (7, 5), (3, 4, 2, 3), (0, 4)]
@@ -85,8 +109,6 @@ CASES: list[Case] = [
     Case("nll_loss", (9, 6), arrays=("weight",), target="index"),
     Case("nll_loss", (9, 6), {"ignore_index": 3}, arrays=("weight",), target="ignored"),
     Case("nll_loss", (4, 6), target="all_ignored"),
-    *(Case("kl_div", shape, {"log_target": False}) for shape in [(6, 5), (3, 4, 2), (1,), (0, 3)]),
-    *(Case("kl_div", shape, {"log_target": True}) for shape in [(6, 5), (3, 4, 2)]),
     # large odd sizes: several chunks of a parallel kernel, and its tail
     Case("mse_loss", (129, 257), arrays=("weight",)),
     Case("binary_cross_entropy_with_logits", (129, 257), arrays=("pos_weight",)),
@@ -97,12 +119,28 @@ LARGE = 1000
 
 
 def reductions(loss: str) -> tuple[str, ...]:
-    return ("none", "mean", "sum", "batchmean") if loss == "kl_div" else ("none", "mean", "sum")
+    spec = ELEMENTWISE_LOSSES.get(loss)
+    return spec.reduction.choices if spec is not None else ("none", "mean", "sum")
 
 
 def log_softmax(z: np.ndarray, axis: int) -> np.ndarray:
     shifted = z - np.max(z, axis=axis, keepdims=True)
     return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+
+
+def draw_elementwise(
+    spec: ElementwiseLoss, shape: tuple[int, ...], options: dict[str, Any], array_options: tuple[str, ...],
+    rng: np.random.Generator, *, differentiable: bool = False, saturated: bool = False,
+) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """Input, target and array options of an elementwise loss, from its spec's domain and option draws."""
+    inputs = spec.domain.draw(rng, shape, {**defaults(spec), **options}, differentiable)
+    by_name = {o.name: o for o in spec.keyword_options}
+    arrays = {name: np.asarray(by_name[name].draw(rng, shape)) for name in array_options}
+    input = inputs["input"]
+    if saturated and input.size and not differentiable:
+        for extreme in spec.domain.extremes:
+            input.flat[rng.choice(input.size, max(1, input.size // 4), replace=False)] = extreme
+    return np.asarray(input), np.asarray(inputs["target"]), arrays
 
 
 def draw(
@@ -114,40 +152,13 @@ def draw(
     probabilities 0 and 1, saturated logits), for finite differences.
     """
     shape, loss = case.shape, case.loss
+    if loss in ELEMENTWISE_LOSSES:
+        return draw_elementwise(
+            ELEMENTWISE_LOSSES[loss], shape, case.options, case.arrays, rng, differentiable=differentiable,
+            saturated=case.saturated,
+        )
     arrays: dict[str, np.ndarray] = {}
-    if loss in ("l1_loss", "mse_loss", "huber_loss", "smooth_l1_loss"):
-        input = rng.normal(0, 2, shape)
-        target = rng.normal(0, 2, shape)
-        if differentiable:  # residuals at least 0.05 away from 0 and from the Huber/smooth-L1 thresholds
-            kinks = [0.0, *(v for k, v in case.options.items() if k in ("delta", "beta"))]
-            residual = input - target
-            for _ in range(10):
-                near = np.zeros(shape, bool)
-                for kink in kinks:
-                    near |= np.abs(np.abs(residual) - kink) < 0.05
-                residual = np.where(near, rng.normal(0, 2, shape), residual)
-            input = target + residual
-        else:
-            np.copyto(target, input, where=rng.random(shape) < 0.2)  # zero residuals: L1's subgradient
-        if "weight" in case.arrays:
-            arrays["weight"] = rng.uniform(0, 2, shape)
-    elif loss == "binary_cross_entropy":
-        input = rng.uniform(0.05, 0.95, shape)
-        if not differentiable:  # exact 0 and 1: PyTorch clamps the logs at -100
-            input[rng.random(shape) < 0.15] = 0.0
-            input[rng.random(shape) < 0.15] = 1.0
-        target = rng.uniform(0, 1, shape)
-        target[rng.random(shape) < 0.3] = 1.0
-        if "weight" in case.arrays:
-            arrays["weight"] = rng.uniform(0, 2, shape[-1:])  # broadcast along the last axis
-    elif loss == "binary_cross_entropy_with_logits":
-        input = rng.normal(0, 3, shape)
-        target = rng.uniform(0, 1, shape)
-        if "weight" in case.arrays:
-            arrays["weight"] = rng.uniform(0, 2, shape[-1:])
-        if "pos_weight" in case.arrays:
-            arrays["pos_weight"] = rng.uniform(0.2, 3, shape[-1:])
-    elif loss in ("cross_entropy", "nll_loss"):
+    if loss in ("cross_entropy", "nll_loss"):
         class_axis = 0 if len(shape) == 1 else 1
         n_classes = shape[class_axis]
         input = rng.normal(0, 3, shape)
@@ -167,14 +178,6 @@ def draw(
                 target = target.astype(np.int32)
         if "weight" in case.arrays:
             arrays["weight"] = rng.uniform(0.2, 2, (n_classes,))
-    elif loss == "kl_div":
-        class_axis = len(shape) - 1
-        input = log_softmax(rng.normal(0, 2, shape), class_axis)
-        target = np.exp(log_softmax(rng.normal(0, 2, shape), class_axis))
-        if case.options["log_target"]:
-            target = np.log(target)
-        else:
-            target[rng.random(shape) < 0.2] = 0.0  # y log y is 0 at y = 0
     else:  # pragma: no cover - every loss of CASES has a branch
         raise AssertionError(loss)
     if case.saturated and input.size and not differentiable:

@@ -8,13 +8,13 @@ import torch
 
 import lossk
 from lossk import _dispatch
+from lossk._losses import ELEMENTWISE_LOSSES
 
 X = np.linspace(0.1, 0.9, 12).reshape(3, 4)
 Y = X[::-1].copy()
 LABELS = np.array([0, 3, 1])
 
-ELEMENTWISE = ["l1_loss", "mse_loss", "huber_loss", "smooth_l1_loss", "binary_cross_entropy",
-               "binary_cross_entropy_with_logits", "kl_div"]
+ELEMENTWISE = list(ELEMENTWISE_LOSSES)
 EVERY_LOSS = [*ELEMENTWISE, "cross_entropy", "nll_loss"]
 
 

@@ -2,32 +2,48 @@
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import pytest
 import torch
+from loss_cases import draw_elementwise
 from torch_oracle import to_torch
 
 import lossk
+from lossk._losses import ELEMENTWISE_LOSSES
+from lossk._spec import ARRAY_KIND
+
+def _elementwise_classes() -> list[tuple[str, dict, str]]:
+    """Each spec's class with torch.nn's namesake: scalar options at their first example, the array options
+    torch.nn's class takes drawn per row."""
+    classes = []
+    for spec in ELEMENTWISE_LOSSES.values():
+        torch_class = getattr(torch.nn, spec.class_name, None)
+        if torch_class is None:
+            continue
+        accepted = inspect.signature(torch_class.__init__).parameters
+        options = {
+            o.name: "row" if o.kind == ARRAY_KIND else (o.examples[0] if o.examples else o.default)
+            for o in spec.keyword_options if o.name in accepted
+        }
+        classes.append((spec.class_name, options, spec.name))
+    return classes
+
 
 CLASSES = [
-    ("L1Loss", {}, "regression"),
-    ("MSELoss", {}, "regression"),
-    ("HuberLoss", {"delta": 0.7}, "regression"),
-    ("SmoothL1Loss", {"beta": 0.4}, "regression"),
-    ("BCELoss", {"weight": "row"}, "probability"),
-    ("BCEWithLogitsLoss", {"weight": "row", "pos_weight": "row"}, "regression"),
+    *_elementwise_classes(),
     ("CrossEntropyLoss", {"weight": "class", "ignore_index": 2, "label_smoothing": 0.1}, "index"),
     ("NLLLoss", {"weight": "class", "ignore_index": 0}, "index"),
-    ("KLDivLoss", {"log_target": True}, "regression"),
 ]
 
 
 def data(kind: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     if kind == "index":
         return rng.normal(size=(6, 5)), rng.integers(0, 5, 6)
-    if kind == "probability":
-        return rng.uniform(0.05, 0.95, (6, 5)), rng.uniform(0, 1, (6, 5))
-    return rng.normal(size=(6, 5)), rng.normal(size=(6, 5))
+    spec = ELEMENTWISE_LOSSES[kind]
+    input, target, _ = draw_elementwise(spec, (6, 5), {}, (), rng)
+    return input, target
 
 
 @pytest.mark.parametrize("reduction", ["none", "mean", "sum"])

@@ -1,8 +1,9 @@
 """The fused Numba elementwise kernels against the Array API reference (the specification).
 
-Values and gradients for every loss, option and reduction, forward-only and with an upstream gradient, in
-float16/32/64, on odd, empty, multi-chunk and non-contiguous inputs; ``out=`` and in-place gradients; losses
-bit-identical for any thread count; and the size from which ``backend="auto"`` picks Numba.
+Values, gradients and second derivatives for every loss of the spec table, option and reduction,
+forward-only and with an upstream gradient, in float16/32/64, on odd, empty, multi-chunk and non-contiguous
+inputs; ``out=`` and in-place gradients; losses bit-identical for any thread count; the size from which
+``backend="auto"`` picks Numba; and the generated kernel modules up to date with their specs.
 """
 
 from __future__ import annotations
@@ -12,33 +13,24 @@ import pytest
 
 numba = pytest.importorskip("numba")
 
-from loss_cases import CASES, Case, as_dtype, draw, reductions, strided
+from loss_cases import CASES, Case, as_dtype, defaults, draw, multi_chunk_cases, reductions, strided
 from lossk._kernels.numba.elementwise import CHUNK
+from torch_oracle import TOLERANCES
 
 import lossk
 from lossk import _dispatch
+from lossk._backends.numba import elementwise as numba_elementwise
 from lossk._backends.numba.elementwise import NUMBA_CROSSOVER_SIZE
+from lossk._losses import ELEMENTWISE_LOSSES, generate
+from lossk._reference import _elementwise as reference_elementwise
+from lossk._spec import prepare_arguments, resolve
 
-ELEMENTWISE_LOSSES = (
-    "l1_loss", "mse_loss", "huber_loss", "smooth_l1_loss", "binary_cross_entropy",
-    "binary_cross_entropy_with_logits", "kl_div",
-)
-
-RTOL = {np.float16: 2e-3, np.float32: 2e-5, np.float64: 1e-12}
+RTOL = {dtype: TOLERANCES[np.dtype(dtype)]["rtol"] for dtype in (np.float16, np.float32, np.float64)}
 """Relative tolerance per input dtype. float16 rounds a float32 result once more (2^-10 relative); float32
 allows the vectorised exp/log (<= 2 ULP) and float64-accumulated sums against NumPy's float32 sums."""
 
 KERNEL_CASES = [case for case in CASES if case.loss in ELEMENTWISE_LOSSES]
-MULTI_CHUNK = [
-    Case("mse_loss", (3, CHUNK + 7), arrays=("weight",)),
-    Case("l1_loss", (2 * CHUNK + 5,)),
-    Case("huber_loss", (CHUNK + 3, 2), {"delta": 0.8}),
-    Case("smooth_l1_loss", (2, CHUNK + 1), {"beta": 1.5}),
-    Case("binary_cross_entropy", (CHUNK + 9, 3), arrays=("weight",)),
-    Case("binary_cross_entropy_with_logits", (2, CHUNK + 11), arrays=("weight", "pos_weight"), saturated=True),
-    Case("kl_div", (CHUNK + 1, 3), {"log_target": True}),
-    Case("kl_div", (3, CHUNK + 1), {"log_target": False}),
-]
+MULTI_CHUNK = multi_chunk_cases(CHUNK)
 
 
 def assert_close(got: np.ndarray, expected: np.ndarray, dtype: type) -> None:
@@ -122,7 +114,7 @@ def test_special_values_propagate_like_the_reference(loss):
 @pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64], ids=lambda d: d.__name__)
 @pytest.mark.parametrize("loss", ELEMENTWISE_LOSSES)
 def test_out_receives_the_gradient(loss, dtype, rng):
-    case = Case(loss, (CHUNK + 3,), {"log_target": False} if loss == "kl_div" else {})
+    case = Case(loss, (CHUNK + 3,), defaults(ELEMENTWISE_LOSSES[loss]))
     input, target, options = arrays_of(case, rng, dtype, "contiguous")
     expected = getattr(lossk, loss).grad(input, target, backend="array_api", **options)
     for out in (np.full_like(input, np.nan), strided(np.full_like(input, np.nan))):
@@ -134,7 +126,7 @@ def test_out_receives_the_gradient(loss, dtype, rng):
 @pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64], ids=lambda d: d.__name__)
 @pytest.mark.parametrize("loss", ELEMENTWISE_LOSSES)
 def test_inplace_overwrites_the_input_with_its_gradient(loss, dtype, rng):
-    case = Case(loss, (5, CHUNK + 1), {"log_target": True} if loss == "kl_div" else {})
+    case = Case(loss, (5, CHUNK + 1), defaults(ELEMENTWISE_LOSSES[loss]))
     input, target, options = arrays_of(case, rng, dtype, "contiguous")
     expected_loss, expected_grad = getattr(lossk, loss).value_and_grad(
         input, target, reduction="sum", backend="array_api", **options
@@ -149,7 +141,7 @@ def test_inplace_overwrites_the_input_with_its_gradient(loss, dtype, rng):
 
 @pytest.mark.parametrize("loss", ELEMENTWISE_LOSSES)
 def test_loss_is_bit_identical_for_any_thread_count(loss, rng):
-    case = Case(loss, (7, CHUNK + 13), {"log_target": False} if loss == "kl_div" else {})
+    case = Case(loss, (7, CHUNK + 13), defaults(ELEMENTWISE_LOSSES[loss]))
     input, target, options = arrays_of(case, rng, np.float32, "contiguous")
     function = getattr(lossk, loss)
     threads = numba.get_num_threads()
@@ -182,3 +174,50 @@ def test_out_overlapping_the_target_gets_the_right_gradient(rng):
     grad = lossk.mse_loss.grad(input, target, out=out, backend="numba")
     assert grad is out
     assert_close(out, expected, np.float32)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: d.__name__)
+@pytest.mark.parametrize(
+    "case", [c for c in KERNEL_CASES if c.shape in ((13,), (33,), (6, 5), (2, 3, 5))] + MULTI_CHUNK[:1], ids=lambda c: c.id
+)
+def test_second_derivative_matches_reference(case, dtype, rng):
+    """The kernel's hess output (d2, weighted and scaled like the gradient) against the spec's array formula."""
+    spec = ELEMENTWISE_LOSSES[case.loss]
+    input, target, options = arrays_of(case, rng, dtype, "contiguous")
+    call = {o.name: o.default for o in spec.options} | options
+    _, call = prepare_arguments(spec, {"input": input, "target": target}, call)  # as the public function does
+    name, call = resolve(spec, call)  # smooth_l1_loss(beta=0) is l1_loss
+    spec = ELEMENTWISE_LOSSES[name]
+    for reduction in reductions(case.loss):
+        upstream = rng.normal(size=input.shape).astype(dtype) if reduction == "none" else 0.7
+        loss, grad, hess = numba_elementwise.evaluate(
+            spec, input, target, reduction=reduction, grad_output=upstream, compute_grad=True, compute_hess=True,
+            **call,
+        )
+        expected = reference_elementwise.evaluate(
+            spec, input, target, xp=np, reduction=reduction, grad_output=upstream, order=2, **call
+        )
+        for got, want in zip((loss, grad, hess), expected):
+            assert got.dtype == want.dtype == input.dtype
+            assert_close(got, want, dtype)
+
+
+def test_generated_kernel_modules_are_up_to_date():
+    """Each kernels/numba/pointwise/<loss>.py is what ``python -m lossk._losses.generate`` writes from its spec."""
+    for path, text in generate.expected_files().items():
+        assert path.exists(), f"{path.name} is missing: run python -m lossk._losses.generate"
+        assert path.read_text(encoding="utf-8") == text, f"{path.name} is stale: run python -m lossk._losses.generate"
+    assert generate.main(["--check"]) == 0
+
+
+def test_hess_slot_costs_nothing_when_not_asked(rng):
+    """Without a hess buffer the kernel's results are the same bits as with one (d2 is dead code there)."""
+    spec = ELEMENTWISE_LOSSES["huber_loss"]
+    input, target, options = arrays_of(Case("huber_loss", (CHUNK + 5,), defaults(spec)), rng, np.float32, "contiguous")
+    call = {**defaults(spec), "weight": None}
+    without = numba_elementwise.evaluate(spec, input, target, reduction="sum", grad_output=None, compute_grad=True, **call)
+    with_hess = numba_elementwise.evaluate(
+        spec, input, target, reduction="sum", grad_output=None, compute_grad=True, compute_hess=True, **call
+    )
+    assert without[2] is None and with_hess[2] is not None
+    assert without[0].tobytes() == with_hess[0].tobytes() and without[1].tobytes() == with_hess[1].tobytes()

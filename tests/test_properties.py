@@ -11,9 +11,12 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import array_shapes
+from loss_cases import draw_elementwise
 from torch_oracle import assert_close, to_numpy, torch_value_and_grad
 
 import lossk
+from lossk._losses import ELEMENTWISE_LOSSES
+from lossk._spec import ARRAY_KIND
 
 SETTINGS = settings(
     max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture], derandomize=False
@@ -52,38 +55,26 @@ def check_properties(backend, name, input, target, reduction, seed, options):
 
 @SETTINGS
 @given(
-    name=st.sampled_from(["l1_loss", "mse_loss", "huber_loss", "smooth_l1_loss", "binary_cross_entropy",
-                          "binary_cross_entropy_with_logits", "kl_div"]),
+    name=st.sampled_from(list(ELEMENTWISE_LOSSES)),
     shape=SHAPES,
     reduction=st.sampled_from(["none", "mean", "sum"]),
     weighted=st.booleans(),
-    parameter=st.sampled_from([0.0, 0.5, 1.0, 3.0]),
-    log_target=st.booleans(),
+    option_choice=st.integers(0, 3),
     seed=SEEDS,
 )
-def test_elementwise_losses(backend, name, shape, reduction, weighted, parameter, log_target, seed):
+def test_elementwise_losses(backend, name, shape, reduction, weighted, option_choice, seed):
+    """Every loss of the spec table, its data drawn from its domain, each scalar option at its default or one
+    of its examples, and (``weighted``) every array option drawn."""
     backend.require(name)
+    spec = ELEMENTWISE_LOSSES[name]
     rng = np.random.default_rng(seed)
-    options: dict = {}
-    if name == "binary_cross_entropy":
-        input, target = rng.uniform(0, 1, shape), rng.uniform(0, 1, shape)
-    elif name == "kl_div":
-        input, target = rng.normal(size=shape), rng.uniform(0, 1, shape)
-        if log_target:
-            target = np.log(target)
-        options["log_target"] = log_target
-    else:
-        input, target = rng.normal(0, 2, shape), rng.normal(0, 2, shape)
-    if name == "huber_loss":
-        options["delta"] = parameter or 1.0
-    if name == "smooth_l1_loss":
-        options["beta"] = parameter
-    if weighted and name in ("l1_loss", "mse_loss", "huber_loss", "binary_cross_entropy",
-                             "binary_cross_entropy_with_logits"):
-        options["weight"] = rng.uniform(0.1, 2, shape)
-    if weighted and name == "binary_cross_entropy_with_logits":
-        options["pos_weight"] = rng.uniform(0.1, 3, shape[-1:])
-    check_properties(backend, name, np.asarray(input), np.asarray(target), reduction, seed, options)
+    options = {
+        o.name: (o.default, *o.examples)[option_choice % (1 + len(o.examples))]
+        for o in spec.keyword_options if o.kind != ARRAY_KIND
+    }
+    arrays = tuple(o.name for o in spec.keyword_options if o.kind == ARRAY_KIND) if weighted else ()
+    input, target, array_options = draw_elementwise(spec, shape, options, arrays, rng)
+    check_properties(backend, name, input, target, reduction, seed, {**options, **array_options})
 
 
 @SETTINGS

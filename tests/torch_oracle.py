@@ -1,8 +1,10 @@
 """PyTorch autograd in float64 as the oracle every lossk backend is checked against.
 
-``torch_value_and_grad`` evaluates ``torch.nn.functional.<name>`` on float64 copies of NumPy inputs and
-returns the loss and d loss / d input as NumPy float64 arrays; ``assert_close`` compares a lossk result
-with it under the tolerance of the dtype lossk computed in.
+``torch_value_and_grad`` evaluates the loss's oracle — ``torch.nn.functional.<name>``, or for a loss PyTorch
+lacks the small torch-written formula its spec names (``ElementwiseLoss.oracle``) — on float64 copies of
+NumPy inputs and returns the loss and d loss / d input as NumPy float64 arrays; ``assert_close`` compares a
+lossk result with it under the tolerance of the dtype lossk computed in. :data:`TOLERANCES` is the one
+per-dtype tolerance table of the elementwise tests.
 """
 
 from __future__ import annotations
@@ -14,12 +16,23 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lossk._losses import ELEMENTWISE_LOSSES
+
 TOLERANCES: dict[Any, dict[str, float]] = {
     np.dtype(np.float64): {"rtol": 1e-10, "atol": 1e-12},
     np.dtype(np.float32): {"rtol": 2e-5, "atol": 2e-6},
     np.dtype(np.float16): {"rtol": 2e-3, "atol": 2e-3},
 }
-"""Per-dtype tolerances of a lossk result against the float64 oracle (atol is relative to the result's scale)."""
+"""Per-dtype tolerances of a lossk result against the float64 oracle (atol is relative to the result's scale),
+and of a fused kernel against the reference (``tests/test_numba_elementwise.py``, rtol)."""
+
+
+def oracle(name: str) -> Any:
+    """``oracle(input, target, *, reduction, **options)``: the torch function computing the loss ``name``."""
+    spec = ELEMENTWISE_LOSSES.get(name)
+    if spec is None or isinstance(spec.oracle, str):
+        return getattr(F, name if spec is None else spec.oracle.rsplit(".", 1)[1])
+    return lambda *arrays, **options: spec.oracle(torch, *arrays, **options)
 
 
 def to_torch(x: Any) -> Any:
@@ -34,11 +47,11 @@ def to_torch(x: Any) -> Any:
 def torch_value_and_grad(
     name: str, input: np.ndarray, target: np.ndarray, *, reduction: str, grad_output: Any = None, **options: Any
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(loss, d loss / d input) of ``torch.nn.functional.<name>`` in float64, as NumPy arrays."""
+    """(loss, d loss / d input) of the oracle of ``name`` in float64, as NumPy arrays."""
     x = to_torch(input).requires_grad_(True)
     with warnings.catch_warnings():  # kl_div's notice that 'mean' is not 'batchmean'
         warnings.simplefilter("ignore", UserWarning)
-        loss = getattr(F, name)(x, to_torch(target), reduction=reduction, **{k: to_torch(v) for k, v in options.items()})
+        loss = oracle(name)(x, to_torch(target), reduction=reduction, **{k: to_torch(v) for k, v in options.items()})
     if grad_output is None:
         upstream = torch.ones_like(loss)
     else:

@@ -32,9 +32,11 @@ def _kl_div_element(x, y, log_target):
 
 def _distributions(rng, shape, options, differentiable):
     """Log-probabilities along the last axis; target probabilities with 20% exact zeros (or their logs)."""
-    axis = len(shape) - 1
-    input = log_softmax(rng.normal(0, 2, shape), axis)
-    target = np.exp(log_softmax(rng.normal(0, 2, shape), axis))
+    if shape and 0 not in shape:
+        input = log_softmax(rng.normal(0, 2, shape), len(shape) - 1)
+        target = np.exp(log_softmax(rng.normal(0, 2, shape), len(shape) - 1))
+    else:  # a scalar or an empty input: no distribution to normalise
+        input, target = np.log(rng.uniform(0.05, 1, shape)), rng.uniform(0, 1, shape)
     if options["log_target"]:
         target = np.log(target)
     else:
