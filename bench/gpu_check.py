@@ -207,6 +207,8 @@ SANITIZER_CASES: dict[str, tuple[str, tuple[int, ...], dict[str, Any]]] = {
     "mse_loss": ("mse_loss", (1031, 17), {}),
     # cross-entropy in each layout and cluster size (float32 rows; the plan picks the cluster from the size)
     "cross_entropy-thread_per_row": ("cross_entropy", (257, 7, 5), {"label_smoothing": 0.1}),
+    "cross_entropy-streamed-strided": ("cross_entropy", (1, 5000, 3), {}),
+    "cross_entropy-shared-misaligned": ("cross_entropy", (7, 1001), {}),
     "cross_entropy-streamed-probabilities": ("cross_entropy", (33, 1500), {"probability": True}),
     "cross_entropy-shared-1": ("cross_entropy", (65, 4000), {"z_loss": 1e-4, "softcap": 30.0}),
     "cross_entropy-shared-2": ("cross_entropy", (17, 20000), {"label_smoothing": 0.1, "weight": True}),

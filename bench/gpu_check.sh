@@ -56,7 +56,9 @@ fi
 [ "$MODE" = rerun ] || PREVIOUS=""
 SITE=/tmp/site
 [ "$DRY" = 1 ] && SITE="$WORK/site"
-export ROOT OUT WORK PY MODE DRY PREVIOUS SITE KILL_AFTER
+export ROOT OUT WORK PY MODE DRY PREVIOUS SITE KILL_AFTER DEADLINE_PYTEST DEADLINE_BENCH
+INNER_GRACE=8
+export INNER_GRACE  # pytest and the benchmark get their own SIGINT this much earlier, to write their files
 export PYTHONPATH="$ROOT:$SITE${PYTHONPATH:+:$PYTHONPATH}"
 export CUPY_CACHE_DIR="${CUPY_CACHE_DIR:-/tmp/cupy_kernel_cache}"  # one NVRTC cache for every pytest worker
 
@@ -131,7 +133,8 @@ step_pytest() {
         helper stub-junit
         status=1  # the stub holds one failure
     else
-        PYTHONUNBUFFERED=1 "$PY" -m pytest "${tests[@]}" "${options[@]}"
+        PYTHONUNBUFFERED=1 timeout --signal=INT "$((DEADLINE_PYTEST - INNER_GRACE))" \
+            "$PY" -m pytest "${tests[@]}" "${options[@]}"
         status=$?
     fi
     helper failures
@@ -170,7 +173,8 @@ step_bench() {
     local options=(--json "$OUT/bench.json" --png "$OUT/bench.png")
     [ "$MODE" = rerun ] && options+=(--headline)
     [ "$DRY" = 1 ] && options+=(--dry-run)
-    PYTHONUNBUFFERED=1 "$PY" bench/gpu_benchmark.py "${options[@]}"
+    PYTHONUNBUFFERED=1 timeout --signal=INT "$((DEADLINE_BENCH - INNER_GRACE))" \
+        "$PY" bench/gpu_benchmark.py "${options[@]}"
 }
 
 # ---- 5. determinism -----------------------------------------------------------------------------------------------

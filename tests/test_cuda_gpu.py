@@ -145,6 +145,8 @@ LONG_ROWS = [
     ((3, 50000), "probability"),  # probabilities: streamed
     ((6, 40), "ignored"),
     ((5, 17, 3), "ignored"),  # one thread per row
+    ((1, 5000, 3), "index"),  # few long strided rows: a block each, stride 3
+    ((2, 3001, 2), "probability"),
     ((9, 1), "index"),  # rows of length 1
 ]
 

@@ -176,6 +176,10 @@ def test_other_rows_are_streamed_or_one_per_thread() -> None:
     assert plan(64, 2**20, 1).layout == CrossEntropyLayout.ROWS_STREAMED  # 4 MB rows: 512 KB per block of 8
     assert plan(64, 50000, 1, probability=True).layout == CrossEntropyLayout.ROWS_STREAMED
     assert plan(64 * 128, 21, 128).layout == CrossEntropyLayout.THREAD_PER_ROW  # (N, C, d): strided classes
+    assert plan(64 * 128, 4096, 128).layout == CrossEntropyLayout.THREAD_PER_ROW  # enough rows to fill the GPU
+    strided = plan(8, 131072, 8)  # (1, 131072, 8): eight long rows, a block each instead of eight threads
+    assert (strided.layout, strided.grid, strided.threads, strided.shared_bytes) == (
+        CrossEntropyLayout.ROWS_STREAMED, 8, launch.MAX_ROW_THREADS, 0)
     assert plan(1000, 1, 1).layout == CrossEntropyLayout.THREAD_PER_ROW  # rows of length 1
     small = plan(5, 10, 1)
     assert (small.layout, small.grid, small.workers, small.shared_bytes) == (CrossEntropyLayout.THREAD_PER_ROW, 1, 1, 0)
@@ -574,6 +578,7 @@ def test_elementwise_host_writes_into_out_and_in_place(launches: list[dict]) -> 
         ((3, 300000), "index", {"z_loss": 1e-4, "return_z_loss": True}, CrossEntropyLayout.ROWS_SHARED),
         ((64, 2000), "probability", {"softcap": 30.0}, CrossEntropyLayout.ROWS_STREAMED),
         ((5, 7, 3), "index", {"label_smoothing": 0.1, "weight": True}, CrossEntropyLayout.THREAD_PER_ROW),
+        ((2, 3000, 3), "index", {"z_loss": 1e-4}, CrossEntropyLayout.ROWS_STREAMED),  # strided rows
     ],
 )
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
@@ -604,6 +609,8 @@ def test_cross_entropy_host_launches(launches: list[dict], shape: tuple, target_
     assert grad is x and int(main["args"][0]) == int(main["args"][5])  # in place
     if flags["LOSSK_LAYOUT"] == CrossEntropyLayout.ROWS_SHARED:
         assert main["grid"] % flags["LOSSK_CLUSTER"] == 0 and main["shared"] > 0
+    if len(shape) > 2:
+        assert int(main["args"][12]) == 0  # strided rows: no vectors
     if full["return_z_loss"]:
         loss, z_term = result
         assert loss.shape == z_term.shape

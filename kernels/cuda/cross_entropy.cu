@@ -13,8 +13,8 @@
 // first logit (ref) to keep s lse - sum q z free of cancellation when logits are large.
 //
 // Three layouts (LOSSK_LAYOUT), chosen by the host from the shape:
-//   0 rows, streamed: one block per contiguous row (class axis last, C large); pass two re-reads the row
-//     (from L2 when it is still there). Any C.
+//   0 rows, streamed: one block per row (class axis last, C large; or few rows of (N, C, d1, ...) with
+//     large C, read with stride S, no vectors); pass two re-reads the row (from L2 when it is still there).
 //   1 rows in shared memory: a row is split across a thread-block cluster of LOSSK_CLUSTER blocks (sm_90
 //     distributed shared memory; LOSSK_CLUSTER = 1 is a plain block) and each block keeps its chunk in
 //     shared memory, so the logits are read from HBM exactly once. Class-index targets only.
@@ -478,7 +478,8 @@ extern "C" __global__ void __launch_bounds__(LOSSK_THREADS, MIN_BLOCKS) CLUSTER_
     ACC sum_ce = (ACC)0, sum_z = (ACC)0;
 
     for (index_t row = worker; row < rows; row += workers) {
-        const index_t start = row * classes;
+        // row r = (n, s): class c at start + c S (S = inner; 1 for contiguous rows, the only ones with vectors)
+        const index_t n = row / inner, start = n * classes * inner + (row - n * inner);
         // The row's head: the classes before its first 16-byte boundary, read one at a time (a row length
         // that is not a multiple of 16 bytes, such as GPT-2's 50257, moves that boundary from row to row).
         // The host sets `vectorised` only when the gradient has the logits' offset from 16 bytes, so the
@@ -504,14 +505,14 @@ extern "C" __global__ void __launch_bounds__(LOSSK_THREADS, MIN_BLOCKS) CLUSTER_
         // an ignored row: the gradient is zero and nothing needs reading (uniform over the cluster)
         if (!t.kept) {
 #if LOSSK_GRAD
-            for (index_t c = lo + threadIdx.x; c < hi; c += blockDim.x) grad[start + c] = element<T>::from((ACC)0);
+            for (index_t c = lo + threadIdx.x; c < hi; c += blockDim.x) grad[start + c * inner] = element<T>::from((ACC)0);
 #endif
             if (rank == 0 && threadIdx.x == 0) emit_ignored(row, loss_out, z_out);
             continue;
         }
         // read before any block of the cluster can overwrite them (in-place gradient)
         const ACC ref = reference_logit(capped((ACC)to_acc(logits[start]), softcap));
-        const ACC target_logit = t.index >= 0 ? capped((ACC)to_acc(logits[start + t.index]), softcap) : (ACC)0;
+        const ACC target_logit = t.index >= 0 ? capped((ACC)to_acc(logits[start + t.index * inner]), softcap) : (ACC)0;
 
         // pass one: statistics (and, in layout 1, the chunk into shared memory)
         row_stats stats = empty_stats();
@@ -528,11 +529,11 @@ extern "C" __global__ void __launch_bounds__(LOSSK_THREADS, MIN_BLOCKS) CLUSTER_
         }
         for (index_t i = threadIdx.x; i < scalar_count; i += blockDim.x) {  // the head, then the tail
             const index_t c = i < head_count ? lo + i : vector_end + (i - head_count);
-            const T raw = logits[start + c];
+            const T raw = logits[start + c * inner];
 #if LOSSK_LAYOUT == LAYOUT_ROWS_SHARED
             chunk_values[c - origin] = raw;
 #endif
-            add_logit(stats, capped((ACC)to_acc(raw), softcap), ref, c, o, start + c);
+            add_logit(stats, capped((ACC)to_acc(raw), softcap), ref, c, o, start + c * inner);
         }
         stats = block_merge(stats, scratch);
 
@@ -588,9 +589,9 @@ extern "C" __global__ void __launch_bounds__(LOSSK_THREADS, MIN_BLOCKS) CLUSTER_
 #if LOSSK_LAYOUT == LAYOUT_ROWS_SHARED
             const T raw = chunk_values[c - origin];
 #else
-            const T raw = logits[start + c];
+            const T raw = logits[start + c * inner];
 #endif
-            grad[start + c] = element<T>::from(logit_grad((ACC)to_acc(raw), c, r, o, start + c));
+            grad[start + c * inner] = element<T>::from(logit_grad((ACC)to_acc(raw), c, r, o, start + c * inner));
         }
 #endif
 #if LOSSK_LAYOUT == LAYOUT_ROWS_SHARED

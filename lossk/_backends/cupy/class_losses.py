@@ -133,8 +133,10 @@ def cross_entropy(
             partials = arrays.scratch(width * plan.workers, accumulator) if reduce else None
             logits_pointer, grad_pointer = arrays.pointer(x), arrays.pointer(grad)
             # the row layouts peel each row's misaligned head, given the same offset in logits and gradient
-            vectorised = plan.layout != CrossEntropyLayout.THREAD_PER_ROW and same_vector_offset(
-                logits_pointer, grad_pointer or None
+            vectorised = (
+                plan.layout != CrossEntropyLayout.THREAD_PER_ROW
+                and inner == 1  # strided rows of (N, C, d1, ...) are read one element at a time
+                and same_vector_offset(logits_pointer, grad_pointer or None)
             )
             compiler.launch(
                 spec, "lossk_cross_entropy", plan.grid, plan.threads,

@@ -64,6 +64,13 @@ STATIC_SHARED_RESERVE = 4 * 1024
 THREAD_PER_ROW_MAX_CLASSES = 32
 """Rows this short go one thread per row: a block per row would leave most of its threads idle."""
 
+STRIDED_ROWS_MIN_CLASSES = 1024
+STRIDED_ROWS_PER_SM = 32
+"""Input (N, C, d1, ...) whose class axis has stride S > 1 goes one thread per row, unless C is at least
+STRIDED_ROWS_MIN_CLASSES and there are at most STRIDED_ROWS_PER_SM rows (positions) per SM - fewer than a
+warp per SM, which would leave the GPU idle while each thread loops over C classes: then a block per row
+reads the row with stride S (no vectors)."""
+
 ROW_WORKERS_PER_SM = 16
 """Cap on row workers (blocks or clusters) per SM for the row layouts: enough to fill every SM, few
 partial sums for the deterministic final reduction."""
@@ -193,7 +200,8 @@ def plan_cross_entropy(
     """The layout, cluster size, block size and grid for ``rows`` rows of ``classes`` logits.
 
     ``inner`` > 1 means the class axis has stride ``inner`` (input (N, C, d1, ...)): one thread per row,
-    as are rows of at most THREAD_PER_ROW_MAX_CLASSES classes; ``blocks_per_sm`` (the resident blocks of
+    as are rows of at most THREAD_PER_ROW_MAX_CLASSES classes (but few long strided rows get a block each,
+    STRIDED_ROWS_MIN_CLASSES); ``blocks_per_sm`` (the resident blocks of
     that kernel) sizes its grid. Contiguous rows of class-index targets whose gradient is wanted are held
     in shared memory, split over the smallest cluster whose chunk fits ``chunk_bytes_target`` (or the
     largest cluster whose chunk fits ``shared_limit``, the device's opt-in maximum per block), so the
@@ -202,6 +210,8 @@ def plan_cross_entropy(
     nothing from staging a row in shared memory).
     """
     vec = vector_width(itemsize)
+    if inner > 1 and classes >= STRIDED_ROWS_MIN_CLASSES and rows <= sm_count * STRIDED_ROWS_PER_SM:
+        return CrossEntropyPlan(CrossEntropyLayout.ROWS_STREAMED, 1, row_threads(classes, 1), rows, rows, 0)
     if inner > 1 or classes <= THREAD_PER_ROW_MAX_CLASSES:
         grid = grid_for_elements(rows, 1, sm_count, threads=ELEMENTWISE_THREADS, blocks_per_sm=blocks_per_sm)
         return CrossEntropyPlan(CrossEntropyLayout.THREAD_PER_ROW, 1, ELEMENTWISE_THREADS, grid, grid, 0)
