@@ -7,7 +7,10 @@ Cross-entropy of a row z with per-class coefficients q (see ``lossk._reference.c
 
 written as ``s log S + Σ_c q_c (m - z_c)``: both terms are non-negative sums, so nothing cancels.
 With soft-capping the row is first z -> c tanh(z / c) and the gradient is chained with 1 - tanh²(z / c);
-the z-loss λ lse² adds 2 λ lse e^{z_c - m} / S to the gradient.
+the z-loss λ lse² adds 2 λ lse e^{z_c - m} / S to the gradient. Asked for it (a ``hess`` buffer), step 4
+also writes the diagonal of the Hessian from the same e_c, p_c = e_c / S (the formula is the reference's,
+``lossk._reference.classification``): a p_c (1 - p_c) + b p_c², a the gradient's softmax coefficient and
+b = z_scale 2 λ, chained through the soft-cap — one more store per element, nothing recomputed.
 
 Each row is read from memory once and worked on while it sits in the core's L2 cache (a 32768-class
 float32 row is 128 KiB):
@@ -160,13 +163,18 @@ def exp_sum_in_place(row, m):
 
 
 @njit(fastmath=ROW_FASTMATH, error_model="numpy", cache=True)
-def write_gradient(grad, m, softmax_scale, softcap, class_weight, probabilities, probability_scale, constant):
+def write_gradient(grad, m, softmax_scale, softcap, class_weight, probabilities, probability_scale, constant,
+                   hess, inverse_total, square_scale):
     """grad_c <- (softmax_scale e_c - w_c (t_c probability_scale + constant)) (1 - tanh² when soft-capped).
 
     Without soft-capping ``grad`` holds e_c = e^{z_c - m}; with it, the capped logit v_c, and
     e_c = e^{v_c - m} is recomputed. ``class_weight`` None means w = 1, ``probabilities`` None t = 0.
+    ``hess`` (None: not asked) receives the Hessian's diagonal, with p_c = e_c ``inverse_total``:
+    softmax_scale e_c (1 - p_c) + square_scale p_c², and through the soft-cap
+    h (1 - t²)² - g 2 t (1 - t²) / softcap (g the gradient before its chain factor).
     """
     one = element(grad, 1.0)
+    two = element(grad, 2.0)
     for c in range(grad.shape[0]):
         v = grad[c]
         e = v if softcap is None else exp_of(v - m)
@@ -176,10 +184,18 @@ def write_gradient(grad, m, softmax_scale, softcap, class_weight, probabilities,
         if class_weight is not None:
             subtract = subtract * class_weight[c]
         g = e * softmax_scale - subtract
+        if hess is not None:
+            p = e * inverse_total
+            h = e * softmax_scale * (one - p) + square_scale * p * p
         if softcap is not None:
             t = v / softcap
-            g = g * (one - t * t)
+            slope = one - t * t
+            if hess is not None:
+                h = h * slope * slope - g * (two * t * slope / softcap)
+            g = g * slope
         grad[c] = g
+        if hess is not None:
+            hess[c] = h
 
 
 @njit(fastmath=ROW_FASTMATH, error_model="numpy", cache=True)
@@ -202,11 +218,13 @@ def _optional_row_view(array, r, spatial):
 
 
 @njit(fastmath=ROW_FASTMATH, error_model="numpy", cache=True)
-def cross_entropy_row(z, label, probabilities, grad, class_weight, smoothing, z_loss, softcap, scale, z_scale):
+def cross_entropy_row(z, label, probabilities, grad, hess, class_weight, smoothing, z_loss, softcap, scale,
+                      z_scale):
     """(cross-entropy, z-loss) of one row not ignored, writing its gradient into ``grad`` unless None.
 
     ``label`` is the class index (ignored when ``probabilities`` is given), ``class_weight`` the per-class
     weights or None (weights of 1). ``scale`` and ``z_scale`` multiply the cross-entropy and z-loss gradients.
+    ``hess`` (None, or a row like ``grad``, which must then be given) receives the Hessian's diagonal.
     """
     n_classes = z.shape[0]
     if n_classes == 0:
@@ -254,19 +272,25 @@ def cross_entropy_row(z, label, probabilities, grad, class_weight, smoothing, z_
     q_sum = smooth_total + (label_coefficient if probabilities is None else 0.0)
     softmax_weight = scale * q_sum + (z_scale * 2.0 * z_loss * lse if z_loss > 0 else 0.0)
     softmax_scale = element(grad, softmax_weight / total)
+    inverse_total = element(grad, 1.0 / total)
+    square_scale = element(grad, z_scale * 2.0 * z_loss)
     if probabilities is not None:
         write_gradient(grad, m, softmax_scale, softcap, class_weight, probabilities,
-                       element(grad, scale * (1.0 - smoothing)), element(grad, scale * uniform))
+                       element(grad, scale * (1.0 - smoothing)), element(grad, scale * uniform),
+                       hess, inverse_total, square_scale)
         return loss, z_term
     if smoothing > 0:
         write_gradient(grad, m, softmax_scale, softcap, class_weight, None,
-                       element(grad, 0.0), element(grad, scale * uniform))
+                       element(grad, 0.0), element(grad, scale * uniform), hess, inverse_total, square_scale)
     else:  # no smoothing: the class weights only enter through the label's coefficient below
-        write_gradient(grad, m, softmax_scale, softcap, None, None, element(grad, 0.0), element(grad, 0.0))
+        write_gradient(grad, m, softmax_scale, softcap, None, None, element(grad, 0.0), element(grad, 0.0),
+                       hess, inverse_total, square_scale)
     label_factor = 1.0
     if softcap is not None:
         t = label_logit / np.float64(softcap)
         label_factor = 1.0 - t * t
+        if hess is not None:  # the label's gradient before the chain factor was scale · coefficient lower
+            hess[label] += element(hess, scale * label_coefficient * 2.0 * t * label_factor / softcap)
     grad[label] -= element(grad, scale * label_coefficient * label_factor)
     return loss, z_term
 
@@ -284,14 +308,15 @@ def chunk_rows(n_classes: int) -> int:
 
 @njit(error_model="numpy", cache=True)
 def cross_entropy_rows(
-    first_row, end_row, logits, labels, probabilities, grad, class_weight, ignore_index, smoothing, z_loss,
+    first_row, end_row, logits, labels, probabilities, grad, hess, class_weight, ignore_index, smoothing, z_loss,
     softcap, scale, z_scale, row_upstream, row_loss, row_z_loss,
 ):
     """Cross-entropy and z-loss of rows [first_row, end_row), each summed in float64, in one thread.
 
     ``logits`` is (R, C) or (N, C, S) (rows (n, s)); ``labels`` (R,) class indices, or None when
     ``probabilities`` (shaped like ``logits``) is given. ``grad`` (shaped like ``logits``, may be
-    ``logits`` itself) receives the gradient, or is None for the loss alone. ``class_weight`` (C,) or
+    ``logits`` itself) receives the gradient, or is None for the loss alone; ``hess`` (shaped like
+    ``logits``, another buffer; None: not asked, and needs ``grad``) the Hessian's diagonal. ``class_weight`` (C,) or
     None (weights of 1); ``softcap`` a scalar of the logits' dtype or None. Row r's gradient is scaled by
     ``scale`` (its cross-entropy part) and ``z_scale`` (its z-loss part), each times ``row_upstream[r]``.
     ``row_loss`` / ``row_z_loss`` (R,) float64 receive each row's total loss / z-loss.
@@ -307,12 +332,14 @@ def cross_entropy_rows(
             loss, z_term = 0.0, 0.0
             if grad is not None:
                 fill_row(row_view(grad, r, spatial), element(grad, 0.0))
+            if hess is not None:
+                fill_row(row_view(hess, r, spatial), element(hess, 0.0))
         else:
             label = 0 if labels is None else labels[r]
             loss, z_term = cross_entropy_row(
                 row_view(logits, r, spatial), label, optional_row_view(probabilities, r, spatial),
-                optional_row_view(grad, r, spatial), class_weight, smoothing, z_loss, softcap, scale * upstream,
-                z_scale * upstream,
+                optional_row_view(grad, r, spatial), optional_row_view(hess, r, spatial), class_weight, smoothing,
+                z_loss, softcap, scale * upstream, z_scale * upstream,
             )
         row_loss[r] = loss + z_term
         row_z_loss[r] = z_term
@@ -323,8 +350,8 @@ def cross_entropy_rows(
 
 @njit(parallel=True, error_model="numpy", cache=True)
 def cross_entropy(
-    logits, labels, probabilities, grad, class_weight, ignore_index, smoothing, z_loss, softcap, scale, z_scale,
-    row_upstream, row_loss, row_z_loss, rows_per_chunk,
+    logits, labels, probabilities, grad, hess, class_weight, ignore_index, smoothing, z_loss, softcap, scale,
+    z_scale, row_upstream, row_loss, row_z_loss, rows_per_chunk,
 ):
     """:func:`cross_entropy_rows` over every row, chunks of ``rows_per_chunk`` rows in parallel.
 
@@ -338,7 +365,7 @@ def cross_entropy(
     for chunk in prange(n_chunks):
         chunk_loss[chunk], chunk_z_loss[chunk] = cross_entropy_rows(
             chunk * rows_per_chunk, min(n_rows, (chunk + 1) * rows_per_chunk), logits, labels, probabilities, grad,
-            class_weight, ignore_index, smoothing, z_loss, softcap, scale, z_scale, row_upstream, row_loss,
+            hess, class_weight, ignore_index, smoothing, z_loss, softcap, scale, z_scale, row_upstream, row_loss,
             row_z_loss,
         )
     loss_total = 0.0

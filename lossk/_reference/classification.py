@@ -20,6 +20,22 @@ Two options for LLM training act before and after that formula:
   number of rows not ignored (rows for probability targets), the cross-entropy part by its own divisor
   above — as Liger-Kernel does. With ``return_z_loss=True`` the loss slot of the result is the pair
   (loss, z-term), the z-term being the λ · lse² part alone, reduced the same way (the loss includes it).
+
+The diagonal of the Hessian (what gradient boosting needs, :func:`cross_entropy_derivatives`), with
+p = softmax(v) of the (soft-capped) logits v and the gradient's softmax coefficient a = scale · s +
+z_scale · 2 λ lse:
+
+    d loss / d v_c = a p_c - scale q_c,
+    d² loss / d v_c² = a p_c (1 - p_c) + z_scale · 2 λ p_c²,
+
+since d p_c / d v_c = p_c (1 - p_c) and d lse / d v_c = p_c. Label smoothing and class weights enter only
+through s = Σ_c q_c (q is constant in v); ignored rows get 0. Soft-capping chains both derivatives through
+v = c tanh(z / c), with t = tanh(z / c), dv/dz = 1 - t² and d²v/dz² = -2 t (1 - t²) / c:
+
+    d² loss / d z_c² = d² loss / d v_c² (1 - t²)² - d loss / d v_c · 2 t (1 - t²) / c,
+
+which may be negative (the cap bends the logit). NLL's Hessian with respect to its input is 0: the loss is
+linear in the log-probabilities.
 """
 
 from __future__ import annotations
@@ -74,6 +90,24 @@ def cross_entropy(
     return_z_loss: bool,
 ) -> tuple[Any, Array | None]:
     """See the module docstring for the formula; the public function is ``lossk.cross_entropy``."""
+    value, grad, _ = cross_entropy_derivatives(
+        input, target, xp=xp, reduction=reduction, grad_output=grad_output, order=int(compute_grad),
+        weight=weight, ignore_index=ignore_index, label_smoothing=label_smoothing, z_loss=z_loss,
+        softcap=softcap, return_z_loss=return_z_loss,
+    )
+    return value, grad
+
+
+def cross_entropy_derivatives(
+    input: Array, target: Array, *, xp: ModuleType, reduction: str, grad_output: Any, order: int,
+    weight: Array | None, ignore_index: int, label_smoothing: float, z_loss: float, softcap: float | None,
+    return_z_loss: bool,
+) -> tuple[Any, Array | None, Array | None]:
+    """``(loss, grad, hess)``: ``grad`` from ``order`` 1 on, the Hessian's diagonal ``hess`` at ``order`` 2.
+
+    ``hess`` is scaled by the reduction and ``grad_output`` like ``grad`` (module docstring).
+    """
+    compute_grad = order >= 1
     dtype = compute_dtype(xp, input.dtype)
     dev = device(input)
     z = class_last(xp, xp.astype(input, dtype))
@@ -113,22 +147,45 @@ def cross_entropy(
     if return_z_loss:
         value = (value, xp.astype(z_term, input.dtype))
     if not compute_grad:
-        return value, None
+        return value, None, None
     scale = upstream_scale(reduction, grad_output, divisor)
     if reduction == "none" and grad_output is not None:
         scale = xp.astype(scale, dtype)[..., None]
     p = xp.exp(log_p)
-    grad = (xp.sum(q, axis=-1, keepdims=True) * p - q) * scale
+    softmax_coefficient = xp.sum(q, axis=-1, keepdims=True) * scale
+    square_coefficient = None
     if z_loss > 0:
         z_scale = upstream_scale(reduction, grad_output, z_divisor)
         if reduction == "none" and grad_output is not None:
             z_scale = xp.astype(z_scale, dtype)[..., None]
-        grad = grad + (2 * z_loss) * lse[..., None] * p * z_scale
+        softmax_coefficient = softmax_coefficient + (2 * z_loss) * lse[..., None] * z_scale
+        square_coefficient = (2 * z_loss) * z_scale
+    grad = softmax_coefficient * p - q * scale
     # ignored rows get exactly 0, as in PyTorch, even when every row is ignored (scale = 1 / 0)
-    grad = xp.where(kept[..., None] != 0, grad, xp.zeros_like(grad))
+    keep = kept[..., None] != 0
+    hess = None
+    if order >= 2:
+        hess = softmax_coefficient * p * (1 - p)
+        if square_coefficient is not None:
+            hess = hess + square_coefficient * p * p
+        if softcap is not None:
+            bend = 2 * capped * (1 - capped**2) / softcap
+            hess = hess * (1 - capped**2) ** 2 - grad * bend
+        hess = class_back(xp, xp.astype(xp.where(keep, hess, xp.zeros_like(hess)), input.dtype))
+    grad = xp.where(keep, grad, xp.zeros_like(grad))
     if softcap is not None:
         grad = grad * (1 - capped**2)
-    return value, class_back(xp, xp.astype(grad, input.dtype))
+    return value, class_back(xp, xp.astype(grad, input.dtype)), hess
+
+
+def nll_loss_derivatives(
+    input: Array, target: Array, *, xp: ModuleType, reduction: str, grad_output: Any, order: int,
+    weight: Array | None, ignore_index: int,
+) -> tuple[Array, Array | None, Array | None]:
+    """``(loss, grad, hess)`` of :func:`nll_loss`; ``hess`` (``order`` 2) is 0: the loss is linear in ``input``."""
+    value, grad = nll_loss(input, target, xp=xp, reduction=reduction, grad_output=grad_output,
+                           compute_grad=order >= 1, weight=weight, ignore_index=ignore_index)
+    return value, grad, xp.zeros_like(input) if order >= 2 else None
 
 
 def nll_loss(

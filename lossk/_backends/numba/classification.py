@@ -102,6 +102,15 @@ def _finish_gradient(grad: np.ndarray, input: np.ndarray, out: np.ndarray | None
     return out
 
 
+def _hessian_buffer(input: np.ndarray, logits: np.ndarray, grad: np.ndarray, hess_out: np.ndarray | None) -> np.ndarray:
+    """Where the kernel writes the Hessian's diagonal: ``hess_out`` when it is C-contiguous in the compute
+    dtype and overlaps neither the logits nor the gradient buffer, else a new array."""
+    if (hess_out is not None and hess_out.dtype == logits.dtype and hess_out.flags.c_contiguous
+            and not any(np.may_share_memory(hess_out, a) for a in (input, logits, grad))):
+        return hess_out.reshape(logits.shape)
+    return np.empty_like(logits)
+
+
 @register("cross_entropy", "numba", auto_min_size=CROSS_ENTROPY_CROSSOVER_SIZE, writes_out=True)
 def cross_entropy(
     input: np.ndarray, target: np.ndarray, *, xp: ModuleType, reduction: str, grad_output: Any,
@@ -109,6 +118,23 @@ def cross_entropy(
     label_smoothing: float, z_loss: float = 0.0, softcap: float | None = None, return_z_loss: bool = False,
 ) -> tuple[Any, np.ndarray | None]:
     """``lossk.cross_entropy`` by the fused kernel; the contract of ``lossk._reference.classification``."""
+    value, grad, _ = cross_entropy_derivatives(
+        input, target, xp=xp, reduction=reduction, grad_output=grad_output, order=int(compute_grad), out=out,
+        weight=weight, ignore_index=ignore_index, label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap,
+        return_z_loss=return_z_loss,
+    )
+    return value, grad
+
+
+def cross_entropy_derivatives(
+    input: np.ndarray, target: np.ndarray, *, xp: ModuleType, reduction: str, grad_output: Any, order: int,
+    out: np.ndarray | None = None, hess_out: np.ndarray | None = None, weight: np.ndarray | None,
+    ignore_index: int, label_smoothing: float, z_loss: float = 0.0, softcap: float | None = None,
+    return_z_loss: bool = False,
+) -> tuple[Any, np.ndarray | None, np.ndarray | None]:
+    """``(loss, grad, hess)`` by the fused kernel: ``grad`` from ``order`` 1 on, the Hessian's diagonal at
+    ``order`` 2 (written in the same pass), as ``lossk._reference.classification.cross_entropy_derivatives``."""
+    compute_grad = order >= 1
     dtype = _compute_dtype(input.dtype)
     logits = _rows(input, dtype)
     n_rows, n_classes = _row_count(logits), logits.shape[1]
@@ -127,10 +153,11 @@ def cross_entropy(
     scale = _divide(upstream, divisor) if mean else upstream
     z_scale = _divide(upstream, z_divisor) if mean else upstream
     grad = _gradient_buffer(input, logits, out) if compute_grad else None
+    hess = _hessian_buffer(input, logits, grad, hess_out) if order >= 2 else None
     row_loss = np.empty(n_rows)
     row_z_loss = np.empty(n_rows)
     operands = (
-        logits, labels, probabilities, grad, class_weight, ignore_index, float(label_smoothing), float(z_loss),
+        logits, labels, probabilities, grad, hess, class_weight, ignore_index, float(label_smoothing), float(z_loss),
         None if softcap is None else dtype.type(softcap), float(scale), float(z_scale), row_upstream, row_loss,
         row_z_loss,
     )
@@ -147,7 +174,23 @@ def cross_entropy(
         value = np.asarray(ce_part + z_part, dtype=input.dtype)
     if return_z_loss:
         value = (value, _reduced(reduction, z_loss_total, row_z_loss, z_divisor, loss_shape, input.dtype))
-    return value, (None if grad is None else _finish_gradient(grad, input, out))
+    return (value, None if grad is None else _finish_gradient(grad, input, out),
+            None if hess is None else _finish_gradient(hess, input, hess_out))
+
+
+def nll_loss_derivatives(
+    input: np.ndarray, target: np.ndarray, *, xp: ModuleType, reduction: str, grad_output: Any, order: int,
+    out: np.ndarray | None = None, hess_out: np.ndarray | None = None, weight: np.ndarray | None, ignore_index: int,
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """``(loss, grad, hess)`` of :func:`nll_loss`; ``hess`` (``order`` 2) is 0: the loss is linear in ``input``."""
+    value, grad = nll_loss(input, target, xp=xp, reduction=reduction, grad_output=grad_output,
+                           compute_grad=order >= 1, out=out, weight=weight, ignore_index=ignore_index)
+    if order < 2:
+        return value, grad, None
+    if hess_out is None:
+        return value, grad, np.zeros_like(input)
+    hess_out[...] = 0
+    return value, grad, hess_out
 
 
 @register("nll_loss", "numba", auto_min_size=NLL_CROSSOVER_SIZE, writes_out=True)
