@@ -164,7 +164,7 @@ def test_rows_that_fit_are_held_in_shared_memory(rows: int, classes: int, itemsi
     assert (plan.layout, plan.cluster, plan.shared_bytes) == (CrossEntropyLayout.ROWS_SHARED, cluster, chunk_bytes + 16)
     assert plan.shared_bytes + launch.STATIC_SHARED_RESERVE <= H100_SHARED_OPTIN
     assert (plan.shared_bytes // itemsize) % vec == 0 and plan.shared_bytes // itemsize * cluster >= classes
-    assert plan.grid == plan.workers * plan.cluster and plan.workers == min(rows, H100_SMS * launch.ROW_WORKERS_PER_SM)
+    assert plan.grid == plan.workers * plan.cluster and plan.workers == launch.row_workers(rows, H100_SMS, plan.threads)
     assert plan.threads in ROW_THREADS
 
 
@@ -196,6 +196,7 @@ def test_row_blocks_grow_with_the_row(classes: int, itemsize: int, threads: int)
     plan = plan_cross_entropy(4096, classes, 1, itemsize, probability_target=False, sm_count=H100_SMS,
                               shared_limit=H100_SHARED_OPTIN)
     assert plan.threads == threads  # a warp for a few hundred classes, never more than 512 threads
+    assert plan.workers == min(4096, H100_SMS * max(launch.ROW_WORKERS_PER_SM, 2048 // threads))  # SMs filled
 
 
 @pytest.mark.parametrize(

@@ -215,7 +215,6 @@ def plan_cross_entropy(
     if inner > 1 or classes <= THREAD_PER_ROW_MAX_CLASSES:
         grid = grid_for_elements(rows, 1, sm_count, threads=ELEMENTWISE_THREADS, blocks_per_sm=blocks_per_sm)
         return CrossEntropyPlan(CrossEntropyLayout.THREAD_PER_ROW, 1, ELEMENTWISE_THREADS, grid, grid, 0)
-    workers = max(1, min(rows, sm_count * ROW_WORKERS_PER_SM))
     if not probability_target and compute_grad:
         usable = shared_limit - STATIC_SHARED_RESERVE
         sizes = CLUSTER_SIZES if tuple(capability) >= CLUSTER_CAPABILITY else (1,)
@@ -225,8 +224,18 @@ def plan_cross_entropy(
             preferred = [c for c in fitting if shared_chunk_elements(classes, c, vec) * itemsize <= chunk_bytes_target]
             cluster = preferred[0] if preferred else fitting[-1]
             chunk = shared_chunk_elements(classes, cluster, vec)
+            threads = row_threads(chunk, vec)
+            workers = row_workers(rows, sm_count, threads)
             return CrossEntropyPlan(
-                CrossEntropyLayout.ROWS_SHARED, cluster, row_threads(chunk, vec), workers * cluster, workers,
-                (chunk + vec) * itemsize,
+                CrossEntropyLayout.ROWS_SHARED, cluster, threads, workers * cluster, workers, (chunk + vec) * itemsize,
             )
-    return CrossEntropyPlan(CrossEntropyLayout.ROWS_STREAMED, 1, row_threads(classes, vec), workers, workers, 0)
+    threads = row_threads(classes, vec)
+    workers = row_workers(rows, sm_count, threads)
+    return CrossEntropyPlan(CrossEntropyLayout.ROWS_STREAMED, 1, threads, workers, workers, 0)
+
+
+def row_workers(rows: int, sm_count: int, threads: int) -> int:
+    """Row workers (blocks or clusters) of the row layouts: ROW_WORKERS_PER_SM per SM, more for small
+    blocks so that a warp per row still fills an SM's 2048 threads, never more than the rows."""
+    per_sm = max(ROW_WORKERS_PER_SM, MAX_THREADS_PER_SM // threads)
+    return max(1, min(rows, sm_count * per_sm))
