@@ -46,14 +46,17 @@ def test_deadlines_fit_one_run_of_six_minutes() -> None:
     assert worst + BOOKKEEPING_SECONDS <= RUN_SECONDS, deadlines
 
 
-@pytest.fixture(scope="module")
-def wheels() -> None:
-    if not all(any((ROOT / ".whl").glob(f"{name}-*.whl")) for name in WHEELS):
-        pytest.skip("the carried wheels are not in .whl/ here: bench/GPU.md says how to download them")
+def test_the_wheels_for_the_gpu_machine_are_downloaded() -> None:
+    """Reported as skipped where .whl/ is absent (CI, a fresh clone): it is git-ignored and downloaded only
+    before a GPU session; where it exists, every wheel must be there and named as the script expects."""
+    if not (ROOT / ".whl").is_dir():
+        pytest.skip("no .whl/ here (git-ignored; downloaded before a GPU session, bench/GPU.md)")
+    missing = [name for name in WHEELS if not any((ROOT / ".whl").glob(f"{name}-*.whl"))]
+    assert not missing, f"download {missing} into .whl/ before a GPU run (bench/GPU.md)"
 
 
 @pytest.fixture(scope="module")
-def dry_run(tmp_path_factory: pytest.TempPathFactory, wheels: None) -> tuple[subprocess.CompletedProcess[str], Path]:
+def dry_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], Path]:
     out = tmp_path_factory.mktemp("gpu_check_out")
     return run_script("--dry-run", out=out), out
 
