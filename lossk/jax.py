@@ -96,20 +96,20 @@ def _differentiable(name: str, options: tuple[tuple[str, Any], ...], array_names
         d_arrays: tuple[Any, ...] = tuple(None for _ in arrays)
         by_reference = (floating_target and not negated, bool(arrays))
         if any(by_reference):
-            # jit removes this when the caller does not use these gradients. The input is an argument of the
-            # pullback too (its gradient is dropped): lossk takes the arrays of one call from one library,
-            # and a concrete jax array and a tracer count as two (``jaxlib`` and ``jax``).
+            # jit removes this when the caller does not use these gradients
             if by_reference[0]:
-                _, pullback = jax.vjp(lambda x, t, *a: reference(x, t, a), input, target, *arrays)
-                _, d_target, *rest = pullback(grad_output)
+                _, pullback = jax.vjp(lambda t, *a: reference(input, t, a), target, *arrays)
+                d_target, *rest = pullback(grad_output)
             else:
-                _, pullback = jax.vjp(lambda x, *a: reference(x, target, a), input, *arrays)
-                _, *rest = pullback(grad_output)
+                _, pullback = jax.vjp(lambda *a: reference(input, target, a), *arrays)
+                rest = pullback(grad_output)
             d_arrays = tuple(rest)
         return (d_input, d_target, *d_arrays)
 
     loss.defvjp(forward, backward)
-    return loss
+    # jit: every array lossk sees is then a tracer (lossk takes the arrays of one call from one library, and
+    # counts a concrete jax array, ``jaxlib``, and a tracer, ``jax``, as two), and the call compiles once
+    return jax.jit(loss)
 
 
 def _wrap(name: str, function: lossk.LossFunction) -> Callable[..., Any]:
