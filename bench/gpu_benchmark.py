@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
+import importlib
 import json
 import math
 import statistics
@@ -217,10 +217,11 @@ def cross_entropy_providers(lossk: Any, logits: Any, target: Any, options: dict[
             scratch, target, backend="cupy", inplace=True, **options
         ),
         "lossk.cupy (out=)": lambda: lossk.cross_entropy.value_and_grad(logits, target, backend="cupy", out=out, **options),
-        "torch": autograd(lambda x, t: F.cross_entropy(x, t, **torch_options)),
     }
-    if options:
-        return providers  # z_loss and softcap: no peer has them all
+    if options:  # z_loss and softcap: no peer has them all; PyTorch with the options it has, for scale
+        providers["torch (smoothing and weight only)"] = autograd(lambda x, t: F.cross_entropy(x, t, **torch_options))
+        return providers
+    providers["torch"] = autograd(F.cross_entropy)
     if unavailable("torch.compile") is None:
         providers["torch.compile"] = autograd(torch.compile(F.cross_entropy, dynamic=False))
     if unavailable("liger") is None:
