@@ -121,6 +121,8 @@ class Anchor:
     expected: tuple[float, ...]
     options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     atol: float = 1e-6
+    rtol: float = 0.0
+    """Relative tolerance: where the anchor's values were computed in float32, its rounding (2^-23)."""
 
 
 @dataclass(frozen=True)
