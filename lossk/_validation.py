@@ -110,11 +110,11 @@ def check_grad_output(grad_output: Any, reduction: str, loss_shape: tuple[int, .
     raise TypeError(f"grad_output must be a scalar (a number or a 0-d array) for reduction={reduction!r}")
 
 
-def check_out(out: Array, input: Array) -> None:
-    """``out`` receives the gradient: the input's library, shape and dtype."""
-    check_array("out", out)
+def check_out(out: Array, input: Array, name: str = "out") -> None:
+    """``out`` (the argument ``name``) receives a derivative: the input's library, shape and dtype."""
+    check_array(name, out)
     if library_name(out) != library_name(input):
-        raise TypeError(f"out must come from the input's library ({library_name(input)}), got {library_name(out)}")
-    check_same_shape("out", out, "input", input)
+        raise TypeError(f"{name} must come from the input's library ({library_name(input)}), got {library_name(out)}")
+    check_same_shape(name, out, "input", input)
     if out.dtype != input.dtype:
-        raise TypeError(f"out must have the input's dtype {input.dtype}, got {out.dtype}")
+        raise TypeError(f"{name} must have the input's dtype {input.dtype}, got {out.dtype}")

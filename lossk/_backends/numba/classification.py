@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from lossk._dispatch import register
+from lossk._hessian import key as hessian_key
 from lossk._kernels.numba import classification as kernels
 
 CROSS_ENTROPY_CROSSOVER_SIZE = 0
@@ -126,6 +127,7 @@ def cross_entropy(
     return value, grad
 
 
+@register(hessian_key("cross_entropy"), "numba", auto_min_size=CROSS_ENTROPY_CROSSOVER_SIZE, writes_out=True)
 def cross_entropy_derivatives(
     input: np.ndarray, target: np.ndarray, *, xp: ModuleType, reduction: str, grad_output: Any, order: int,
     out: np.ndarray | None = None, hess_out: np.ndarray | None = None, weight: np.ndarray | None,
@@ -178,6 +180,7 @@ def cross_entropy_derivatives(
             None if hess is None else _finish_gradient(hess, input, hess_out))
 
 
+@register(hessian_key("nll_loss"), "numba", auto_min_size=NLL_CROSSOVER_SIZE, writes_out=True)
 def nll_loss_derivatives(
     input: np.ndarray, target: np.ndarray, *, xp: ModuleType, reduction: str, grad_output: Any, order: int,
     out: np.ndarray | None = None, hess_out: np.ndarray | None = None, weight: np.ndarray | None, ignore_index: int,
