@@ -41,7 +41,10 @@ def test_scalar_formulation_matches_array_formulation(case, differentiable, rng)
         element_options = [v[index] if isinstance(v, np.ndarray) else v for v in values]
         got[(slice(None), *index)] = spec.element(float(input[index]), float(target[index]), *element_options)
     for what, g, e in zip(("loss", "d1", "d2"), got, expected):
-        np.testing.assert_allclose(g, np.broadcast_to(e, input.shape), rtol=1e-12, atol=1e-300, err_msg=what)
+        e = np.broadcast_to(e, input.shape)
+        # atol: the last bits of libm's and NumPy's exp/log1p differ, which cancellation can expose (log cosh at 0)
+        scale = max(1.0, float(np.max(np.abs(e[np.isfinite(e)]), initial=0.0)))
+        np.testing.assert_allclose(g, e, rtol=1e-12, atol=1e-14 * scale, err_msg=what)
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
