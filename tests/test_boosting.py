@@ -1,0 +1,335 @@
+"""lossk objectives in XGBoost, LightGBM and CatBoost (``lossk.boosting``), trained on scikit-learn's bundled data.
+
+Where a library's built-in objective has the same derivatives as the lossk loss (squared error with no
+L2 leaf penalty, so that MSE's factor 2 cancels in the Newton step; logistic), the trained models must
+predict the same margins to 1e-6 relative (to the margins' scale). Where the conventions differ — the
+multi-class Hessian, which XGBoost scales by 2 and LightGBM by K / (K - 1) — the lossk objective must
+match a NumPy-written objective with the exact derivatives, and, multiplied by the library's factor, the
+built-in objective (which checks the factors stated in ``lossk.boosting``). Few rounds, one thread.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import lossk
+from lossk import boosting
+
+datasets = pytest.importorskip("sklearn.datasets")
+
+RELATIVE = 1e-6
+ROUNDS = 4
+
+
+def _assert_same_margins(actual, desired):
+    actual, desired = np.asarray(actual, np.float64), np.asarray(desired, np.float64)
+    assert actual.shape == desired.shape
+    assert np.max(np.abs(actual - desired)) <= RELATIVE * np.max(np.abs(desired)), np.max(np.abs(actual - desired))
+
+
+def _regression():
+    return datasets.load_diabetes(return_X_y=True)
+
+
+def _binary():
+    return datasets.load_breast_cancer(return_X_y=True)
+
+
+def _digits(rows=600):
+    X, y = datasets.load_digits(return_X_y=True)
+    return X[:rows], y[:rows]
+
+
+def _weights(n):
+    return np.random.default_rng(0).uniform(0.5, 2.0, n)
+
+
+def _softmax(z):
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def numpy_softmax_derivatives(margins, labels, weight=None):
+    """What people write today: p - onehot(y) and the exact diagonal p (1 - p), weighted."""
+    p = _softmax(np.asarray(margins, np.float64))
+    onehot = np.eye(p.shape[1])[np.asarray(labels, np.int64)]
+    grad, hess = p - onehot, p * (1 - p)
+    if weight is not None and np.size(weight):
+        grad, hess = grad * weight[:, None], hess * weight[:, None]
+    return grad, hess
+
+
+def _scaled(objective, factor):
+    """``objective`` with its Hessian multiplied by ``factor`` (the library's multi-class convention)."""
+
+    def scaled(predictions, data):
+        grad, hess = objective(predictions, data)
+        return grad, hess * factor
+
+    return scaled
+
+
+# ---- XGBoost ----------------------------------------------------------------------------------------------
+
+XGBOOST = {"reg_lambda": 0.0, "min_child_weight": 0.0, "max_depth": 3, "eta": 0.3, "nthread": 1}
+
+
+def _xgboost_margins(xgb, X, y, params, objective=None, weight=None, rounds=ROUNDS):
+    dtrain = xgb.DMatrix(X, label=y, weight=weight)
+    booster = xgb.train(params, dtrain, rounds, obj=objective)
+    return booster.predict(dtrain, output_margin=True)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_xgboost_squared_error_matches_builtin(weighted):
+    xgb = pytest.importorskip("xgboost")
+    X, y = _regression()
+    weight = _weights(len(y)) if weighted else None
+    params = {**XGBOOST, "base_score": 0.0}
+    ours = _xgboost_margins(xgb, X, y, params, boosting.xgboost_objective(lossk.mse_loss), weight)
+    builtin = _xgboost_margins(xgb, X, y, {**params, "objective": "reg:squarederror"}, None, weight)
+    _assert_same_margins(ours, builtin)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_xgboost_logistic_matches_builtin(weighted):
+    xgb = pytest.importorskip("xgboost")
+    X, y = _binary()
+    weight = _weights(len(y)) if weighted else None
+    objective = boosting.xgboost_objective(lossk.binary_cross_entropy_with_logits)
+    ours = _xgboost_margins(xgb, X, y, {**XGBOOST, "base_score": 0.0}, objective, weight)
+    builtin = _xgboost_margins(xgb, X, y, {**XGBOOST, "objective": "binary:logistic", "base_score": 0.5}, None, weight)
+    _assert_same_margins(ours, builtin)
+
+
+def test_xgboost_multiclass_matches_numpy_objective_and_builtin_scale():
+    xgb = pytest.importorskip("xgboost")
+    X, y = _digits()
+    weight = _weights(len(y))
+    params = {**XGBOOST, "base_score": 0.0, "num_class": 10}
+    objective = boosting.xgboost_objective(lossk.cross_entropy)
+    # in double, as the NumPy objective computes: a float32 rounding apart, a near-tie split may flip
+    ours = _xgboost_margins(xgb, X, y, params, boosting.xgboost_objective(lossk.cross_entropy, dtype=np.float64),
+                            weight)
+
+    def by_hand(predt, dtrain):
+        return numpy_softmax_derivatives(predt, dtrain.get_label(), dtrain.get_weight())
+
+    assert ours.shape == (len(y), 10)
+    _assert_same_margins(ours, _xgboost_margins(xgb, X, y, params, by_hand, weight))
+    # XGBoost's multi:softprob uses 2 p (1 - p): the lossk objective with that factor is the built-in one
+    # (unweighted: with sample weights the built-in differs from every objective tried here, by ~7e-4)
+    builtin = _xgboost_margins(xgb, X, y, {**params, "objective": "multi:softprob"})
+    _assert_same_margins(_xgboost_margins(xgb, X, y, params, _scaled(objective, 2.0)), builtin)
+
+
+def test_xgboost_scikit_learn_api_takes_sample_weight():
+    xgb = pytest.importorskip("xgboost")
+    X, y = _regression()
+    weight = _weights(len(y))
+    settings = {"n_estimators": ROUNDS, "max_depth": 3, "learning_rate": 0.3, "reg_lambda": 0.0,
+                "min_child_weight": 0.0, "n_jobs": 1, "base_score": 0.0}
+    model = xgb.XGBRegressor(objective=boosting.xgboost_objective(lossk.huber_loss, delta=30.0), **settings)
+    model.fit(X, y, sample_weight=weight)
+    native = _xgboost_margins(xgb, X, y, {**XGBOOST, "base_score": 0.0},
+                              boosting.xgboost_objective(lossk.huber_loss, delta=30.0), weight)
+    _assert_same_margins(model.predict(X, output_margin=True), native)
+
+
+def test_xgboost_classifier_api_multiclass():
+    xgb = pytest.importorskip("xgboost")
+    X, y = _digits(300)
+    model = xgb.XGBClassifier(objective=boosting.xgboost_objective(lossk.cross_entropy), n_estimators=2,
+                              max_depth=2, n_jobs=1)
+    model.fit(X, y)
+    assert model.predict_proba(X).shape == (300, 10)
+    assert np.mean(model.predict(X) == y) > 0.5
+
+
+# ---- LightGBM ---------------------------------------------------------------------------------------------
+
+LIGHTGBM = {"verbose": -1, "num_threads": 1, "boost_from_average": False, "num_leaves": 8, "learning_rate": 0.3,
+            "min_sum_hessian_in_leaf": 0.0, "min_data_in_leaf": 5, "deterministic": True}
+
+
+def _lightgbm_margins(lgb, X, y, params, objective, weight=None, rounds=ROUNDS):
+    dataset = lgb.Dataset(X, label=y, weight=weight, params={"verbose": -1})
+    booster = lgb.train({**params, "objective": objective}, dataset, rounds)
+    return booster.predict(X, raw_score=True)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_lightgbm_squared_error_matches_builtin(weighted):
+    lgb = pytest.importorskip("lightgbm")
+    X, y = _regression()
+    weight = _weights(len(y)) if weighted else None
+    ours = _lightgbm_margins(lgb, X, y, LIGHTGBM, boosting.lightgbm_objective(lossk.mse_loss), weight)
+    _assert_same_margins(ours, _lightgbm_margins(lgb, X, y, LIGHTGBM, "regression", weight))
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_lightgbm_logistic_matches_builtin(weighted):
+    lgb = pytest.importorskip("lightgbm")
+    X, y = _binary()
+    weight = _weights(len(y)) if weighted else None
+    objective = boosting.lightgbm_objective(lossk.binary_cross_entropy_with_logits)
+    ours = _lightgbm_margins(lgb, X, y, LIGHTGBM, objective, weight)
+    _assert_same_margins(ours, _lightgbm_margins(lgb, X, y, LIGHTGBM, "binary", weight))
+
+
+def test_lightgbm_multiclass_matches_numpy_objective_and_builtin_scale():
+    lgb = pytest.importorskip("lightgbm")
+    X, y = _digits()
+    params = {**LIGHTGBM, "num_class": 10}
+    objective = boosting.lightgbm_objective(lossk.cross_entropy)
+    ours = _lightgbm_margins(lgb, X, y, params, objective)
+
+    def by_hand(preds, train_data):
+        return numpy_softmax_derivatives(preds, train_data.get_label())
+
+    assert ours.shape == (len(y), 10)
+    _assert_same_margins(ours, _lightgbm_margins(lgb, X, y, params, by_hand))
+    # LightGBM's multiclass uses K / (K - 1) p (1 - p)
+    builtin = _lightgbm_margins(lgb, X, y, params, "multiclass")
+    _assert_same_margins(_lightgbm_margins(lgb, X, y, params, _scaled(objective, 10 / 9)), builtin)
+
+
+def test_lightgbm_scikit_learn_api_takes_weights():
+    """The estimators pass the weights only to a three-parameter objective: the lossk objective is one."""
+    lgb = pytest.importorskip("lightgbm")
+    X, y = _regression()
+    weight = _weights(len(y))
+    model = lgb.LGBMRegressor(objective=boosting.lightgbm_objective(lossk.mse_loss), n_estimators=ROUNDS,
+                              num_leaves=8, learning_rate=0.3, min_child_weight=0.0, min_child_samples=5,
+                              n_jobs=1, verbose=-1, boost_from_average=False, deterministic=True)
+    model.fit(X, y, sample_weight=weight)
+    _assert_same_margins(model.predict(X, raw_score=True),
+                         _lightgbm_margins(lgb, X, y, LIGHTGBM, "regression", weight))
+
+
+# ---- CatBoost ---------------------------------------------------------------------------------------------
+
+CATBOOST = {"iterations": 3, "depth": 3, "learning_rate": 0.3, "verbose": False, "thread_count": 1,
+            "random_seed": 0, "l2_leaf_reg": 0.0, "boost_from_average": False, "leaf_estimation_method": "Newton",
+            "leaf_estimation_iterations": 1}
+
+CATBOOST_JIT_WARNINGS = [
+    "ignore:Can't optimze method:UserWarning",  # CatBoost's own spelling: it cannot numba-compile a Python object
+    "ignore:Failed to optimize method:UserWarning",
+]
+
+
+class NumpySquaredError:
+    """What people write for CatBoost today: the flipped derivatives of (a - t)², per object."""
+
+    def calc_ders_range(self, approxes, targets, weights):
+        residual = np.asarray(approxes) - np.asarray(targets)
+        grad, hess = -2 * residual, np.full_like(residual, -2.0)
+        if weights is not None:
+            grad, hess = grad * weights, hess * weights
+        return list(zip(grad, hess))
+
+
+class NumpySoftmax:
+    def calc_ders_multi(self, approx, target, weight):
+        grad, hess = numpy_softmax_derivatives(np.asarray(approx)[None, :], [target])
+        return (-grad[0] * weight).tolist(), np.diag(-hess[0] * weight).tolist()
+
+
+@pytest.mark.filterwarnings(*CATBOOST_JIT_WARNINGS)
+def test_catboost_squared_error_matches_numpy_objective():
+    """CatBoost's RMSE takes (a - t) and 1: the factor 2 changes its tree scores even without L2, so the
+    check is against a NumPy objective with MSE's derivatives."""
+    catboost = pytest.importorskip("catboost")
+    X, y = _regression()
+    weight = _weights(len(y))
+
+    def margins(objective):
+        model = catboost.CatBoostRegressor(loss_function=objective, eval_metric="RMSE", **CATBOOST)
+        return model.fit(X, y, sample_weight=weight).predict(X)
+
+    _assert_same_margins(margins(boosting.catboost_objective(lossk.mse_loss)), margins(NumpySquaredError()))
+
+
+@pytest.mark.filterwarnings(*CATBOOST_JIT_WARNINGS)
+def test_catboost_logistic_matches_builtin():
+    catboost = pytest.importorskip("catboost")
+    X, y = _binary()
+
+    def margins(objective, **metric):
+        model = catboost.CatBoostClassifier(loss_function=objective, **metric, **CATBOOST)
+        return model.fit(X, y).predict(X, prediction_type="RawFormulaVal")
+
+    ours = margins(boosting.catboost_objective(lossk.binary_cross_entropy_with_logits), eval_metric="Logloss")
+    _assert_same_margins(ours, margins("Logloss"))
+
+
+@pytest.mark.filterwarnings(*CATBOOST_JIT_WARNINGS)
+def test_catboost_multiclass_matches_numpy_objective():
+    catboost = pytest.importorskip("catboost")
+    X, y = _digits(200)
+
+    def margins(objective):
+        model = catboost.CatBoostClassifier(loss_function=objective, eval_metric="MultiClass", classes_count=10,
+                                            **{**CATBOOST, "iterations": 2})
+        return model.fit(X, y).predict(X, prediction_type="RawFormulaVal")
+
+    _assert_same_margins(margins(boosting.catboost_objective(lossk.cross_entropy)), margins(NumpySoftmax()))
+
+
+def test_catboost_signs_are_flipped():
+    objective = boosting.catboost_objective(lossk.mse_loss)
+    (der1, der2), = objective.calc_ders_range(np.array([3.0]), np.array([1.0]), None)
+    assert (der1, der2) == (-4.0, -2.0)
+    grad, hess = objective.calc_ders_range(np.array([3.0, 0.0]), np.array([1.0, 0.0]), np.array([0.5, 2.0]))
+    assert grad == (-2.0, -1.0) and hess == (0.0, -4.0)
+
+
+# ---- the derivatives themselves ---------------------------------------------------------------------------
+
+
+def test_objective_derivatives_are_per_sample_and_weighted():
+    """No 1/n: each sample's derivatives are the unreduced loss's, times its weight."""
+    rng = np.random.default_rng(1)
+    margins, labels, weight = rng.normal(size=50), rng.normal(size=50), rng.uniform(0.5, 2, 50)
+    grad, hess = boosting.xgboost_objective(lossk.mse_loss)(labels, margins, sample_weight=weight)
+    np.testing.assert_allclose(grad, 2 * (margins - labels) * weight)
+    np.testing.assert_allclose(hess, 2 * weight)
+    grad, hess = boosting.lightgbm_objective(lossk.cross_entropy)(labels[:5] * 0 + 1, rng.normal(size=(5, 3)), None)
+    assert grad.shape == hess.shape == (5, 3)
+
+
+def test_surrogate_hessians():
+    x, y = np.array([-3.0, -0.5, 0.0, 0.5, 3.0]), np.zeros(5)
+    weight = np.array([1.0, 2.0, 1.0, 0.5, 3.0])
+    exact = boosting.xgboost_objective(lossk.huber_loss, delta=1.0, hessian="exact")
+    surrogate = boosting.xgboost_objective(lossk.huber_loss, delta=1.0)
+    np.testing.assert_array_equal(exact(y, x, sample_weight=weight)[1], [0.0, 2.0, 1.0, 0.5, 0.0])
+    np.testing.assert_array_equal(surrogate(y, x, sample_weight=weight)[1], weight)  # LightGBM's huber
+    np.testing.assert_array_equal(boosting.xgboost_objective(lossk.l1_loss)(y, x)[1], np.ones(5))
+    np.testing.assert_array_equal(boosting.xgboost_objective(lossk.smooth_l1_loss, beta=0.5)(y, x)[1], np.full(5, 2.0))
+    # cross-entropy through a soft-cap: the exact diagonal can be negative, the surrogate clips it at 0
+    rng = np.random.default_rng(2)
+    margins, labels = 4 * rng.normal(size=(40, 5)), rng.integers(0, 5, 40)
+    exact_hess = boosting.xgboost_objective(lossk.cross_entropy, softcap=1.0, hessian="exact")(labels, margins)[1]
+    clipped = boosting.xgboost_objective(lossk.cross_entropy, softcap=1.0)(labels, margins)[1]
+    assert np.any(exact_hess < 0)
+    np.testing.assert_array_equal(clipped, np.maximum(exact_hess, 0))
+
+
+def test_objective_errors_name_the_problem():
+    with pytest.raises(TypeError, match="lossk loss"):
+        boosting.xgboost_objective(len)
+    with pytest.raises(ValueError, match="no loss named 'hubber_loss'"):
+        boosting.xgboost_objective("hubber_loss")
+    with pytest.raises(ValueError, match="hessian must be one of"):
+        boosting.lightgbm_objective(lossk.mse_loss, hessian="diagonal")
+    with pytest.raises(TypeError, match="reduction is set by the objective"):
+        boosting.catboost_objective(lossk.mse_loss, reduction="mean")
+    with pytest.raises(TypeError, match="lossk.huber_loss.*delt"):
+        boosting.xgboost_objective(lossk.huber_loss, delt=1.0)
+    with pytest.raises(ValueError, match="n_samples, n_classes"):
+        boosting.xgboost_objective(lossk.cross_entropy)(np.zeros(4), np.zeros(4))
+    with pytest.raises(ValueError, match="whole numbers"):
+        boosting.xgboost_objective(lossk.cross_entropy)(np.array([0.5, 1.0]), np.zeros((2, 3)))
