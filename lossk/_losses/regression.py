@@ -7,10 +7,13 @@ library) and ``_<loss>_element`` on scalars (inlined by the generated Numba kern
 
 from __future__ import annotations
 
-from .._spec import SCALAR_KIND, ElementwiseLoss, Option, reduction_option, weight_option
+import math
+from types import MappingProxyType
+
+from .._spec import SCALAR_KIND, Anchor, ElementwiseLoss, Option, reduction_option, weight_option
 from .._validation import check_nonnegative, check_positive
 from .domains import residuals
-from .scalar import cast_like
+from .scalar import cast_like, exp_of, log1p_unit_of, tanh_of
 
 # ---- L1 ---------------------------------------------------------------------------------------------------
 
@@ -217,4 +220,79 @@ SMOOTH_L1_LOSS = ElementwiseLoss(
     """,
 )
 
-LOSSES = (L1_LOSS, MSE_LOSS, HUBER_LOSS, SMOOTH_L1_LOSS)
+# ---- log-cosh ---------------------------------------------------------------------------------------------
+
+LOG_2 = math.log(2.0)
+
+
+def _log_cosh(xp, x, y, *, order):
+    d = x - y
+    magnitude = xp.abs(d)
+    # log cosh d = |d| + log1p(e^{-2|d|}) - log 2: cosh itself would overflow beyond |d| ~ 710 (89 in float32)
+    loss = magnitude + xp.log1p(xp.exp(-2 * magnitude)) - LOG_2
+    d1 = xp.tanh(d) if order >= 1 else None
+    return loss, d1, 1 - d1 * d1 if order >= 2 else None
+
+
+def _log_cosh_element(x, y):
+    d = x - y
+    magnitude = abs(d)
+    loss = magnitude + log1p_unit_of(exp_of(-cast_like(2.0, d) * magnitude)) - cast_like(LOG_2, d)
+    d1 = tanh_of(d)
+    return loss, d1, cast_like(1.0, d) - d1 * d1
+
+
+def _log_cosh_oracle(torch, input, target, *, reduction, weight=None):
+    """log cosh as ``logaddexp(d, -d) - log 2`` (not lossk's formulation), weighted; 'mean' divides by the count."""
+    d = input - target
+    loss = torch.logaddexp(d, -d) - LOG_2
+    loss = loss if weight is None else weight * loss
+    return {"none": loss, "sum": loss.sum(), "mean": loss.sum() / loss.numel()}[reduction]
+
+
+_OPTAX_LOG_COSH = "optax/losses/_regression_test.py, LogCoshTest (values from tf.keras.losses.log_cosh 2.4.1)"
+
+LOG_COSH_LOSS = ElementwiseLoss(
+    name="log_cosh_loss",
+    class_name="LogCoshLoss",
+    summary="Log-cosh loss: quadratic near the target, linear far from it, smooth everywhere.",
+    math=r"""
+.. math::
+    \ell_i = w_i \log\cosh(x_i - y_i) = w_i \left(|d_i| + \log(1 + e^{-2|d_i|}) - \log 2\right),
+    \qquad \partial \ell_i / \partial x_i = w_i \tanh d_i,
+    \qquad \partial^2 \ell_i / \partial x_i^2 = w_i (1 - \tanh^2 d_i)
+""",
+    notes="""
+    Written so that no cosh overflows: finite for any residual. ``reduction="mean"`` divides by the element
+    count, with or without ``weight`` (Keras's ``sum_over_batch_size``). PyTorch has no log-cosh loss.
+    """,
+    options=(reduction_option(), weight_option()),
+    formula=_log_cosh,
+    element=_log_cosh_element,
+    domain=residuals(),
+    oracle=_log_cosh_oracle,
+    constants=MappingProxyType({"LOG_2": LOG_2}),
+    anchors=(
+        Anchor(_OPTAX_LOG_COSH + ", test_batched",
+               {"input": (500.0, -2.0, -1.0, 0.5, 1.0), "target": (-200.0, -1.5, 0.0, -1.0, 1.0)},
+               (699.3068, 0.12011445, 0.4337809, 0.85544014, 0.0), atol=1e-5, rtol=2**-23),
+        Anchor(_OPTAX_LOG_COSH + ", test_batched_predictions_only",
+               {"input": (500.0, -2.0, -1.0, 0.5, 1.0), "target": (0.0, 0.0, 0.0, 0.0, 0.0)},
+               (499.30685, 1.3250027, 0.4337809, 0.12011451, 0.43378082), atol=1e-5, rtol=2**-23),
+    ),
+    references=(
+        "optax, ``optax.losses.log_cosh`` (the formulation above).",
+        "Keras, ``keras.losses.LogCosh``.",
+        "P. Chen, G. Chen and S. Zhang, \"Log Hyperbolic Cosine Loss Improves Variational Auto-Encoder\", 2018.",
+    ),
+    example="""
+    >>> import numpy as np, lossk
+    >>> x, y = np.array([500.0, -2.0, 0.5]), np.array([-200.0, -1.5, -1.0])
+    >>> [round(float(v), 5) for v in lossk.log_cosh_loss(x, y, reduction="none")]
+    [699.30685, 0.12011, 0.85544]
+    >>> [round(float(v), 5) for v in lossk.log_cosh_loss.grad(x, y, reduction="sum")]
+    [1.0, -0.46212, 0.90515]
+    """,
+)
+
+LOSSES = (L1_LOSS, MSE_LOSS, HUBER_LOSS, SMOOTH_L1_LOSS, LOG_COSH_LOSS)
