@@ -156,6 +156,52 @@ class LosskBackend(Provider):
         return call
 
 
+class LosskTorch(Provider):
+    """``lossk.torch.<loss>`` (a torch.library custom op) forward, then ``loss.backward()``."""
+
+    name = "lossk.torch"
+    peer = False
+    libraries = ("torch", "lossk.torch")
+    devices = frozenset({CPU, GPU})
+    description = "lossk.torch drop-in: fused forward keeps the gradient, autograd backward scales it"
+
+    def prepare(self, case: Case, arrays: tuple[np.ndarray, ...], device: str) -> Call:
+        import lossk.torch
+
+        loss_function = getattr(lossk.torch, case.lossk_name, None)
+        if loss_function is None:
+            raise NotApplicable("lossk.torch does not wrap this loss")
+        return _torch_autograd_call(case, functools.partial(loss_function, **case.options), arrays, device)
+
+
+class LosskJax(Provider):
+    """``jax.jit(jax.value_and_grad(lossk.jax.<loss>))``."""
+
+    name = "lossk.jax"
+    peer = False
+    libraries = ("jax", "lossk.jax")
+    devices = frozenset({CPU})
+    description = "lossk.jax custom_vjp under jax.jit(jax.value_and_grad) (CPU: the Numba kernels via a callback)"
+
+    def prepare(self, case: Case, arrays: tuple[np.ndarray, ...], device: str) -> Call:
+        import jax
+
+        import lossk.jax
+
+        loss_function = getattr(lossk.jax, case.lossk_name, None)
+        if loss_function is None:
+            raise NotApplicable("lossk.jax does not wrap this loss")
+        args = tuple(jax.device_put(a.astype(np.int32) if a.dtype == np.int64 else a, jax.devices(CPU)[0])
+                     for a in arrays)
+        argnums = case.differentiable if len(case.differentiable) > 1 else case.differentiable[0]
+        value_and_grad = jax.jit(jax.value_and_grad(functools.partial(loss_function, **case.options), argnums=argnums))
+
+        def call() -> tuple[Any, Any]:
+            return jax.block_until_ready(value_and_grad(*args))
+
+        return call
+
+
 # --- several-pass array code: NumPy on the CPU, CuPy on a GPU -------------------------------------------
 
 
@@ -331,6 +377,8 @@ PROVIDERS: dict[str, Provider] = {
         LosskBackend("array_api", frozenset({CPU, GPU})),
         LosskBackend("numba", frozenset({CPU})),
         LosskBackend("cupy", frozenset({GPU})),
+        LosskTorch(),
+        LosskJax(),
         SeveralPass("numpy", CPU),
         SeveralPass("cupy", GPU),
         TorchAutograd("torch"),

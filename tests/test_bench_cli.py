@@ -55,7 +55,8 @@ def test_quick_run_writes_json_naming_every_provider_and_a_png(tmp_path: Path) -
     ran = document["providers_run"]
     expected = {"lossk.array_api", "numpy"} | {
         name
-        for name, module in (("torch", "torch"), ("torch.chunked", "torch"), ("jax", "jax"), ("lossk.numba", "numba"))
+        for name, module in (("torch", "torch"), ("torch.chunked", "torch"), ("jax", "jax"), ("lossk.numba", "numba"),
+                             ("lossk.torch", "torch"), ("lossk.jax", "jax"))
         if importlib.util.find_spec(module)
     }
     assert set(ran) == expected
