@@ -41,6 +41,7 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.util
+import os
 import sys
 import warnings
 from collections.abc import Callable
@@ -201,7 +202,7 @@ def is_available(backend: str) -> bool:
 
 
 _warned: set[str] = set()
-_PACKAGE_DIR = str(Path(__file__).parent)
+_PACKAGE_DIR = str(Path(__file__).parent) + os.sep
 
 
 def _warn_unavailable(backend: str, cause: BaseException) -> None:

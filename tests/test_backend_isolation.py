@@ -22,7 +22,7 @@ import pytest
 import lossk
 from lossk import _dispatch
 
-from loss_cases import CASES, draw
+from registry_inputs import every_loss_inputs, public_losses
 
 ROOT = Path(__file__).resolve().parents[1]
 LLVMLITE_ERROR = "OSError: libllvmlite.so: cannot open shared object file (simulated)"
@@ -88,26 +88,21 @@ print(json.dumps({"chosen": chosen, "error": error, "warnings": warned}))
 """
 
 
-def registered_losses() -> list[str]:
-    """Every loss of the dispatch registry (each has the reference), as ``import lossk`` leaves it."""
-    return sorted({loss for loss, backend in _dispatch._REGISTRY if backend == "array_api"})
-
-
 def first_case_inputs(rng: np.random.Generator) -> dict[str, tuple[np.ndarray, np.ndarray, dict]]:
+    """One non-empty configuration of every public loss of the registry."""
     inputs = {}
-    for loss in registered_losses():
-        case = next((c for c in CASES if c.loss == loss and c.shape and 0 not in c.shape), None)
-        assert case is not None, f"tests/loss_cases.py has no non-empty case of {loss}"
-        input, target, arrays = draw(case, rng)
-        inputs[loss] = (input, target, {**case.options, **arrays})
+    for entry in every_loss_inputs():
+        if entry.loss not in inputs and not entry.empty:
+            inputs[entry.loss] = entry.make(rng)
+    assert set(inputs) == set(public_losses()), "a loss has only empty configurations"
     return inputs
 
 
 def test_the_registry_has_the_public_losses():
     """The scenarios iterate over the registry: it must hold every public loss function."""
     public = {name for name in lossk.__all__ if isinstance(getattr(lossk, name), lossk.LossFunction)}
-    assert public <= set(registered_losses()) | {"linear_cross_entropy"}  # which dispatches cross_entropy
-    assert len(registered_losses()) >= 9
+    assert public <= set(public_losses()) | {"linear_cross_entropy"}  # which dispatches cross_entropy
+    assert len(public_losses()) >= 9
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)

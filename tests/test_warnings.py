@@ -12,21 +12,15 @@ import numpy as np
 import pytest
 
 import lossk
-from lossk import _dispatch
 
-from loss_cases import CASES, draw
+from registry_inputs import every_loss_inputs
 
 torch = pytest.importorskip("torch")
 
 
-def registered_losses() -> list[str]:
-    return sorted({loss for loss, backend in _dispatch._REGISTRY if backend == "array_api"})
-
-
-def cases_of_every_loss() -> list:
-    """Every case of ``loss_cases`` whose loss is in the registry (exact 0/1 probabilities, all targets
-    ignored, empty and saturated inputs included); a registered loss without a case fails the test."""
-    return [case for case in CASES if case.loss in registered_losses()]
+EVERY_LOSS = every_loss_inputs()
+"""Every public loss of the registry, each configuration (exact 0/1 probabilities, every target ignored,
+empty and saturated inputs included)."""
 
 
 @pytest.fixture(autouse=True)
@@ -36,18 +30,13 @@ def warnings_are_errors():
         yield
 
 
-def test_every_registered_loss_has_cases():
-    assert {case.loss for case in cases_of_every_loss()} == set(registered_losses())
-
-
-@pytest.mark.parametrize("case", cases_of_every_loss(), ids=lambda case: case.id)
+@pytest.mark.parametrize("case", EVERY_LOSS, ids=lambda case: case.id)
 @pytest.mark.parametrize("reduction", ["none", "mean"])  # "sum" adds no new arithmetic to these
 def test_numpy_on_every_backend(case, reduction, backend, rng):
     backend.require(case.loss)
-    input, target, arrays = draw(case, rng)
-    options = {**case.options, **{k: backend.asarray(v) for k, v in arrays.items()}}
-    loss_function = getattr(lossk, case.loss)
-    loss_function.value_and_grad(
+    input, target, options = case.make(rng)
+    options = {k: backend.asarray(v) if isinstance(v, np.ndarray) else v for k, v in options.items()}
+    getattr(lossk, case.loss).value_and_grad(
         backend.asarray(input), backend.asarray(target), reduction=reduction, backend=backend.name, **options
     )
 
@@ -71,19 +60,19 @@ TORCH_ASARRAY_PENDING = pytest.mark.xfail(strict=True, reason="xp.asarray on a t
 def torch_cases() -> list:
     return [
         pytest.param(case, id=case.id, marks=[] if case.loss == "nll_loss" else [TORCH_ASARRAY_PENDING])
-        for case in cases_of_every_loss()
+        for case in EVERY_LOSS
     ]
 
 
 @pytest.mark.parametrize("case", torch_cases())
 def test_torch_input_that_requires_grad(case, rng, torch_warns_always):
     """No ``torch.asarray: unspecified requires_grad`` warning (torch 2.13)."""
-    input, target, arrays = draw(case, rng)
+    input, target, options = case.make(rng)
     x = torch.asarray(input).requires_grad_(True)
     y = torch.asarray(target)
     if y.is_floating_point():
         y.requires_grad_(True)
-    options = {**case.options, **{k: torch.asarray(v) for k, v in arrays.items()}}
+    options = {k: torch.asarray(v) if isinstance(v, np.ndarray) else v for k, v in options.items()}
     loss_function = getattr(lossk, case.loss)
     loss_function(x, y, **options)
     loss_function.value_and_grad(x, y, **options)
