@@ -75,8 +75,9 @@ SURROGATE_CURVATURE: dict[str, Callable[[dict[str, Any]], float]] = {
     "huber_loss": lambda options: 1.0,
     "smooth_l1_loss": lambda options: 1.0 / options["beta"] if options.get("beta", 1.0) > 0 else 1.0,
 }
-"""``c(options)``: the curvature of a loss's surrogate Hessian ``max(exact, c · weight)`` (module docstring).
-Losses not listed have ``c = 0``."""
+"""``c(options)``: the curvature of a loss's surrogate Hessian ``max(exact, c · weight)`` (module docstring),
+the largest value its exact Hessian takes, so that the surrogate is the constant ``c · weight``. Losses not
+listed have ``c = 0``."""
 
 CLASS_LOSSES = frozenset({"cross_entropy", "nll_loss"})
 """Losses whose margins are ``(n_samples, n_classes)`` and whose labels are class indices."""
@@ -134,25 +135,31 @@ class Objective:
                                  f"got shape {tuple(prediction.shape)} (set the library's number of classes)")
             label = _class_indices(xp, label, prediction.shape[0])
         else:
-            label = xp.reshape(xp.astype(label, prediction.dtype), tuple(prediction.shape))
+            label = xp.reshape(xp.astype(label, prediction.dtype, copy=False), tuple(prediction.shape))
         if weight is not None and int(np.prod(weight.shape)) == 0:  # XGBoost: an empty array means no weights
             weight = None
         if weight is not None:
             weight = xp.asarray(weight) if not _same_library(weight, prediction) else weight
-            weight = xp.astype(weight, prediction.dtype)
+            weight = xp.astype(weight, prediction.dtype, copy=False)
             if not self.is_multiclass:
                 weight = xp.reshape(weight, (prediction.shape[0], *([1] * (prediction.ndim - 1))))
                 weight = xp.broadcast_to(weight, tuple(prediction.shape))
         reduction = "sum" if weight is None else "none"
-        _, grad, hess = value_grad_hessian(
-            self.function, prediction, label, reduction=reduction, grad_output=weight, backend=self.backend,
-            **self.options,
-        )
+        call = {"reduction": reduction, "grad_output": weight, "backend": self.backend, **self.options}
+        if self.hessian == "surrogate" and self.curvature > 0:
+            # c is the exact Hessian's largest value: the surrogate is c · weight, no Hessian stream needed
+            grad = self.function.grad(prediction, label, **call)
+            hess = xp.full_like(grad, self.curvature) if weight is None else self.curvature * weight
+            return grad, hess
+        _, grad, hess = value_grad_hessian(self.function, prediction, label, **call)
         if self.hessian == "surrogate":
             floor = xp.asarray(self.curvature, dtype=hess.dtype)
             if weight is not None:
                 floor = floor * (weight[:, None] if self.is_multiclass else weight)
-            hess = xp.maximum(hess, floor)
+            if isinstance(hess, np.ndarray):
+                np.maximum(hess, floor, out=hess)  # hess is a new array of lossk's: no second allocation
+            else:
+                hess = xp.maximum(hess, floor)
         return grad, hess
 
     def _labels_on_device(self, dataset: Any, label: np.ndarray, prediction: Array) -> Array:

@@ -333,3 +333,38 @@ def test_objective_errors_name_the_problem():
         boosting.xgboost_objective(lossk.cross_entropy)(np.zeros(4), np.zeros(4))
     with pytest.raises(ValueError, match="whole numbers"):
         boosting.xgboost_objective(lossk.cross_entropy)(np.array([0.5, 1.0]), np.zeros((2, 3)))
+
+
+class _FakeDMatrix:
+    """What the native XGBoost call form reads from its dataset: host labels and (possibly empty) weights."""
+
+    def __init__(self, label, weight=None):
+        self.label, self.weight = label, np.empty(0) if weight is None else weight
+
+    def get_label(self):
+        return self.label
+
+    def get_weight(self):
+        return self.weight
+
+
+@pytest.mark.parametrize("loss", ["mse_loss", "huber_loss", "cross_entropy"])
+def test_margins_of_another_library_stay_there(loss):
+    """Non-NumPy margins (CuPy on a GPU; array-api-strict here) get derivatives of their own library, with
+    the dataset's host labels copied over once per dataset, and the same values as NumPy margins."""
+    xps = pytest.importorskip("array_api_strict")
+    rng = np.random.default_rng(3)
+    shape = (40, 4) if loss == "cross_entropy" else (40,)
+    margins = rng.normal(size=shape).astype(np.float32)
+    labels = (rng.integers(0, 4, 40) if loss == "cross_entropy" else rng.normal(size=40)).astype(np.float32)
+    weight = rng.uniform(0.5, 2, 40).astype(np.float32)
+    objective = boosting.xgboost_objective(getattr(lossk, loss))
+    dataset = _FakeDMatrix(labels, weight)
+    grad, hess = objective(xps.asarray(margins), dataset)
+    assert type(grad) is type(hess) is type(xps.asarray(margins))
+    cached = objective._device_labels[dataset]
+    objective(xps.asarray(margins), dataset)
+    assert objective._device_labels[dataset] is cached
+    expected_grad, expected_hess = objective(margins, dataset)
+    np.testing.assert_allclose(np.asarray(grad), expected_grad, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(hess), expected_hess, rtol=1e-5, atol=1e-6)

@@ -376,6 +376,78 @@ def cross_entropy(
     return loss_total, z_loss_total
 
 
+SMALL_ROW_CLASSES = 64
+"""Rows of at most this many classes may take :func:`small_rows`: a few classes per row (gradient boosting's
+(n_samples, n_classes) margins) make the per-row cost of the general kernel's steps dominate."""
+
+
+@njit(fastmath=ROW_FASTMATH, error_model="numpy", cache=True)
+def small_rows(first_row, end_row, logits, labels, grad, hess, class_weight, ignore_index, scale, row_upstream,
+               row_loss):
+    """Plain cross-entropy of short (R, C) rows [first_row, end_row) in one function, no per-step calls.
+
+    The case of :func:`cross_entropy_row` without label smoothing, z-loss, soft-capping or probability
+    targets: the same formulas (e_c = e^{z_c - m} stored in ``grad``, then g_c = a e_c / S - a [c = y],
+    h_c = a e_c / S (1 - e_c / S) with a = scale · upstream · w_y), the same float64 row sums. ``grad``
+    (required) may be ``logits`` itself; ``hess`` None or a separate (R, C) array. Returns Σ of the rows' losses.
+    """
+    n_classes = logits.shape[1]
+    one = element(grad, 1.0)
+    loss_sum = 0.0
+    for r in range(first_row, end_row):
+        y = labels[r]
+        if y == ignore_index or n_classes == 0:
+            for c in range(n_classes):
+                grad[r, c] = element(grad, 0.0)
+                if hess is not None:
+                    hess[r, c] = element(grad, 0.0)
+            row_loss[r] = 0.0
+            continue
+        label_logit = np.float64(logits[r, y])  # read before an in-place gradient overwrites it
+        m = element(grad, -np.inf)
+        for c in range(n_classes):
+            m = maximum(m, logits[r, c])
+        block = element(grad, 0.0)
+        for c in range(n_classes):
+            e = exp_of(logits[r, c] - m)
+            grad[r, c] = e
+            block += e
+        total = np.float64(block)
+        label_weight = 1.0 if class_weight is None else np.float64(class_weight[y])
+        loss = label_weight * (np.float64(m) + math.log(total) - label_logit)
+        coefficient = scale * row_upstream[r] * label_weight
+        softmax_scale = element(grad, coefficient / total)
+        inverse_total = element(grad, 1.0 / total)
+        for c in range(n_classes):
+            e = grad[r, c]
+            g = e * softmax_scale
+            grad[r, c] = g
+            if hess is not None:
+                hess[r, c] = g * (one - e * inverse_total)
+        grad[r, y] -= element(grad, coefficient)
+        row_loss[r] = loss
+        loss_sum += loss
+    return loss_sum
+
+
+@njit(parallel=True, error_model="numpy", cache=True)
+def small_rows_parallel(logits, labels, grad, hess, class_weight, ignore_index, scale, row_upstream, row_loss,
+                        rows_per_chunk):
+    """:func:`small_rows` over every row, chunks in parallel, summed in chunk order (see :func:`cross_entropy`)."""
+    n_rows = logits.shape[0]
+    n_chunks = (n_rows + rows_per_chunk - 1) // rows_per_chunk
+    chunk_loss = np.zeros(n_chunks)
+    for chunk in prange(n_chunks):
+        chunk_loss[chunk] = small_rows(
+            chunk * rows_per_chunk, min(n_rows, (chunk + 1) * rows_per_chunk), logits, labels, grad, hess,
+            class_weight, ignore_index, scale, row_upstream, row_loss,
+        )
+    total = 0.0
+    for chunk in range(n_chunks):
+        total += chunk_loss[chunk]
+    return total
+
+
 @njit(error_model="numpy", cache=True)
 def label_weight_sums(labels, class_weight, ignore_index):
     """(Σ w_y, number of rows) over the rows whose label is not ``ignore_index``: the 'mean' divisors."""

@@ -164,7 +164,16 @@ def cross_entropy_derivatives(
         row_z_loss,
     )
     rows_per_chunk = kernels.chunk_rows(n_classes)
-    if logits.size < PARALLEL_MIN_SIZE:
+    if (grad is not None and labels is not None and logits.ndim == 2 and n_classes <= kernels.SMALL_ROW_CLASSES
+            and label_smoothing == 0 and z_loss == 0 and softcap is None):
+        small = (logits, labels, grad, hess, class_weight, ignore_index, float(scale), row_upstream, row_loss)
+        if logits.size < PARALLEL_MIN_SIZE:
+            loss_total = kernels.small_rows(0, n_rows, *small)
+        else:
+            loss_total = kernels.small_rows_parallel(*small, rows_per_chunk)
+        z_loss_total = 0.0
+        row_z_loss[:] = 0.0
+    elif logits.size < PARALLEL_MIN_SIZE:
         loss_total, z_loss_total = kernels.cross_entropy_rows(0, n_rows, *operands)
     else:
         loss_total, z_loss_total = kernels.cross_entropy(*operands, rows_per_chunk)
