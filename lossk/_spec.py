@@ -70,6 +70,9 @@ class Option:
     """Scalars and flags: values the shared tests try besides the default."""
     draw: Callable[[Any, tuple[int, ...]], Any] | None = None
     """Arrays: ``draw(rng, input_shape)``, a NumPy array the shared tests pass for this option."""
+    neutral: float = 1.0
+    """Arrays read by ``element``: the value that stands for the option not given (``element`` never sees
+    ``None``: its body must stay one branch-free block that Numba inlines and LLVM vectorises)."""
 
     @property
     def annotation(self) -> str:
@@ -142,7 +145,8 @@ class ElementwiseLoss:
     formula: Callable[..., tuple[Array, Array | None, Array | None]]
     """``formula(xp, x, y, *, order, **options) -> (loss, d1, d2)`` on arrays in the compute dtype."""
     element: Callable[..., tuple[Any, Any, Any]]
-    """``element(x, y, *options) -> (loss, d1, d2)`` on scalars; options in :attr:`options`' order."""
+    """``element(x, y, *options) -> (loss, d1, d2)`` on scalars; options in :attr:`options`' order, an array
+    option not given replaced by its ``neutral`` value."""
     domain: Domain
     oracle: str | Callable[..., Any]
     """``"torch.nn.functional.<name>"``, or ``oracle(torch, *inputs, reduction, **options)``: a small

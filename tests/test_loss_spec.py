@@ -32,8 +32,11 @@ def test_scalar_formulation_matches_array_formulation(case, differentiable, rng)
     _, options = prepare_arguments(spec, {"input": input, "target": target}, options)
     name, options = resolve(spec, options)
     spec = ELEMENTWISE_LOSSES[name]
-    values = [np.broadcast_to(options[o.name], input.shape) if o.kind == ARRAY_KIND and options[o.name] is not None
-              else options[o.name] for o in spec.formula_options]
+    values = [
+        (o.neutral if options[o.name] is None else np.broadcast_to(options[o.name], input.shape))
+        if o.kind == ARRAY_KIND else options[o.name]
+        for o in spec.formula_options
+    ]
     with np.errstate(all="ignore"):
         expected = spec.formula(np, input, target, order=2, **{o.name: options[o.name] for o in spec.formula_options})
     got = np.zeros((3, *input.shape))

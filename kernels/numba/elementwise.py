@@ -9,7 +9,8 @@ mixed dtypes) and has the signature::
     kernel(x, y, weight, *options, scale, upstream, grad, hess, loss_out) -> float64 sum of the per-element losses
 
 ``weight`` is an array or ``None``; ``options`` are the loss's other options in its spec's order (arrays,
-read element by element through :func:`option_at`, or ``None``; numbers; flags). Element ``i``'s first
+read element by element through :func:`option_at`, or ``None``, which ``element`` sees as the option's
+neutral value; numbers; flags). Element ``i``'s first
 derivative times its weight is multiplied by ``upstream[i]`` when ``upstream`` is an array (reduction
 'none') or by the scalar ``scale`` (grad_output / divisor for 'mean', grad_output for 'sum') and written to
 ``grad[i]``; the second derivative likewise to ``hess[i]``. ``grad=None`` / ``hess=None`` skip them (LLVM
@@ -45,8 +46,9 @@ KERNEL_FASTMATH = {"reassoc", "contract"}
 FUSED = {"parallel": True, "fastmath": KERNEL_FASTMATH, "error_model": "numpy", "cache": True}
 """The flags of every fused kernel (``cache=True``: each generated module is compiled once per machine)."""
 
-ELEMENT = {"fastmath": KERNEL_FASTMATH, "error_model": "numpy"}
-"""The flags of the scalar ``element`` functions, which LLVM inlines into the kernels' loops."""
+ELEMENT = {"fastmath": KERNEL_FASTMATH, "error_model": "numpy", "inline": "always"}
+"""The flags of the scalar ``element`` functions, inlined into the kernels' loops by Numba (as a separate
+function, one with exp/log calls is too big for LLVM's inliner, and the loop stops vectorising: 4-5x slower)."""
 
 
 @njit(cache=True)
@@ -96,15 +98,15 @@ def _store_gradient(grad, x, i, value):
     return store
 
 
-def option_at(option, i):
-    """Element ``i`` of an option array, or ``None`` for an option not given (inside Numba kernels)."""
+def option_at(option, i, neutral):
+    """Element ``i`` of an option array, or ``neutral`` for an option not given (inside Numba kernels)."""
 
 
 @overload(option_at)
-def _option_at(option, i):
+def _option_at(option, i, neutral):
     if option is types.none:
-        return lambda option, i: None
-    return lambda option, i: option[i]
+        return lambda option, i, neutral: neutral
+    return lambda option, i, neutral: option[i]
 
 
 @njit(inline="always")

@@ -121,14 +121,9 @@ def _bce_with_logits_element(x, y, pos_weight):
     softplus_neg = log1p_unit_of(decay) + (zero if x > zero else -x)
     reciprocal = one / (one + decay)
     sigmoid = reciprocal if x >= zero else decay * reciprocal
-    if pos_weight is not None:
-        log_weight = one + (pos_weight - one) * y
-        positive = pos_weight * y
-    else:
-        log_weight = one
-        positive = y
+    log_weight = one + (pos_weight - one) * y  # pos_weight not given: 1, and log_weight is exactly 1
     loss = (one - y) * x + log_weight * softplus_neg
-    return loss, log_weight * sigmoid - positive, log_weight * (decay * reciprocal * reciprocal)
+    return loss, log_weight * sigmoid - pos_weight * y, log_weight * (decay * reciprocal * reciprocal)
 
 
 def _logits(rng, shape, options, differentiable):

@@ -39,7 +39,6 @@ from ..elementwise import ELEMENT, FUSED, chunk_bounds, chunk_count, emit, optio
 
 @njit(**ELEMENT)
 {element}
-
 @njit(**FUSED)
 def kernel(x, y, weight, {options}scale, upstream, grad, hess, loss_out):
     """{summary}"""
@@ -82,10 +81,10 @@ def element_source(spec: ElementwiseLoss) -> str:
 def module_source(spec: ElementwiseLoss) -> str:
     """The generated kernel module of ``spec``."""
     used = set(spec.element.__code__.co_names)
-    helpers = sorted(used & set(scalar.__all__))
+    helpers = sorted(used & set(scalar.__all__) | ({"cast_like"} if any(o.kind == ARRAY_KIND for o in spec.formula_options) else set()))
     options = spec.formula_options
     arguments = "".join(
-        f", option_at({o.name}, i)" if o.kind == ARRAY_KIND else f", {o.name}" for o in options
+        f", option_at({o.name}, i, cast_like({o.neutral!r}, x[i]))" if o.kind == ARRAY_KIND else f", {o.name}" for o in options
     )
     constants = "".join(f"{name} = {value!r}\n" for name, value in spec.constants.items())
     return _MODULE.format(

@@ -28,7 +28,6 @@ def element(x, y):
     d2 = (x * x - two * x * y + y) / (variance * variance) if variance > epsilon else one / epsilon
     return loss, d1, d2
 
-
 @njit(**FUSED)
 def kernel(x, y, weight, scale, upstream, grad, hess, loss_out):
     """Loss, d1 and d2 of lossk.binary_cross_entropy, weighted, scaled and stored (see the module docstring)."""

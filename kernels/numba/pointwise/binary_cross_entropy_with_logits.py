@@ -19,15 +19,9 @@ def element(x, y, pos_weight):
     softplus_neg = log1p_unit_of(decay) + (zero if x > zero else -x)
     reciprocal = one / (one + decay)
     sigmoid = reciprocal if x >= zero else decay * reciprocal
-    if pos_weight is not None:
-        log_weight = one + (pos_weight - one) * y
-        positive = pos_weight * y
-    else:
-        log_weight = one
-        positive = y
+    log_weight = one + (pos_weight - one) * y  # pos_weight not given: 1, and log_weight is exactly 1
     loss = (one - y) * x + log_weight * softplus_neg
-    return loss, log_weight * sigmoid - positive, log_weight * (decay * reciprocal * reciprocal)
-
+    return loss, log_weight * sigmoid - pos_weight * y, log_weight * (decay * reciprocal * reciprocal)
 
 @njit(**FUSED)
 def kernel(x, y, weight, pos_weight, scale, upstream, grad, hess, loss_out):
@@ -38,7 +32,7 @@ def kernel(x, y, weight, pos_weight, scale, upstream, grad, hess, loss_out):
         total = 0.0
         start, stop = chunk_bounds(c, n)
         for i in range(start, stop):
-            loss, d1, d2 = element(x[i], y[i], option_at(pos_weight, i))
+            loss, d1, d2 = element(x[i], y[i], option_at(pos_weight, i, cast_like(1.0, x[i])))
             total += emit(i, x, loss, d1, d2, weight, scale, upstream, grad, hess, loss_out)
         partial[c] = total
     return sum_in_order(partial)

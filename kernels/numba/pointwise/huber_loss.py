@@ -23,7 +23,6 @@ def element(x, y, delta):
     d2 = cast_like(1.0, d) if inside else cast_like(0.0, d)
     return loss, d1, d2
 
-
 @njit(**FUSED)
 def kernel(x, y, weight, delta, scale, upstream, grad, hess, loss_out):
     """Loss, d1 and d2 of lossk.huber_loss, weighted, scaled and stored (see the module docstring)."""

@@ -21,7 +21,6 @@ def element(x, y, log_target):
         loss = y * log_of(y if y != 0 else cast_like(1.0, y)) - y * x
     return loss, -probability, cast_like(0.0, x)
 
-
 @njit(**FUSED)
 def kernel(x, y, weight, log_target, scale, upstream, grad, hess, loss_out):
     """Loss, d1 and d2 of lossk.kl_div, weighted, scaled and stored (see the module docstring)."""

@@ -19,7 +19,6 @@ def element(x, y):
     sign = one if d > zero else (-one if d < zero else zero)
     return abs(d), sign, zero
 
-
 @njit(**FUSED)
 def kernel(x, y, weight, scale, upstream, grad, hess, loss_out):
     """Loss, d1 and d2 of lossk.l1_loss, weighted, scaled and stored (see the module docstring)."""

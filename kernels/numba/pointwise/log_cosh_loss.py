@@ -21,7 +21,6 @@ def element(x, y):
     d1 = tanh_of(d)
     return loss, d1, cast_like(1.0, d) - d1 * d1
 
-
 @njit(**FUSED)
 def kernel(x, y, weight, scale, upstream, grad, hess, loss_out):
     """Loss, d1 and d2 of lossk.log_cosh_loss, weighted, scaled and stored (see the module docstring)."""

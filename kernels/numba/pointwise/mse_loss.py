@@ -17,7 +17,6 @@ def element(x, y):
     two = cast_like(2.0, d)
     return d * d, two * d, two
 
-
 @njit(**FUSED)
 def kernel(x, y, weight, scale, upstream, grad, hess, loss_out):
     """Loss, d1 and d2 of lossk.mse_loss, weighted, scaled and stored (see the module docstring)."""

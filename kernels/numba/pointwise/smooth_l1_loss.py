@@ -25,7 +25,6 @@ def element(x, y, beta):
     d2 = one / bound if inside else cast_like(0.0, d)
     return loss, d1, d2
 
-
 @njit(**FUSED)
 def kernel(x, y, weight, beta, scale, upstream, grad, hess, loss_out):
     """Loss, d1 and d2 of lossk.smooth_l1_loss, weighted, scaled and stored (see the module docstring)."""
