@@ -345,16 +345,22 @@ def _function(name: str, op: _LossOp) -> Callable[..., torch.Tensor]:
 
 
 def _module_class(name: str, function: Callable[..., torch.Tensor]) -> type | None:
-    """``torch.nn.<Class>`` subclassed so that its forward calls ``function``; the class name is lossk's
-    (and PyTorch's) for the loss. None where PyTorch has no module for it."""
+    """The module class of a loss, named as lossk (and PyTorch) name it, whose forward calls ``function``.
+
+    Where ``torch.nn`` has the class, a subclass of it (PyTorch's constructor, plus lossk's options
+    keyword-only); otherwise a ``torch.nn.Module`` taking ``reduction`` and the loss's options. None where
+    lossk has no class for the loss.
+    """
     class_name = next((n for n in lossk.__all__ if getattr(getattr(lossk, n), "function", None)
                        is getattr(lossk, name)), None)
-    base = getattr(torch.nn, class_name, None) if class_name else None
-    if base is None:
+    if class_name is None:
         return None
+    base = getattr(torch.nn, class_name, None)
     signature = inspect.signature(function)
     forwarded = [p for p in signature.parameters.values()
                  if p.name not in ("input", "target", "size_average", "reduce")]
+    if base is None:
+        return _plain_module_class(class_name, name, function, forwarded)
     torch_options = {p.name for p in forwarded} & set(inspect.signature(base.__init__).parameters)
     extra = [p for p in forwarded if p.name not in torch_options and p.name not in ("weight", "pos_weight")]
 
@@ -371,6 +377,28 @@ def _module_class(name: str, function: Callable[..., torch.Tensor]) -> type | No
            f"and lossk's keyword-only options ({', '.join(p.name for p in extra)}).")
     return type(class_name, (base,), {"__init__": __init__, "forward": forward, "__doc__": doc,
                                       "__module__": __name__})
+
+
+def _plain_module_class(class_name: str, name: str, function: Callable[..., torch.Tensor],
+                        forwarded: list[inspect.Parameter]) -> type:
+    """A ``torch.nn.Module`` for a loss PyTorch lacks: ``Class(reduction="mean", *, <options>)``."""
+    options = [p for p in forwarded if p.name != "reduction"]
+
+    def __init__(self: Any, reduction: str = "mean", **kwargs: Any) -> None:  # noqa: N807
+        torch.nn.Module.__init__(self)
+        unknown = set(kwargs) - {p.name for p in options}
+        if unknown:
+            raise TypeError(f"{class_name} got unexpected argument(s) {', '.join(sorted(unknown))}")
+        self.reduction = reduction
+        self.lossk_options = {p.name: kwargs.get(p.name, p.default) for p in options}
+
+    def forward(self: Any, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return function(input, target, reduction=self.reduction, **self.lossk_options)
+
+    doc = (f"A ``torch.nn.Module`` whose forward is :func:`lossk.torch.{name}` (PyTorch has no such loss). "
+           f"Takes ``reduction`` and the keyword options {', '.join(p.name for p in options)}.")
+    return type(class_name, (torch.nn.Module,), {"__init__": __init__, "forward": forward, "__doc__": doc,
+                                                 "__module__": __name__})
 
 
 # --- linear_cross_entropy: three differentiable arguments ------------------------------------------------
