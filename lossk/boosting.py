@@ -114,6 +114,7 @@ class Objective:
         self.options = options
         self.curvature = SURROGATE_CURVATURE.get(function.name, lambda options: 0.0)({**defaults, **options})
         self._device_labels: weakref.WeakKeyDictionary[Any, Array] = weakref.WeakKeyDictionary()
+        self._buffers: tuple[Any, np.ndarray, np.ndarray] | None = None
 
     def __repr__(self) -> str:
         settings = "".join(f", {k}={v!r}" for k, v in self.options.items())
@@ -123,8 +124,14 @@ class Objective:
     def is_multiclass(self) -> bool:
         return self.function.name in CLASS_LOSSES
 
-    def derivatives(self, prediction: Array, label: Any, weight: Any = None) -> tuple[Array, Array]:
-        """``(grad, hess)`` of the loss at ``prediction`` (the margins) for ``label``, times ``weight``."""
+    def derivatives(self, prediction: Array, label: Any, weight: Any = None, *, reuse: bool = False
+                    ) -> tuple[Array, Array]:
+        """``(grad, hess)`` of the loss at ``prediction`` (the margins) for ``label``, times ``weight``.
+
+        ``reuse=True`` (NumPy margins): the results are written into two arrays this objective keeps and
+        overwrites at its next such call — for the libraries' own calls, which copy them at once (a fresh
+        pair of arrays per round costs page faults comparable to the kernel's own time).
+        """
         xp = namespace_of(prediction=prediction)
         if self.dtype is not None:
             prediction = xp.astype(prediction, getattr(xp, np.dtype(self.dtype).name))
@@ -146,21 +153,38 @@ class Objective:
                 weight = xp.broadcast_to(weight, tuple(prediction.shape))
         reduction = "sum" if weight is None else "none"
         call = {"reduction": reduction, "grad_output": weight, "backend": self.backend, **self.options}
+        out = hess_out = None
+        if reuse and isinstance(prediction, np.ndarray):
+            out, hess_out = self._kept_buffers(prediction)
         if self.hessian == "surrogate" and self.curvature > 0:
             # c is the exact Hessian's largest value: the surrogate is c · weight, no Hessian stream needed
-            grad = self.function.grad(prediction, label, **call)
+            grad = self.function.grad(prediction, label, out=out, **call)
+            if hess_out is not None:
+                if weight is None:
+                    hess_out[...] = self.curvature
+                else:
+                    np.multiply(weight, self.curvature, out=hess_out)
+                return grad, hess_out
             hess = xp.full_like(grad, self.curvature) if weight is None else self.curvature * weight
             return grad, hess
-        _, grad, hess = value_grad_hessian(self.function, prediction, label, **call)
+        _, grad, hess = value_grad_hessian(self.function, prediction, label, out=out, hess_out=hess_out, **call)
         if self.hessian == "surrogate":
             floor = xp.asarray(self.curvature, dtype=hess.dtype)
             if weight is not None:
                 floor = floor * (weight[:, None] if self.is_multiclass else weight)
             if isinstance(hess, np.ndarray):
-                np.maximum(hess, floor, out=hess)  # hess is a new array of lossk's: no second allocation
+                np.maximum(hess, floor, out=hess)  # lossk's new array or the kept buffer: no second allocation
             else:
                 hess = xp.maximum(hess, floor)
         return grad, hess
+
+    def _kept_buffers(self, prediction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Two C-contiguous arrays shaped like ``prediction``, kept from one call to the next."""
+        key = (tuple(prediction.shape), prediction.dtype)
+        if self._buffers is None or self._buffers[0] != key:
+            self._buffers = (key, np.empty(prediction.shape, prediction.dtype),
+                             np.empty(prediction.shape, prediction.dtype))
+        return self._buffers[1], self._buffers[2]
 
     def _labels_on_device(self, dataset: Any, label: np.ndarray, prediction: Array) -> Array:
         """The dataset's labels in the prediction's library: copied there once per dataset (CuPy margins)."""
@@ -187,9 +211,9 @@ class XGBoostObjective(Objective):
             prediction, dtrain = first, second
             label = self._labels_on_device(dtrain, dtrain.get_label(), prediction)
             weight = dtrain.get_weight()
-        else:  # scikit-learn estimators: (labels, margins[, sample_weight])
-            label, prediction, weight = first, second, sample_weight
-        return self.derivatives(prediction, label, weight)
+            return self.derivatives(prediction, label, weight, reuse=True)  # XGBoost copies them at once
+        # scikit-learn estimators (or a caller): (labels, margins[, sample_weight])
+        return self.derivatives(second, first, sample_weight)
 
 
 class LightGBMObjective(Objective):
@@ -199,9 +223,9 @@ class LightGBMObjective(Objective):
         if hasattr(second, "get_label"):  # lightgbm.train: (scores, Dataset)
             prediction, train_data = first, second
             label, weight = train_data.get_label(), train_data.get_weight()
-        else:  # scikit-learn estimators: (labels, scores, weight)
-            label, prediction = first, second
-        return self.derivatives(np.asarray(prediction), label, weight)
+            return self.derivatives(np.asarray(prediction), label, weight, reuse=True)  # LightGBM copies them
+        # scikit-learn estimators (or a caller): (labels, scores, weight)
+        return self.derivatives(np.asarray(second), first, weight)
 
 
 class CatBoostObjective(Objective):

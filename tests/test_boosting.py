@@ -212,7 +212,7 @@ def test_lightgbm_scikit_learn_api_takes_weights():
 
 CATBOOST = {"iterations": 3, "depth": 3, "learning_rate": 0.3, "verbose": False, "thread_count": 1,
             "random_seed": 0, "l2_leaf_reg": 0.0, "boost_from_average": False, "leaf_estimation_method": "Newton",
-            "leaf_estimation_iterations": 1}
+            "leaf_estimation_iterations": 1, "allow_writing_files": False}
 
 CATBOOST_JIT_WARNINGS = [
     "ignore:Can't optimze method:UserWarning",  # CatBoost's own spelling: it cannot numba-compile a Python object
