@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from . import classification
-from ._array_api import Array, is_numpy_namespace, namespace_of
+from ._array_api import Array, as_array, is_numpy_namespace, namespace_of
 from ._dispatch import select
 from ._reduction import compute_dtype
 from ._validation import (
@@ -299,7 +299,7 @@ def _combine(xp: ModuleType, chunks: list[Array], reduction: str, factor: float,
     total = xp.asarray(0.0, dtype=dtype)
     for loss in chunks:
         total = total + xp.astype(loss, dtype)
-    return xp.astype(xp.asarray(total * factor), out_dtype)
+    return xp.astype(as_array(xp, total * factor), out_dtype)
 
 
 class _Products:

@@ -106,8 +106,9 @@ def test_returns_the_input_library(case, library, dtype, reduction, rng, seed):
             convert(as_dtype(input, np.float32)), convert(as_dtype(target, np.float32)), reduction=reduction,
             backend="array_api", **case.options, **in32,
         )
-        np.testing.assert_array_equal(to_numpy(loss), to_numpy(loss32).astype(np.float16))
-        np.testing.assert_array_equal(to_numpy(grad), to_numpy(grad32).astype(np.float16))
+        with np.errstate(over="ignore"):  # a float32 gradient beyond float16's range rounds to inf, as lossk's does
+            np.testing.assert_array_equal(to_numpy(loss), to_numpy(loss32).astype(np.float16))
+            np.testing.assert_array_equal(to_numpy(grad), to_numpy(grad32).astype(np.float16))
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.id)

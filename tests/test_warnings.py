@@ -50,21 +50,7 @@ def torch_warns_always():
     torch.set_warn_always(before)
 
 
-# Two reference sites still call xp.asarray on a tensor that requires grad, so torch warns there:
-# lossk/_reference/_elementwise.py (evaluate: the gradient) and lossk/_reference/classification.py
-# (cross_entropy: the value); lossk._array_api.as_array is the fix. Strict: once fixed, these cases pass and
-# the mark must go.
-TORCH_ASARRAY_PENDING = pytest.mark.xfail(strict=True, reason="xp.asarray on a tensor that requires grad")
-
-
-def torch_cases() -> list:
-    return [
-        pytest.param(case, id=case.id, marks=[] if case.loss == "nll_loss" else [TORCH_ASARRAY_PENDING])
-        for case in EVERY_LOSS
-    ]
-
-
-@pytest.mark.parametrize("case", torch_cases())
+@pytest.mark.parametrize("case", EVERY_LOSS, ids=lambda case: case.id)
 def test_torch_input_that_requires_grad(case, rng, torch_warns_always):
     """No ``torch.asarray: unspecified requires_grad`` warning (torch 2.13)."""
     input, target, options = case.make(rng)

@@ -21,7 +21,13 @@ BCE_GRAD_EPSILON = 9.999999960041972e-13
 
 
 def _bce(xp, x, y, *, order):
-    loss = -(y * xp.clip(xp.log(x), LOG_FLOOR, None) + (1 - y) * xp.clip(xp.log1p(-x), LOG_FLOOR, None))
+    # max(log x, -100) and max(log(1 - x), -100), with the log never taken at 0: a lazy library (Dask) computes
+    # outside lossk's errstate and would warn about log(0) = -inf, which the floor replaces anyway
+    zero, one = xp.zeros_like(x), xp.ones_like(x)
+    at_0, at_1 = x == 0, x == 1
+    log_p = xp.where(at_0, one * LOG_FLOOR, xp.clip(xp.log(xp.where(at_0, one, x)), LOG_FLOOR, None))
+    log_q = xp.where(at_1, one * LOG_FLOOR, xp.clip(xp.log1p(-xp.where(at_1, zero, x)), LOG_FLOOR, None))
+    loss = -(y * log_p + (1 - y) * log_q)
     if order == 0:
         return loss, None, None
     variance = x * (1 - x)

@@ -11,7 +11,7 @@ import inspect
 from types import ModuleType
 from typing import Any
 
-from .._array_api import Array
+from .._array_api import Array, as_array
 from .._dispatch import Implementation, register
 from .._reduction import apply_reduction, compute_dtype, upstream_scale
 from .._spec import ARRAY_KIND, ElementwiseLoss, check_supported, mean_divisor
@@ -42,8 +42,8 @@ def evaluate(
     if order == 0:
         return value, None, None
     scale = upstream_scale(reduction, grad_output, divisor)
-    # asarray: a 0-d NumPy input gives a NumPy scalar here
-    grad, hess = (None if a is None else xp.asarray(xp.astype(a * scale, input.dtype)) for a in (d1, d2))
+    # as_array: a 0-d NumPy input gives a NumPy scalar here
+    grad, hess = (None if a is None else as_array(xp, xp.astype(a * scale, input.dtype)) for a in (d1, d2))
     return value, grad, hess
 
 

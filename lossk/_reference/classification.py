@@ -43,7 +43,7 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
-from .._array_api import Array, device, size
+from .._array_api import Array, as_array, device, size
 from .._reduction import apply_reduction, compute_dtype, upstream_scale
 
 
@@ -142,8 +142,8 @@ def cross_entropy_derivatives(
     # where() on ignored rows: their logsumexp may be infinite, and 0 * inf would be NaN
     z_row = xp.where(kept != 0, z_loss * lse**2, xp.zeros_like(lse))
     z_term = apply_reduction(xp, z_row, reduction, z_divisor)
-    # asarray: NumPy adds two 0-d arrays into a NumPy scalar
-    value = xp.astype(xp.asarray(apply_reduction(xp, loss, reduction, divisor) + z_term), input.dtype)
+    # as_array: NumPy adds two 0-d arrays into a NumPy scalar
+    value = xp.astype(as_array(xp, apply_reduction(xp, loss, reduction, divisor) + z_term), input.dtype)
     if return_z_loss:
         value = (value, xp.astype(z_term, input.dtype))
     if not compute_grad:
