@@ -156,6 +156,43 @@ class LosskBackend(Provider):
         return call
 
 
+class LosskHessian(LosskBackend):
+    """``lossk.<loss>.value_grad_hessian(..., backend=<backend>)``: the Hessian's diagonal in the same pass."""
+
+    def __init__(self, backend: str, devices: frozenset[str]) -> None:
+        super().__init__(backend, devices)
+        self.name = f"lossk.{backend}.hessian"
+        self.description = (
+            f"lossk value_grad_hessian (loss, gradient and the Hessian's diagonal), backend={backend!r}; "
+            "gradient and Hessian into reused out=/hess_out= buffers"
+        )
+
+    def prepare(self, case: Case, arrays: tuple[np.ndarray, ...], device: str) -> Call:
+        from array_api_compat import array_namespace
+
+        import lossk
+        from lossk import _dispatch
+        from lossk._hessian import key
+
+        function = getattr(lossk, case.lossk_name, None)
+        registration = _dispatch.implementations(key(case.lossk_dispatch or case.lossk_name)).get(self.backend)
+        if registration is None or not isinstance(function, lossk.LossFunction) or case.differentiable != (0,):
+            raise NotApplicable(f"lossk's {self.backend} backend has no Hessian of this loss")
+        args, synchronize = (arrays, _nothing) if device == CPU else _gpu_arrays(arrays)
+        xp = array_namespace(args[0])
+        buffers = {"out": xp.empty_like(args[0]), "hess_out": xp.empty_like(args[0])} if registration.writes_out else {}
+        value_grad_hessian = functools.partial(
+            function.value_grad_hessian, backend=self.backend, **buffers, **case.options
+        )
+
+        def call() -> tuple[Any, Any]:
+            loss, grad, _ = value_grad_hessian(*args)
+            synchronize()
+            return loss, grad
+
+        return call
+
+
 class LosskTorch(Provider):
     """``lossk.torch.<loss>`` (a torch.library custom op) forward, then ``loss.backward()``."""
 
@@ -376,6 +413,7 @@ PROVIDERS: dict[str, Provider] = {
     for provider in (
         LosskBackend("array_api", frozenset({CPU, GPU})),
         LosskBackend("numba", frozenset({CPU})),
+        LosskHessian("numba", frozenset({CPU})),
         LosskBackend("cupy", frozenset({GPU})),
         LosskTorch(),
         LosskJax(),

@@ -1,5 +1,8 @@
 """Second derivatives: ``(loss, grad, hess)`` of any lossk loss in one call, dispatched like ``value_and_grad``.
 
+The public entry points are ``lossk.<loss>.hessian`` and ``lossk.<loss>.value_grad_hessian``
+(``lossk._loss_function``); both call :func:`value_grad_hessian`.
+
 ``hess`` is the diagonal of the Hessian, d² loss / d input², shaped like ``input``: the per-element
 second derivative of an elementwise loss (its spec's ``d2``), the diagonal of cross-entropy's softmax
 Hessian (``lossk._reference.classification``), 0 for NLL (linear in its log-probabilities). It is weighted
@@ -8,23 +11,23 @@ divisor, ``grad_output`` multiplies it, so with ``reduction="none"`` and ``grad_
 per-sample, ``w``-weighted second derivative that gradient boosting asks for.
 
 Implementations register with :func:`lossk._dispatch.register` under the key :func:`key` (``"<loss>.hessian"``),
-so that ``backend="auto"``, availability, input kinds and error messages are those of ``value_and_grad``.
-Their contract::
+so that ``backend="auto"``, availability, input kinds and error messages are those of ``value_and_grad``;
+each backend registers its own beside its gradients (the reference in ``lossk._reference``, the Numba
+kernels in ``lossk._backends.numba``; the CUDA kernels have no Hessian yet, so CuPy arrays take the
+reference, on the device). Their contract::
 
     impl(input, target, *, xp, reduction, grad_output, order, [out, hess_out,] **options) -> (loss, grad, hess)
 
-``order`` 2 computes both derivatives (``grad`` may be ``None`` at order 2 only where asked: never here);
-``out`` / ``hess_out`` are passed to implementations registered with ``writes_out=True``, which write into
+``order`` 2 computes both derivatives; ``out`` / ``hess_out`` are passed to implementations registered with ``writes_out=True``, which write into
 them when they can; this module copies into them otherwise.
 """
 
 from __future__ import annotations
 
-import functools
 from typing import TYPE_CHECKING, Any
 
 from ._array_api import Array
-from ._dispatch import is_available, register, select
+from ._dispatch import select
 from ._validation import check_grad_output, check_out
 
 if TYPE_CHECKING:
@@ -36,34 +39,6 @@ def key(loss: str) -> str:
     return f"{loss}.hessian"
 
 
-@functools.cache
-def _register_elementwise() -> None:
-    """Register the elementwise losses' reference and Numba ``(loss, grad, hess)`` implementations.
-
-    Both are the backends' existing evaluators of a spec at order 2 (the kernels store ``d2`` when given
-    a ``hess`` buffer). The Numba ones are registered only where that backend is available.
-    """
-    from ._losses import ELEMENTWISE_LOSSES
-    from ._reference import _elementwise as reference
-
-    for spec in ELEMENTWISE_LOSSES.values():
-        register(key(spec.name), "array_api")(functools.partial(reference.evaluate, spec))
-    if not is_available("numba"):
-        return
-    from ._backends.numba import elementwise as fused
-
-    def numba_derivatives(spec: Any, input: Array, target: Array, *, xp: Any, reduction: str, grad_output: Any,
-                          order: int, out: Array | None = None, hess_out: Array | None = None,
-                          **options: Any) -> tuple[Array, Array | None, Array | None]:
-        return fused.evaluate(spec, input, target, reduction=reduction, grad_output=grad_output,
-                              compute_grad=order >= 1, out=out, compute_hess=order >= 2, **options)
-
-    for spec in ELEMENTWISE_LOSSES.values():
-        register(key(spec.name), "numba", auto_min_size=fused.NUMBA_CROSSOVER_SIZE, writes_out=True)(
-            functools.partial(numba_derivatives, spec)
-        )
-
-
 def value_grad_hessian(
     function: LossFunction, input: Array, target: Array, /, *, grad_output: Any = None, out: Array | None = None,
     hess_out: Array | None = None, backend: str = "auto", **options: Any,
@@ -73,7 +48,6 @@ def value_grad_hessian(
     ``grad_output`` as for ``function.grad``; ``out`` receives the gradient and ``hess_out`` the Hessian's
     diagonal (each shaped like ``input``, its library and dtype; written directly where the backend can).
     """
-    _register_elementwise()
     call = function._prepare(input, target, **options)
     grad_output = check_grad_output(grad_output, call.reduction, call.loss_shape, input)
     for name, buffer in (("out", out), ("hess_out", hess_out)):

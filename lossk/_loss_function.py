@@ -1,4 +1,5 @@
-"""The public face of every loss: a callable with ``.grad`` and ``.value_and_grad``, and a signature that tells the truth.
+"""The public face of every loss: a callable with ``.grad``, ``.value_and_grad``, ``.hessian`` and
+``.value_grad_hessian`` (the diagonal second derivative, :mod:`lossk._hessian`), and a signature that tells the truth.
 
 A loss is declared by its *prepare* function, which takes the loss's arguments, validates them and returns
 a :class:`Prepared` call. The elementwise losses' prepare functions are built from their specs
@@ -17,6 +18,7 @@ from typing import Any
 
 from ._array_api import Array
 from ._dispatch import Implementation, select
+from ._hessian import value_grad_hessian
 from ._spec import ElementwiseLoss, docstring, parameters, prepare_arguments, resolve
 from ._validation import check_grad_output, check_out
 
@@ -56,6 +58,25 @@ _VALUE_AND_GRAD_DOC = """``(loss, grad)`` of :func:`lossk.{name}`, in one pass w
 See ``lossk.{name}.grad`` for ``grad_output``, ``out`` and ``inplace``.
 """
 
+_HESSIAN_DOC = """The diagonal of the Hessian, d² loss / d input², of :func:`lossk.{name}`, shaped like ``input``.
+
+Weighted and scaled by the reduction and ``grad_output`` exactly like ``lossk.{name}.grad`` ('mean'
+divides by the same divisor). ``out`` receives it. For gradient boosting, see :mod:`lossk.boosting`.
+The other arguments are those of :func:`lossk.{name}`.
+"""
+
+_VALUE_GRAD_HESSIAN_DOC = """``(loss, grad, hess)`` of :func:`lossk.{name}`: the Hessian's diagonal in the gradient's pass.
+
+``out`` receives the gradient and ``hess_out`` the Hessian (both written directly where the backend can);
+see ``lossk.{name}.grad`` for ``grad_output`` and ``lossk.{name}.hessian`` for the Hessian.
+"""
+
+_HESSIAN_KEYWORDS = (
+    inspect.Parameter("grad_output", inspect.Parameter.KEYWORD_ONLY, default=None, annotation="Any"),
+    inspect.Parameter("out", inspect.Parameter.KEYWORD_ONLY, default=None, annotation="Array | None"),
+)
+_HESS_OUT = inspect.Parameter("hess_out", inspect.Parameter.KEYWORD_ONLY, default=None, annotation="Array | None")
+
 
 class LossFunction:
     """``loss(input, target, ...)`` returns the loss; ``.grad`` d loss / d input; ``.value_and_grad`` both.
@@ -87,6 +108,17 @@ class LossFunction:
             "value_and_grad", self._value_and_grad,
             inspect.Signature([*arrays, *keywords, *_GRAD_KEYWORDS, _BACKEND], return_annotation="tuple[Array, Array]"),
             _VALUE_AND_GRAD_DOC,
+        )
+        self.hessian = self._entry_point(
+            "hessian", self._hessian,
+            inspect.Signature([*arrays, *keywords, *_HESSIAN_KEYWORDS, _BACKEND], return_annotation="Array"),
+            _HESSIAN_DOC,
+        )
+        self.value_grad_hessian = self._entry_point(
+            "value_grad_hessian", self._value_grad_hessian,
+            inspect.Signature([*arrays, *keywords, *_HESSIAN_KEYWORDS, _HESS_OUT, _BACKEND],
+                              return_annotation="tuple[Array, Array, Array]"),
+            _VALUE_GRAD_HESSIAN_DOC,
         )
 
     def _entry_point(self, method: str, run: Callable[..., Any], signature: inspect.Signature, doc: str) -> Callable[..., Any]:
@@ -124,6 +156,20 @@ class LossFunction:
         inplace: bool = False, backend: str = "auto", **options: Any,
     ) -> tuple[Array, Array]:
         return self._run(input, target, backend, options, grad_output=grad_output, out=out, inplace=inplace)
+
+    def _hessian(
+        self, input: Array, target: Array, /, *, grad_output: Any = None, out: Array | None = None,
+        backend: str = "auto", **options: Any,
+    ) -> Array:
+        return value_grad_hessian(self, input, target, grad_output=grad_output, hess_out=out, backend=backend,
+                                  **options)[2]
+
+    def _value_grad_hessian(
+        self, input: Array, target: Array, /, *, grad_output: Any = None, out: Array | None = None,
+        hess_out: Array | None = None, backend: str = "auto", **options: Any,
+    ) -> tuple[Any, Array, Array]:
+        return value_grad_hessian(self, input, target, grad_output=grad_output, out=out, hess_out=hess_out,
+                                  backend=backend, **options)
 
     def _run(
         self,

@@ -2,8 +2,8 @@ r"""Custom objectives for gradient boosting: any lossk loss as an XGBoost, Light
 
 A boosting library asks its objective, once per round, for the first and second derivative of the loss
 with respect to each raw prediction (the margin). Each factory here returns an object that computes both
-with lossk's fused ``(loss, grad, hess)`` pass (:mod:`lossk._hessian`), per sample (no ``1/n``), sample
-weights multiplied in, in the form the library expects::
+with lossk's fused ``(loss, grad, hess)`` pass (``lossk.<loss>.value_grad_hessian``), per sample (no
+``1/n``), sample weights multiplied in, in the form the library expects::
 
     import lossk, xgboost
     booster = xgboost.train(params, dtrain, num_boost_round=100,
@@ -63,7 +63,6 @@ from typing import Any
 import numpy as np
 
 from ._array_api import Array, is_numpy_namespace, namespace_of
-from ._hessian import value_grad_hessian
 from ._loss_function import LossFunction
 
 __all__ = ["catboost_objective", "lightgbm_objective", "xgboost_objective", "SURROGATE_CURVATURE"]
@@ -167,7 +166,7 @@ class Objective:
                 return grad, hess_out
             hess = xp.full_like(grad, self.curvature) if weight is None else self.curvature * weight
             return grad, hess
-        _, grad, hess = value_grad_hessian(self.function, prediction, label, out=out, hess_out=hess_out, **call)
+        _, grad, hess = self.function.value_grad_hessian(prediction, label, out=out, hess_out=hess_out, **call)
         if self.hessian == "surrogate":
             floor = xp.asarray(self.curvature, dtype=hess.dtype)
             if weight is not None:

@@ -11,6 +11,8 @@ spec's own tests (``test_finite_differences.py``, ``test_numba_elementwise.py``)
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import pytest
 
@@ -284,3 +286,29 @@ def test_reference_cross_entropy_keeps_its_contract():
     np.testing.assert_array_equal(value, value2)
     np.testing.assert_array_equal(grad, grad2)
     assert hess is None
+
+
+@pytest.mark.parametrize("name", [*ELEMENTWISE_LOSSES, "cross_entropy", "nll_loss"])
+def test_public_hessian_entry_points(name, rng):
+    """``lossk.<loss>.hessian`` and ``.value_grad_hessian``: the same results as the dispatcher's, ``out=``
+    receiving the Hessian (``.hessian``) or the gradient (``.value_grad_hessian``, with ``hess_out=``)."""
+    function = getattr(lossk, name)
+    if name in ELEMENTWISE_LOSSES:
+        spec = ELEMENTWISE_LOSSES[name]
+        arrays = spec.domain.draw(rng, (5, 7), {o.name: o.default for o in spec.options}, True)
+        input, target = arrays["input"], arrays["target"]
+    elif name == "cross_entropy":
+        input, target = rng.normal(size=(5, 7)), rng.integers(0, 7, 5)
+    else:
+        input, target = np.log(rng.dirichlet(np.ones(7), size=5)), rng.integers(0, 7, 5)
+    loss, grad, hess = value_grad_hessian(function, input, target, reduction="sum", grad_output=1.5)
+    np.testing.assert_array_equal(function.hessian(input, target, reduction="sum", grad_output=1.5), hess)
+    out, hess_out = np.empty_like(input), np.empty_like(input)
+    result = function.value_grad_hessian(input, target, reduction="sum", grad_output=1.5, out=out, hess_out=hess_out)
+    assert result[1] is out and result[2] is hess_out
+    np.testing.assert_array_equal(result[0], loss)
+    np.testing.assert_array_equal(out, grad)
+    np.testing.assert_array_equal(hess_out, hess)
+    assert function.hessian(input, target, out=hess_out) is hess_out
+    assert "hess_out" in str(inspect.signature(function.value_grad_hessian))
+    assert "hess_out" not in str(inspect.signature(function.hessian))

@@ -7,12 +7,14 @@ One function serves every loss of ``lossk._losses.ELEMENTWISE_LOSSES``: promote 
 
 from __future__ import annotations
 
+import functools
 import inspect
 from types import ModuleType
 from typing import Any
 
 from .._array_api import Array, as_array
 from .._dispatch import Implementation, register
+from .._hessian import key as hessian_key
 from .._reduction import apply_reduction, compute_dtype, upstream_scale
 from .._spec import ARRAY_KIND, ElementwiseLoss, check_supported, mean_divisor
 
@@ -81,3 +83,4 @@ def register_all() -> None:
 
     for spec in ELEMENTWISE_LOSSES.values():
         register(spec.name, "array_api")(implementation(spec))
+        register(hessian_key(spec.name), "array_api")(functools.partial(evaluate, spec))

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from lossk._dispatch import Implementation, register
+from lossk._hessian import key as hessian_key
 from lossk._kernels.numba import elementwise as kernels
 from lossk._losses import ELEMENTWISE_LOSSES
 from lossk._reduction import compute_dtype
@@ -75,10 +76,12 @@ def run(
     out: np.ndarray | None,
     divisor: float,
     compute_hess: bool = False,
+    hess_out: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """``(loss, grad, hess)`` from ``kernel(x, y, *operands, scale, upstream, grad, hess, loss_out)``.
 
-    ``hess`` (the second derivative, weighted and scaled like the gradient) only with ``compute_hess``.
+    ``hess`` (the second derivative, weighted and scaled like the gradient) only with ``compute_hess``,
+    written straight into ``hess_out`` when it can (as ``out`` for the gradient, but never over ``x``).
     """
     dtype = _compute_dtype(input.dtype)
     x, y = _flat(input, dtype), _flat(target, dtype)
@@ -96,8 +99,13 @@ def run(
         if out is not None and _writes_into(out, dtype, x, (y, *operands, grad_output)):
             direct = out
         grad = direct.reshape(-1) if direct is not None else np.empty(x.size, dtype)
+    hess_direct = None
     if compute_hess:
-        hess = np.empty(x.size, dtype)
+        reads = (x, y, *operands, grad_output, grad)
+        if (hess_out is not None and hess_out.dtype == dtype and hess_out.flags.c_contiguous
+                and not any(isinstance(a, np.ndarray) and np.may_share_memory(hess_out, a) for a in reads)):
+            hess_direct = hess_out
+        hess = hess_direct.reshape(-1) if hess_direct is not None else np.empty(x.size, dtype)
     # the kernel writes an in-place gradient through x: see its module docstring
     in_place = grad is not None and _same_buffer(grad, x)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -106,7 +114,9 @@ def run(
             loss = loss_out.reshape(input.shape).astype(input.dtype, copy=False)
         else:
             loss = np.asarray(total if reduction == "sum" else np.divide(total, divisor), dtype=input.dtype)
-    if hess is not None:
+    if hess_direct is not None:
+        hess = hess_direct
+    elif hess is not None:
         hess = hess.reshape(input.shape).astype(input.dtype, copy=False)
     if grad is None:
         return loss, None, hess
@@ -131,7 +141,8 @@ def kernel_of(spec: ElementwiseLoss) -> Any:
 
 def evaluate(
     spec: ElementwiseLoss, input: np.ndarray, target: np.ndarray, *, reduction: str, grad_output: Any,
-    compute_grad: bool, out: np.ndarray | None = None, compute_hess: bool = False, **options: Any,
+    compute_grad: bool, out: np.ndarray | None = None, compute_hess: bool = False,
+    hess_out: np.ndarray | None = None, **options: Any,
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """``(loss, grad, hess)`` of ``spec`` by its fused kernel (validated options, as implementations get them)."""
     dtype = _compute_dtype(input.dtype)
@@ -145,7 +156,7 @@ def evaluate(
     )
     return run(
         kernel_of(spec), input, target, (weight, *operands), reduction=reduction, grad_output=grad_output,
-        compute_grad=compute_grad, out=out, divisor=float(divisor), compute_hess=compute_hess,
+        compute_grad=compute_grad, out=out, divisor=float(divisor), compute_hess=compute_hess, hess_out=hess_out,
     )
 
 
@@ -169,5 +180,22 @@ def implementation(spec: ElementwiseLoss) -> Implementation:
     return value_and_grad
 
 
+def derivatives(spec: ElementwiseLoss) -> Implementation:
+    """``spec``'s fused ``(loss, grad, hess)``: the contract of :mod:`lossk._hessian`."""
+
+    def value_grad_hessian(
+        input: np.ndarray, target: np.ndarray, *, xp: ModuleType, reduction: str, grad_output: Any, order: int,
+        out: np.ndarray | None = None, hess_out: np.ndarray | None = None, **options: Any,
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        return evaluate(spec, input, target, reduction=reduction, grad_output=grad_output, compute_grad=order >= 1,
+                        out=out, compute_hess=order >= 2, hess_out=hess_out, **options)
+
+    value_grad_hessian.__name__ = value_grad_hessian.__qualname__ = f"{spec.name}_value_grad_hessian"
+    return value_grad_hessian
+
+
 for _spec in ELEMENTWISE_LOSSES.values():
     register(_spec.name, "numba", auto_min_size=NUMBA_CROSSOVER_SIZE, writes_out=True)(implementation(_spec))
+    register(hessian_key(_spec.name), "numba", auto_min_size=NUMBA_CROSSOVER_SIZE, writes_out=True)(
+        derivatives(_spec)
+    )
