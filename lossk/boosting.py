@@ -44,6 +44,8 @@ through a soft-cap); ``hessian="surrogate"`` (default) gives a positive stand-in
 - ``huber_loss``: ``c = 1`` everywhere, as LightGBM's ``huber`` objective (``RegressionHuberLoss``:
   Hessian = weight inside and outside ``delta``);
 - ``smooth_l1_loss``: ``c = 1 / beta`` (smooth L1 is Huber with ``delta = beta``, divided by ``beta``);
+- ``pinball_loss``: ``c = 1``, as LightGBM's ``quantile`` objective (``RegressionQuantileloss``: Hessian =
+  weight, leaves refit to the residuals' quantile);
 - every other loss: ``c = 0`` — negative values clipped to 0, as XGBoost does with custom objectives
   (its maintainers, dmlc/xgboost#10105).
 
@@ -73,9 +75,10 @@ SURROGATE_CURVATURE: dict[str, Callable[[dict[str, Any]], float]] = {
     "l1_loss": lambda options: 1.0,
     "huber_loss": lambda options: 1.0,
     "smooth_l1_loss": lambda options: 1.0 / options["beta"] if options.get("beta", 1.0) > 0 else 1.0,
+    "pinball_loss": lambda options: 1.0,
 }
 """``c(options)``: the curvature of a loss's surrogate Hessian ``max(exact, c · weight)`` (module docstring),
-the largest value its exact Hessian takes, so that the surrogate is the constant ``c · weight``. Losses not
+at least the largest value its exact Hessian takes, so that the surrogate is the constant ``c · weight``. Losses not
 listed have ``c = 0``."""
 
 CLASS_LOSSES = frozenset({"cross_entropy", "nll_loss"})
@@ -156,7 +159,7 @@ class Objective:
         if reuse and isinstance(prediction, np.ndarray):
             out, hess_out = self._kept_buffers(prediction)
         if self.hessian == "surrogate" and self.curvature > 0:
-            # c is the exact Hessian's largest value: the surrogate is c · weight, no Hessian stream needed
+            # c is at least the exact Hessian's largest value: the surrogate is c · weight, no Hessian stream needed
             grad = self.function.grad(prediction, label, out=out, **call)
             if hess_out is not None:
                 if weight is None:
