@@ -17,7 +17,11 @@ import numpy as np
 
 from lossk._dispatch import register
 from lossk._hessian import key as hessian_key
-from lossk._kernels.numba import classification as kernels
+from lossk._reduction import compute_dtype
+
+from . import lazy_module
+
+kernels = lazy_module("lossk._kernels.numba.classification")
 
 CROSS_ENTROPY_CROSSOVER_SIZE = 0
 """From this many logits on, ``backend="auto"`` prefers the fused kernel to the NumPy reference: always.
@@ -37,7 +41,7 @@ quiet machine and up to a scheduler tick (~15 ms, measured) when the cores are b
 
 
 def _compute_dtype(dtype: np.dtype) -> np.dtype:
-    return np.dtype(np.float32) if np.dtype(dtype).itemsize < 4 else np.dtype(dtype)
+    return np.dtype(compute_dtype(np, np.dtype(dtype)))
 
 
 def _rows(array: np.ndarray, dtype: np.dtype) -> np.ndarray:

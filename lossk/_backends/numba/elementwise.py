@@ -18,11 +18,14 @@ import numpy as np
 
 from lossk._dispatch import Implementation, register
 from lossk._hessian import key as hessian_key
-from lossk._kernels.numba import elementwise as kernels
 from lossk._losses import ELEMENTWISE_LOSSES
 from lossk._reduction import compute_dtype
 from lossk._reference._elementwise import contract_signature
 from lossk._spec import ARRAY_KIND, ElementwiseLoss, check_supported, mean_divisor
+
+from . import lazy_module
+
+kernels = lazy_module("lossk._kernels.numba.elementwise")
 
 NUMBA_CROSSOVER_SIZE = 1 << 10
 """From this many elements on, ``backend="auto"`` prefers the fused kernels to the NumPy reference.
