@@ -251,8 +251,9 @@ def test_every_loss_has_a_hessian_on_every_backend_that_has_its_gradient(name, r
         assert backend_name in _dispatch.implementations(key(name)), backend_name
         loss, grad, hess = value_grad_hessian(function, arrays["input"], arrays["target"], backend=backend_name)
         expected_loss, expected_grad = function.value_and_grad(arrays["input"], arrays["target"], backend=backend_name)
-        np.testing.assert_array_equal(loss, expected_loss)
-        np.testing.assert_array_equal(grad, expected_grad)
+        # not bit-equal: with the Hessian stored, LLVM may contract the shared arithmetic differently (fastmath)
+        np.testing.assert_allclose(loss, expected_loss, rtol=1e-13)
+        np.testing.assert_allclose(grad, expected_grad, rtol=1e-13, atol=1e-300)
         assert hess.shape == grad.shape and hess.dtype == grad.dtype
 
 
