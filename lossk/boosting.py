@@ -52,7 +52,10 @@ through a soft-cap); ``hessian="surrogate"`` (default) gives a positive stand-in
 Multi-class Hessian scale: lossk gives the exact diagonal ``p (1 - p)``; XGBoost's ``multi:softprob``
 uses ``2 p (1 - p)`` and LightGBM's ``multiclass`` ``K / (K - 1) · p (1 - p)``, so a lossk objective takes
 Newton steps of a different length than the built-in ones (both converge; ``tests/test_boosting.py``
-checks the factors by training with them).
+checks the factors by training with them). Likewise the built-in Poisson objectives use exp(margin + δ):
+XGBoost's ``max_delta_step`` (0.7 for ``count:poisson``) and LightGBM's ``poisson_max_delta_step`` (0.7,
+must be > 0); lossk's ``poisson_loss`` gives the exact exp(margin). Gamma and Tweedie (log link) agree
+exactly with both libraries.
 """
 
 from __future__ import annotations
