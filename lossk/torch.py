@@ -171,25 +171,48 @@ def _reference_vjp_fake(op: _LossOp, input: torch.Tensor, target: torch.Tensor, 
     return [torch.empty_like(t) for t, w in zip((target, *arrays), wanted) if w]
 
 
+def _owned(grad: torch.Tensor, grad_output: torch.Tensor) -> bool:
+    """Whether the backward pass may hand the saved gradient on or scale it in place.
+
+    True in eager mode when this backward pass is the graph's last (no ``retain_graph``): autograd releases
+    the saved tensors right after the node runs, so nothing else reads the buffer, and ``AccumulateGrad``
+    then takes it as the leaf's ``.grad`` without a copy. With ``retain_graph=True`` (``gradcheck``,
+    repeated backward passes) the saved gradient must stay intact and each pass gets a fresh product.
+    Under ``torch.compile`` (traced tensors) the product is left to the compiler.
+    """
+    if type(grad) is not torch.Tensor or type(grad_output) is not torch.Tensor:
+        return False
+    return not _keep_graph()
+
+
+def _keep_graph() -> bool:
+    """``retain_graph`` of the running backward pass (True, the safe answer, where PyTorch cannot tell)."""
+    query = getattr(torch._C._autograd, "_get_current_graph_task_keep_graph", None)
+    return True if query is None else bool(query())
+
+
 def _scale(grad: torch.Tensor, grad_output: torch.Tensor) -> torch.Tensor:
-    """The saved gradient times the upstream gradient (a scalar, or one value per element or row)."""
-    if grad_output.ndim == 0:
-        # Eager and on the CPU, an upstream gradient of exactly 1 (``loss.backward()``) passes the saved
-        # gradient on as it is: no pass over it and no second copy. Autograd never writes into the
-        # gradients it hands on, so a retained graph still sees it intact. (Under torch.compile the upstream
-        # is a traced tensor and is always multiplied.)
-        if type(grad_output) is torch.Tensor and grad_output.device.type == "cpu" and bool(grad_output == 1):
-            return grad
+    """The saved gradient times the upstream gradient (a scalar, or one value per element or row).
+
+    When the saved buffer is :func:`_owned`, no new tensor is made: an upstream gradient of exactly 1 on the
+    CPU (``loss.backward()``) passes the buffer on as it is, any other upstream gradient scales it in place
+    (one pass). Otherwise the product is a new tensor.
+    """
+    if grad_output.ndim != 0:
+        axes = _autodiff.upstream_axes(tuple(grad_output.shape), tuple(grad.shape))
+        if axes is None:
+            raise NotImplementedError(
+                f"an upstream gradient of shape {tuple(grad_output.shape)} does not broadcast to the input's "
+                f"{tuple(grad.shape)}"
+            )
+        for axis in axes:
+            grad_output = grad_output.unsqueeze(axis)
+    if not _owned(grad, grad_output):
         return grad * grad_output
-    axes = _autodiff.upstream_axes(tuple(grad_output.shape), tuple(grad.shape))
-    if axes is None:
-        raise NotImplementedError(
-            f"an upstream gradient of shape {tuple(grad_output.shape)} does not broadcast to the input's "
-            f"{tuple(grad.shape)}"
-        )
-    for axis in axes:
-        grad_output = grad_output.unsqueeze(axis)
-    return grad * grad_output
+    # (on a GPU the comparison would synchronise with the device: there the multiplication always runs)
+    if grad_output.ndim == 0 and grad_output.device.type == "cpu" and bool(grad_output == 1):
+        return grad
+    return grad.mul_(grad_output)
 
 
 def _register(op: _LossOp) -> Any:
@@ -208,6 +231,7 @@ def _register(op: _LossOp) -> Any:
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor, ...]) -> None:
         _, grad = output
         ctx.mark_non_differentiable(grad)
+        ctx.set_materialize_grads(False)  # no zero-filled, input-sized upstream gradient for `grad` in backward
         n_tensors = 2 + len(op.array_options)
         others = list(ctx.needs_input_grad[1:n_tensors])  # target and the tensor options
         ctx.others = others
@@ -217,6 +241,8 @@ def _register(op: _LossOp) -> Any:
     def backward(ctx: Any, grad_output: torch.Tensor, _grad_of_grad: Any) -> tuple[Any, ...]:
         if torch.is_grad_enabled():
             raise RuntimeError(_DOUBLE_BACKWARD.format(name=op.name))
+        if grad_output is None:  # (materialize_grads off: only the loss has an upstream gradient)
+            return (None,) * (1 + len(ctx.others) + len(ctx.arguments))
         grad, *tensors = ctx.saved_tensors
         grad_input = _scale(grad, grad_output)
         others: list[Any] = [None] * len(ctx.others)
@@ -248,6 +274,7 @@ class _InPlace(torch.autograd.Function):
         ctx.name = op.name
         ctx.n_rest = len(rest)
         ctx.mark_dirty(input)
+        ctx.set_materialize_grads(False)
         ctx.save_for_backward(input)
         return _from_lossk(loss, input), input
 
@@ -255,6 +282,8 @@ class _InPlace(torch.autograd.Function):
     def backward(ctx: Any, grad_output: torch.Tensor, _grad_of_input: Any) -> tuple[Any, ...]:
         if torch.is_grad_enabled():
             raise RuntimeError(_DOUBLE_BACKWARD.format(name=ctx.name))
+        if grad_output is None:
+            return (None,) * (3 + ctx.n_rest)
         (grad,) = ctx.saved_tensors
         return (None, _scale(grad, grad_output), None, *(None for _ in range(ctx.n_rest)))
 
@@ -474,6 +503,7 @@ def _linear_backward_fake(input: torch.Tensor, linear_weight: torch.Tensor, targ
 
 def _linear_setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor, ...]) -> None:
     ctx.mark_non_differentiable(*output[1:])
+    ctx.set_materialize_grads(False)
     if ctx.needs_input_grad[4]:
         raise NotImplementedError("lossk.torch.linear_cross_entropy does not differentiate the class weight "
                                   "`weight`; pass it detached")
@@ -489,6 +519,8 @@ def _linear_setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch
 def _linear_backward_formula(ctx: Any, grad_output: torch.Tensor, *_grads_of_grads: Any) -> tuple[Any, ...]:
     if torch.is_grad_enabled():
         raise RuntimeError(_DOUBLE_BACKWARD.format(name="linear_cross_entropy"))
+    if grad_output is None:
+        return (None,) * (5 + len(ctx.arguments))
     if ctx.reduction == "none":
         d_input, d_weight, d_bias = _linear_backward(*ctx.saved_tensors, *ctx.arguments, grad_output)
     else:

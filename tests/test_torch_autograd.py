@@ -218,6 +218,37 @@ def test_double_backward_raises():
         torch.autograd.grad(lt.mse_loss(x, torch.zeros_like(x)), x, create_graph=True)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_repeated_backward_through_a_retained_graph(backend, seed):
+    """The backward pass hands its saved gradient on (upstream 1) or scales it in place only on the graph's
+    last pass: passes with retain_graph=True, upstream gradients of 1, of another scalar and per row, a
+    gradient already accumulated in .grad, and a further pass after the graph is freed (PyTorch's error)."""
+    rng = np.random.default_rng(seed)
+    logits = torch.from_numpy(rng.normal(0, 2, (9, 7)))
+    labels = torch.from_numpy(rng.integers(0, 7, 9))
+    upstreams = {"mean": (None, torch.tensor(2.5, dtype=torch.float64)), "none": (_upstream(torch.empty(9), rng),)}
+    for reduction, gradients in upstreams.items():
+        for upstream in gradients:
+            expected_input = logits.clone().requires_grad_()
+            expected = F.cross_entropy(expected_input, labels, reduction=reduction, label_smoothing=0.1)
+            (single,) = torch.autograd.grad(expected, expected_input, upstream)
+            x = logits.clone().requires_grad_()
+            loss = lt.cross_entropy(x, labels, reduction=reduction, label_smoothing=0.1, backend=backend)
+            for passes in range(1, 4):
+                loss.backward(upstream, retain_graph=True)
+                torch.testing.assert_close(x.grad, passes * single, rtol=1e-12, atol=1e-14)
+            loss.backward(upstream)  # the last pass may take the saved buffer
+            torch.testing.assert_close(x.grad, 4 * single, rtol=1e-12, atol=1e-14)
+            with pytest.raises(RuntimeError, match="second time"):
+                loss.backward(upstream)
+            # a non-leaf input (the logits of a model): the gradient flows on through the graph
+            weight = torch.ones(7, dtype=torch.float64, requires_grad=True)
+            loss = lt.cross_entropy(logits * weight, labels, reduction=reduction, label_smoothing=0.1, backend=backend)
+            loss.backward(upstream, retain_graph=True)
+            loss.backward(upstream)
+            torch.testing.assert_close(weight.grad, 2 * (single * logits).sum(0), rtol=1e-10, atol=1e-12)
+
+
 def test_opcheck():
     x = torch.randn(6, 5, dtype=torch.float64)
     labels = torch.randint(0, 5, (6,))
@@ -274,6 +305,8 @@ def test_training_ends_with_pytorchs_weights(dtype, rtol):
         torch.testing.assert_close(a, b, rtol=rtol, atol=rtol * float(b.abs().max()))
 
 
+# Inductor's first compile in a process (cold cache) calls the deprecated torch.jit.script_method itself
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
 def test_torch_compile_fullgraph():
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 5))
