@@ -137,6 +137,24 @@ def test_cross_entropy_empty_batch(reduction):
     assert grad.shape == (0, 5) and ref_grad.shape == (0, 5)
 
 
+@pytest.mark.parametrize("target_kind", ["probabilities", "ignored indices"])
+@pytest.mark.parametrize("options", [{}, {"label_smoothing": 0.2, "z_loss": 1e-3, "softcap": 3.0}, {"weight": "empty"}],
+                         ids=["plain", "smoothing-zloss-softcap", "weight"])
+def test_cross_entropy_no_classes(target_kind, options):
+    """(N, 0) logits: each row's loss is 0, in the reference as in the kernels; the mean over rows that are all
+    ignored is NaN. (PyTorch 2.13 also gives NaN for the mean with probabilities: it divides by N·C / C.)"""
+    logits = np.zeros((3, 0), np.float32)
+    target = np.zeros((3, 0), np.float32) if target_kind == "probabilities" else np.full(3, -100)
+    if options.get("weight") == "empty":
+        options = {"weight": np.zeros(0, np.float32), "label_smoothing": 0.1}
+    for reduction in ("mean", "sum", "none"):
+        (loss, grad), (ref_loss, ref_grad) = _both(lossk.cross_entropy, logits, target, reduction=reduction, **options)
+        np.testing.assert_array_equal(loss, ref_loss)
+        expected = np.nan if reduction == "mean" and target_kind == "ignored indices" else 0.0
+        np.testing.assert_array_equal(ref_loss, np.full(3 if reduction == "none" else (), expected, np.float32))
+        assert grad.shape == ref_grad.shape == (3, 0)
+
+
 def test_cross_entropy_every_row_ignored_gives_nan_like_the_reference(rng):
     logits = rng.standard_normal((4, 6))
     target = np.full(4, -100)

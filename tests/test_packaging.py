@@ -224,3 +224,16 @@ def test_numba_caches_the_source_trees_kernels(project):
     assert any((project / "kernels" / "numba" / "__pycache__").glob("*.nbi")), "no Numba cache index beside the kernels"
     hits, misses = map(int, probe_output(CACHE_PROBE, SITE_PACKAGES, cwd=project).split())
     assert hits > 0 and misses == 0, f"second process: {hits} cache hits, {misses} misses"
+
+
+def test_compile_command_fills_the_cache(tmp_path):
+    """``python -m lossk.compile`` compiles ahead of time: a later process loads every kernel it calls from the cache."""
+    pytest.importorskip("numba")
+    project = copy_project(tmp_path)
+    command = [sys.executable, "-m", "lossk.compile", "mse_loss", "--jobs", "1"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=project)
+    assert result.returncode == 0, result.stderr
+    assert "mse_loss" in result.stdout and "compiled 1 losses" in result.stdout, result.stdout
+    assert any((project / "kernels" / "numba" / "pointwise" / "__pycache__").glob("mse_loss*.nbi"))
+    hits, misses = map(int, probe_output(CACHE_PROBE, SITE_PACKAGES, cwd=project).split())
+    assert hits > 0 and misses == 0, f"after lossk.compile: {hits} cache hits, {misses} misses"

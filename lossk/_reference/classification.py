@@ -63,7 +63,13 @@ def log_softmax(xp: ModuleType, logits: Array) -> Array:
 
 
 def log_softmax_and_logsumexp(xp: ModuleType, logits: Array) -> tuple[Array, Array]:
-    """(log softmax over the last axis, its logsumexp with the last axis dropped), both shifted by the row max."""
+    """(log softmax over the last axis, its logsumexp with the last axis dropped), both shifted by the row max.
+
+    Rows of no classes (an empty last axis, where the max has no identity) have an empty log-softmax and a
+    logsumexp of 0, so that their loss and z-loss are 0, as in the fused kernels.
+    """
+    if logits.shape[-1] == 0:
+        return logits, xp.zeros(logits.shape[:-1], dtype=logits.dtype, device=device(logits))
     row_max = xp.max(logits, axis=-1, keepdims=True)
     shifted = logits - row_max
     log_sum = xp.log(xp.sum(xp.exp(shifted), axis=-1, keepdims=True))
@@ -78,7 +84,7 @@ def target_rows(
     safe_target = xp.where(ignored, xp.zeros_like(target), target)
     is_target = xp.arange(n_classes, dtype=target.dtype, device=dev) == safe_target[..., None]
     kept = xp.where(ignored, xp.asarray(0, dtype=dtype, device=dev), xp.asarray(1, dtype=dtype, device=dev))
-    if weight is None:
+    if weight is None or n_classes == 0:  # no classes: every row is ignored (validated), so kept is 0
         return is_target, kept, kept
     w_y = xp.reshape(xp.take(weight, xp.reshape(safe_target, (-1,))), safe_target.shape)
     return is_target, w_y * kept, kept
@@ -118,6 +124,7 @@ def cross_entropy_derivatives(
     w = None if weight is None else xp.astype(weight, dtype)
     log_p, lse = log_softmax_and_logsumexp(xp, z)
     eps = label_smoothing
+    eps_per_class = eps / n_classes if n_classes else 0.0  # no classes: nothing to smooth over
     if xp.isdtype(target.dtype, "integral"):
         is_target, w_y, kept = target_rows(xp, target, n_classes, w, ignore_index, dtype, dev)
         # where() rather than a product with the one-hot: a -inf logit elsewhere must not give 0 * -inf
@@ -125,16 +132,16 @@ def cross_entropy_derivatives(
         loss = (1 - eps) * w_y * nll
         smooth_weight = kept[..., None] * (1.0 if w is None else w)
         if eps > 0:
-            loss = loss + (eps / n_classes) * -xp.sum(smooth_weight * log_p, axis=-1)
+            loss = loss + eps_per_class * -xp.sum(smooth_weight * log_p, axis=-1)
         divisor = xp.sum(w_y)
         z_divisor = xp.sum(kept)
         if compute_grad:
             q = (1 - eps) * xp.where(is_target, w_y[..., None], xp.zeros_like(log_p))
-            q = q + (eps / n_classes) * smooth_weight
+            q = q + eps_per_class * smooth_weight
     else:
         t = class_last(xp, xp.astype(target, dtype))
         if eps > 0:
-            t = (1 - eps) * t + eps / n_classes
+            t = (1 - eps) * t + eps_per_class
         q = t if w is None else w * t
         loss = -xp.sum(q * log_p, axis=-1)
         kept = xp.ones_like(loss)
