@@ -21,6 +21,11 @@ from .linear import linear_cross_entropy
 # the elementwise losses and their classes, from the loss-spec table (lossk._losses)
 globals().update({name: getattr(globals()[FAMILY_OF[name]], name) for name in ELEMENTWISE_LOSSES})
 globals().update(ELEMENTWISE_CLASSES)
+from ._multi_input import public as _multi_input_public
+
+MULTI_INPUT_LOSSES, MULTI_INPUT_CLASSES = _multi_input_public()
+globals().update(MULTI_INPUT_LOSSES)
+globals().update(MULTI_INPUT_CLASSES)
 
 __version__ = "0.1.0"
 
@@ -37,5 +42,7 @@ __all__ = sorted(
         "nll_loss",
         *ELEMENTWISE_LOSSES,
         *ELEMENTWISE_CLASSES,
+        *MULTI_INPUT_LOSSES,
+        *MULTI_INPUT_CLASSES,
     ]
 )

@@ -163,9 +163,9 @@ def _in_ieee_arithmetic(implementation: Implementation) -> Implementation:
     """``implementation`` run in :func:`~lossk._array_api.ieee_arithmetic` for its namespace (see the module doc)."""
 
     @functools.wraps(implementation)
-    def run(input: Array, target: Array, *, xp: ModuleType, **arguments: Any) -> tuple[Array, Array | None]:
+    def run(*arrays: Array, xp: ModuleType, **arguments: Any) -> tuple[Array, Any]:
         with ieee_arithmetic(xp):
-            return implementation(input, target, xp=xp, **arguments)
+            return implementation(*arrays, xp=xp, **arguments)
 
     return run
 

@@ -167,12 +167,17 @@ class ElementwiseLoss:
     constants: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
     """Module-level constants ``element`` reads (written into the generated kernel module)."""
     inputs: tuple[str, ...] = ("input", "target")
-    """The positional array arguments, all of one shape."""
+    """The positional array arguments, all of one shape (the first's), unless :attr:`input_shape` says otherwise."""
     differentiable: tuple[str, ...] = ("input",)
     """The arguments the derivatives are taken with respect to. With two (``gaussian_nll_loss``'s
     ``input`` and ``var``), ``formula`` returns ``(loss, (d1 per argument), (d2 per argument))`` and
-    ``element`` ``(loss, d1_a, d1_b, d2_a, d2_b)``; the kernel template and ``.grad`` for more than one
-    are future work, and :func:`check_supported` rejects such a spec until then."""
+    ``element`` ``(loss, d1_a, d1_b, d2_a, d2_b)``; ``.grad`` then returns one gradient per argument, in this
+    order (``lossk._multi_input``), and the Numba kernel has one gradient and Hessian stream per argument."""
+    input_shape: Callable[[str, tuple[int, ...], tuple[int, ...]], tuple[int, ...]] | None = None
+    """``input_shape(name, first_shape, shape)``: the shape a non-first input of shape ``shape`` is reshaped to
+    before it is broadcast to the first input's shape (raises ``ValueError`` naming the argument when it is not
+    allowed); ``None``: every input has the first's shape. A broadcast input's gradient is summed back to its
+    own shape."""
     cuda_function: str = ""
     """The CUDA device function computing one element (``kernels/cuda/elementwise.cu``); default
     ``<name>_element``."""
@@ -210,11 +215,20 @@ class ElementwiseLoss:
         return self.oracle[len(prefix):] if isinstance(self.oracle, str) and self.oracle.startswith(prefix) else None
 
 
-def check_supported(spec: ElementwiseLoss) -> None:
-    """The builders handle one differentiable argument (see :attr:`ElementwiseLoss.differentiable`)."""
-    if spec.differentiable != ("input",):
-        raise NotImplementedError(f"{spec.name}: losses differentiated with respect to {spec.differentiable} "
-                                  "need the multi-input kernel template")
+def check_supported(spec: ElementwiseLoss, *, multi_input: bool = False) -> None:
+    """The two-array builders handle one differentiable argument, ``input``, and ``(input, target)``; the
+    multi-input builders (``multi_input=True``) any inputs and one or two differentiable ones."""
+    if multi_input:
+        if not 1 <= len(spec.differentiable) <= 2 or not set(spec.differentiable) <= set(spec.inputs):
+            raise NotImplementedError(f"{spec.name}: one or two differentiable inputs, got {spec.differentiable}")
+    elif spec.differentiable != ("input",) or spec.inputs != ("input", "target"):
+        raise NotImplementedError(f"{spec.name}: losses of {spec.inputs} differentiated with respect to "
+                                  f"{spec.differentiable} take the multi-input builders (lossk._multi_input)")
+
+
+def is_multi_input(spec: ElementwiseLoss) -> bool:
+    """Whether ``spec`` needs the multi-input builders (other inputs than ``(input, target)``, or two gradients)."""
+    return spec.inputs != ("input", "target") or spec.differentiable != ("input",)
 
 
 # ---- rules shared by every elementwise loss -----------------------------------------------------------------
@@ -259,7 +273,10 @@ def prepare_arguments(spec: ElementwiseLoss, arrays: dict[str, Any], options: di
     first_name, first = next(iter(arrays.items()))
     for name, value in arrays.items():
         check_floating(name, value, xp)
-        if name != first_name:
+        if name != first_name and spec.input_shape is not None:
+            shape = spec.input_shape(name, tuple(first.shape), tuple(value.shape))
+            arrays[name] = _broadcast(name, xp.reshape(value, shape), first, xp)
+        elif name != first_name:
             check_same_shape(name, value, first_name, first)
     check_reduction(options["reduction"], spec.reduction.choices)
     prepared: dict[str, Any] = {}
@@ -325,7 +342,10 @@ def docstring(spec: ElementwiseLoss) -> str:
         "-------",
         "Array",
         "    The loss in ``input``'s dtype: 0-d for ``'mean'`` and ``'sum'``, shaped like ``input`` for ``'none'``.",
-        "    ``.grad`` returns d loss / d input (shaped like ``input``), ``.value_and_grad`` both.",
+        "    ``.grad`` returns d loss / d input (shaped like ``input``), ``.value_and_grad`` both."
+        if len(spec.differentiable) == 1 else
+        f"    ``.grad`` returns the tuple ``({', '.join(f'grad_{n}' for n in spec.differentiable)})`` (each shaped "
+        "like its argument), ``.value_and_grad`` ``(loss, that tuple)``.",
     ]
     if spec.references:
         lines += ["", "References", "----------"]
@@ -337,4 +357,8 @@ def docstring(spec: ElementwiseLoss) -> str:
 _INPUT_DOCS = {
     "input": "The prediction (floating dtype; float16 and bfloat16 compute in float32).",
     "target": "The target, shaped like ``input``.",
+    "input1": "The first score (floating dtype; float16 and bfloat16 compute in float32).",
+    "input2": "The second score, shaped like ``input1``.",
+    "var": ("The variance (>= 0): an array shaped like ``input``, or like ``input`` with one fewer dimension or "
+            "a last dimension 1, or a Python float (then no gradient for it). Clamped to ``eps``."),
 }

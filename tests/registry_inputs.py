@@ -23,11 +23,12 @@ SPEC_SHAPES = [(13,), (4, 7, 3), (0,)]
 
 @dataclass(frozen=True)
 class Inputs:
-    """One configuration of a loss: ``make(rng)`` gives ``(input, target, options)`` (options with arrays)."""
+    """One configuration of a loss: ``make(rng)`` gives ``(arrays, options)``: the loss's positional arrays
+    (``(input, target)``, or more for a multi-input loss) and its options (with arrays)."""
 
     id: str
     loss: str
-    make: Callable[[np.random.Generator], tuple[np.ndarray, np.ndarray, dict[str, Any]]]
+    make: Callable[[np.random.Generator], tuple[tuple[np.ndarray, ...], dict[str, Any]]]
     empty: bool
 
 
@@ -44,19 +45,20 @@ def public_losses() -> list[str]:
 def _from_case(case) -> Inputs:
     def make(rng: np.random.Generator):
         input, target, arrays = draw(case, rng)
-        return input, target, {**case.options, **arrays}
+        return (input, target), {**case.options, **arrays}
 
     return Inputs(case.id, case.loss, make, 0 in case.shape)
 
 
 def _from_spec(loss: str, shape: tuple[int, ...]) -> Inputs:
-    from lossk._losses import ELEMENTWISE_LOSSES
+    from lossk._losses import ELEMENTWISE_LOSSES, multi_input
 
-    domain = ELEMENTWISE_LOSSES[loss].domain
+    spec = {**ELEMENTWISE_LOSSES, **{s.name: s for s in multi_input.LOSSES}}[loss]
+    defaults = {o.name: o.default for o in spec.options}
 
     def make(rng: np.random.Generator):
-        arrays = domain.draw(rng, shape, {}, False)
-        return np.asarray(arrays["input"]), np.asarray(arrays["target"]), {}
+        arrays = spec.domain.draw(rng, shape, defaults, False)
+        return tuple(np.asarray(arrays[name]) for name in spec.inputs), {}
 
     return Inputs(f"{loss}-{'x'.join(map(str, shape))}-spec", loss, make, 0 in shape)
 

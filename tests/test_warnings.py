@@ -34,10 +34,10 @@ def warnings_are_errors():
 @pytest.mark.parametrize("reduction", ["none", "mean"])  # "sum" adds no new arithmetic to these
 def test_numpy_on_every_backend(case, reduction, backend, rng):
     backend.require(case.loss)
-    input, target, options = case.make(rng)
+    arrays, options = case.make(rng)
     options = {k: backend.asarray(v) if isinstance(v, np.ndarray) else v for k, v in options.items()}
     getattr(lossk, case.loss).value_and_grad(
-        backend.asarray(input), backend.asarray(target), reduction=reduction, backend=backend.name, **options
+        *(backend.asarray(a) for a in arrays), reduction=reduction, backend=backend.name, **options
     )
 
 
@@ -53,15 +53,15 @@ def torch_warns_always():
 @pytest.mark.parametrize("case", EVERY_LOSS, ids=lambda case: case.id)
 def test_torch_input_that_requires_grad(case, rng, torch_warns_always):
     """No ``torch.asarray: unspecified requires_grad`` warning (torch 2.13)."""
-    input, target, options = case.make(rng)
-    x = torch.asarray(input).requires_grad_(True)
-    y = torch.asarray(target)
-    if y.is_floating_point():
-        y.requires_grad_(True)
+    arrays, options = case.make(rng)
+    tensors = [torch.asarray(a) for a in arrays]
+    for tensor in tensors:
+        if tensor.is_floating_point():
+            tensor.requires_grad_(True)
     options = {k: torch.asarray(v) if isinstance(v, np.ndarray) else v for k, v in options.items()}
     loss_function = getattr(lossk, case.loss)
-    loss_function(x, y, **options)
-    loss_function.value_and_grad(x, y, **options)
+    loss_function(*tensors, **options)
+    loss_function.value_and_grad(*tensors, **options)
 
 
 def test_binary_cross_entropy_of_exact_zeros():

@@ -130,6 +130,24 @@ def emit(i, x, loss, d1, d2, weight, scale, upstream, grad, hess, loss_out):
     return np.float64(loss)
 
 
+@njit(inline="always")
+def emit_derivative(i, d1, d2, weight, scale, upstream, grad, hess):
+    """The second differentiable argument's derivatives of element ``i``, weighted and scaled like :func:`emit`'s
+    (multi-input kernels: ``kernel(x0, x1, ..., weight, *options, scale, upstream, grad_0, grad_1, hess_0,
+    hess_1, loss_out)``, the gradients and Hessians of the spec's ``differentiable`` arguments in order)."""
+    if weight is not None:
+        d1 = d1 * weight[i]
+        d2 = d2 * weight[i]
+    if upstream is not None:
+        factor = upstream[i]
+    else:
+        factor = cast_like(scale, d1)
+    if grad is not None:
+        grad[i] = d1 * factor
+    if hess is not None:
+        hess[i] = d2 * factor
+
+
 @njit(**FUSED)
 def weight_sum(weight):
     """sum(weight) in float64, chunked like the kernels: the divisor of a weighted 'mean'."""

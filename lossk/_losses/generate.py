@@ -16,8 +16,8 @@ import sys
 import textwrap
 from pathlib import Path
 
-from .._spec import ARRAY_KIND, ElementwiseLoss, check_supported
-from . import ELEMENTWISE_LOSSES, FAMILY_OF, scalar
+from .._spec import ARRAY_KIND, ElementwiseLoss, check_supported, is_multi_input
+from . import ELEMENTWISE_LOSSES, FAMILY_OF, multi_input, scalar
 
 PACKAGE = "pointwise"
 """The kernel modules' package, inside ``kernels/numba`` (``lossk._kernels.numba.pointwise``)."""
@@ -55,6 +55,26 @@ def kernel(x, y, weight, {options}scale, upstream, grad, hess, loss_out):
 '''
 
 
+_MULTI_KERNEL = '''
+@njit(**FUSED)
+def kernel({arrays}, weight, {options}scale, upstream, grad_0, grad_1, hess_0, hess_1, loss_out):
+    """{summary}"""
+    n = x0.size
+    partial = np.zeros(chunk_count(n))
+    for c in prange(partial.size):
+        total = 0.0
+        start, stop = chunk_bounds(c, n)
+        for i in range(start, stop):
+            loss, d1_0, d1_1, d2_0, d2_1 = element({elements}{arguments})
+            total += emit(i, x0, loss, d1_0, d2_0, weight, scale, upstream, grad_0, hess_0, loss_out)
+            emit_derivative(i, d1_1, d2_1, weight, scale, upstream, grad_1, hess_1)
+        partial[c] = total
+    return sum_in_order(partial)
+'''
+"""The loop of a multi-input kernel (``lossk._spec.is_multi_input``, two differentiable arguments): one array
+per input, ``x0`` the first, and a gradient and Hessian stream per differentiable argument, in its order."""
+
+
 def kernels_directory() -> Path:
     """``kernels/numba/pointwise`` of this checkout (the generator runs from a source tree)."""
     return Path(__file__).resolve().parents[2] / "kernels" / "numba" / PACKAGE
@@ -62,7 +82,7 @@ def kernels_directory() -> Path:
 
 def element_source(spec: ElementwiseLoss) -> str:
     """``spec.element``'s source, dedented and renamed ``element``; checks the names it reads."""
-    check_supported(spec)
+    check_supported(spec, multi_input=is_multi_input(spec))
     code = spec.element.__code__
     unknown = set(code.co_names) - set(scalar.__all__) - set(spec.constants) - BUILTINS
     if unknown:
@@ -87,6 +107,26 @@ def module_source(spec: ElementwiseLoss) -> str:
         f", option_at({o.name}, i, cast_like({o.neutral!r}, x[i]))" if o.kind == ARRAY_KIND else f", {o.name}" for o in options
     )
     constants = "".join(f"{name} = {value!r}\n" for name, value in spec.constants.items())
+    if is_multi_input(spec):
+        if len(spec.differentiable) != 2:
+            raise NotImplementedError(f"{spec.name}: the multi-input kernel has two differentiable arguments")
+        head, _ = _MODULE.split("@njit(**FUSED)")
+        head = head.replace("emit, option_at", "emit, emit_derivative, option_at")
+        arrays = [f"x{k}" for k in range(len(spec.inputs))]
+        return head.format(
+            name=spec.name,
+            family=FAMILY_OF.get(spec.name, "multi_input"),
+            helpers=f"from ..typed_math import {', '.join(helpers)}\n" if helpers else "",
+            constants=f"\n{constants}" if constants else "",
+            element=element_source(spec),
+        ).rstrip("\n") + "\n\n" + _MULTI_KERNEL.format(
+            arrays=", ".join(arrays),
+            options="".join(f"{o.name}, " for o in options),
+            summary=f"Loss and the derivatives for {', '.join(spec.differentiable)} of lossk.{spec.name}, "
+                    "weighted, scaled and stored.",
+            elements=", ".join(f"{a}[i]" for a in arrays),
+            arguments=arguments.replace("x[i]", "x0[i]"),
+        ).lstrip("\n")
     return _MODULE.format(
         name=spec.name,
         family=FAMILY_OF[spec.name],
@@ -101,7 +141,8 @@ def module_source(spec: ElementwiseLoss) -> str:
 
 def expected_files() -> dict[Path, str]:
     """Every generated module, by path."""
-    return {kernels_directory() / f"{spec.name}.py": module_source(spec) for spec in ELEMENTWISE_LOSSES.values()}
+    specs = (*ELEMENTWISE_LOSSES.values(), *multi_input.LOSSES)
+    return {kernels_directory() / f"{spec.name}.py": module_source(spec) for spec in specs}
 
 
 def main(argv: list[str] | None = None) -> int:

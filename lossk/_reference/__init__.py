@@ -11,9 +11,11 @@ so lazy libraries (Dask) stay lazy.
 from .._dispatch import register
 from .._hessian import key as hessian_key
 from . import _elementwise, classification
+from .. import _multi_input
 
 register("cross_entropy", "array_api")(classification.cross_entropy)
 register("nll_loss", "array_api")(classification.nll_loss)
 register(hessian_key("cross_entropy"), "array_api")(classification.cross_entropy_derivatives)
 register(hessian_key("nll_loss"), "array_api")(classification.nll_loss_derivatives)
 _elementwise.register_all()
+_multi_input.register_all()

@@ -1,0 +1,304 @@
+"""Losses of more than ``(input, target)``, and with two differentiable arguments: the builders of their public
+functions and of their reference implementation, from their specs (``lossk._losses.multi_input``).
+
+Return order: ``.grad`` returns one gradient per differentiable argument, in the spec's ``differentiable``
+order, as a tuple (``(grad_input, grad_var)``, ``(grad_input1, grad_input2)``); ``.value_and_grad`` returns
+``(loss, that tuple)`` — the shape of ``jax.value_and_grad(f, argnums=(0, 2))``. A gradient is shaped like its
+argument (summed over the axes the argument was broadcast along); an argument given as a Python number (a
+float ``var``) gets ``None``. ``out`` is an array (the first gradient's destination) or a tuple with one
+array or ``None`` per gradient; ``inplace=True`` overwrites the first differentiable argument with its
+gradient.
+
+The implementation contract (both backends): ``implementation(*arrays, xp, reduction, grad_output,
+compute_grad, **options) -> (loss, grads)``, the arrays all broadcast to the first's shape, ``grads`` a tuple
+of full-shaped gradients (or ``None``); the Numba one also takes ``out`` (a tuple of destinations or ``None``).
+"""
+
+from __future__ import annotations
+
+import inspect
+from types import ModuleType
+from typing import Any
+
+from ._array_api import Array, as_array
+from ._dispatch import register, select
+from ._loss_function import LossFunction
+from ._reduction import apply_reduction, compute_dtype, upstream_scale
+from ._spec import (
+    ARRAY_KIND, ElementwiseLoss, check_supported, docstring, mean_divisor, parameters, prepare_arguments,
+)
+from ._validation import check_grad_output, check_out
+
+
+class MultiInputLossFunction(LossFunction):
+    """A loss of several positional arrays (module docstring): ``.grad`` returns a tuple of gradients."""
+
+    def __init__(self, spec: ElementwiseLoss, module: str) -> None:
+        check_supported(spec, multi_input=True)
+        self.spec = spec
+        signature = inspect.Signature(parameters(spec))
+
+        def prepare(*arrays: Array, **options: Any) -> None:
+            raise NotImplementedError  # never called: _run validates (the signature is what LossFunction reads)
+
+        prepare.__name__ = prepare.__qualname__ = spec.name
+        super().__init__(prepare, name=spec.name, signature=signature, doc=docstring(spec), module=module)
+        self._signature = signature
+        grads = f"tuple[{', '.join('Array | None' for _ in spec.differentiable)}]"
+        self.grad.__signature__ = self.grad.__signature__.replace(return_annotation=grads)
+        self.value_and_grad.__signature__ = self.value_and_grad.__signature__.replace(
+            return_annotation=f"tuple[Array, {grads}]"
+        )
+
+    def __call__(self, *arrays: Any, backend: str = "auto", **options: Any) -> Array:
+        loss, _ = self._run(arrays, backend, options, compute_grad=False)
+        return loss
+
+    def _grad(
+        self, *arrays: Any, grad_output: Any = None, out: Any = None, inplace: bool = False, backend: str = "auto",
+        **options: Any,
+    ) -> tuple[Array | None, ...]:
+        _, grads = self._run(arrays, backend, options, grad_output=grad_output, out=out, inplace=inplace)
+        return grads
+
+    def _value_and_grad(
+        self, *arrays: Any, grad_output: Any = None, out: Any = None, inplace: bool = False, backend: str = "auto",
+        **options: Any,
+    ) -> tuple[Array, tuple[Array | None, ...]]:
+        return self._run(arrays, backend, options, grad_output=grad_output, out=out, inplace=inplace)
+
+    def _run(
+        self, arrays: tuple[Any, ...], backend: str, options: dict[str, Any], *, compute_grad: bool = True,
+        grad_output: Any = None, out: Any = None, inplace: bool = False,
+    ) -> tuple[Array, Any]:
+        spec = self.spec
+        bound = self._signature.bind(*arrays, **options)
+        bound.apply_defaults()
+        values = dict(bound.arguments)
+        inputs = {name: values.pop(name) for name in spec.inputs}
+        first_name = spec.inputs[0]
+        first = inputs[first_name]
+        # a differentiable argument given as a Python number (gaussian_nll_loss's float var): constant, no gradient
+        constant = set()
+        for name in spec.differentiable[1:]:
+            value = inputs[name]
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and hasattr(first, "shape"):
+                constant.add(name)
+                if value < 0 and name == "var":
+                    raise ValueError("var has negative entry/entries")
+                xp_first = _namespace(first)
+                inputs[name] = xp_first.full(tuple(first.shape), float(value), dtype=first.dtype)
+        given = dict(inputs)
+        xp, prepared = prepare_arguments(spec, inputs, values)  # broadcasts the other inputs to the first's shape
+        reduction = values["reduction"]
+        shape = tuple(first.shape)
+        outs: tuple[Any, ...] = ()
+        if compute_grad:
+            grad_output = check_grad_output(grad_output, reduction, shape, first)
+            outs = self._destinations(out, inplace, given, constant)
+        registration = select(spec.name, backend, first)
+        extra = {}
+        if registration.writes_out:  # only full-shaped destinations can be written by the kernel
+            extra["out"] = tuple(
+                o if o is not None and tuple(o.shape) == shape else None for o in (outs or (None,) * len(spec.differentiable))
+            )
+        loss, grads = registration.implementation(
+            *(inputs[n] for n in spec.inputs), xp=xp, reduction=reduction, grad_output=grad_output,
+            compute_grad=compute_grad, **extra, **prepared,
+        )
+        if not compute_grad:
+            return loss, None
+        result = []
+        for k, name in enumerate(spec.differentiable):
+            grad = None if name in constant else _sum_to(xp, grads[k], name, given[name], spec, first)
+            if grad is not None and outs[k] is not None and grad is not outs[k]:
+                outs[k][...] = grad
+                grad = outs[k]
+            result.append(grad)
+        return loss, tuple(result)
+
+    def _destinations(self, out: Any, inplace: bool, given: dict[str, Any], constant: set[str]) -> tuple[Any, ...]:
+        """``out`` / ``inplace`` as one destination (or ``None``) per differentiable argument, checked."""
+        names = self.spec.differentiable
+        if inplace:
+            if out is not None:
+                raise ValueError("pass either out= or inplace=True, not both")
+            out = given[names[0]]
+        if out is None:
+            return (None,) * len(names)
+        if not isinstance(out, tuple):
+            out = (out,) + (None,) * (len(names) - 1)
+        if len(out) != len(names):
+            raise ValueError(f"out must be an array or a tuple of {len(names)} (one per gradient: "
+                             f"{', '.join(names)}), got a tuple of {len(out)}")
+        for name, destination in zip(names, out):
+            if destination is None:
+                continue
+            if name in constant:
+                raise ValueError(f"out for {name}: {name} is a Python number, it has no gradient")
+            check_out(destination, given[name], name=f"out for {name}")
+        return out
+
+
+def _namespace(array: Any) -> ModuleType:
+    from ._array_api import namespace_of
+
+    return namespace_of(input=array)
+
+
+def _sum_to(xp: ModuleType, grad: Array, name: str, argument: Array, spec: ElementwiseLoss, first: Array) -> Array:
+    """A full-shaped gradient summed over the axes ``argument`` was broadcast along, shaped like ``argument``."""
+    shape = tuple(argument.shape)
+    if tuple(grad.shape) == shape:
+        return grad
+    full = tuple(first.shape)
+    expanded = spec.input_shape(name, full, shape) if spec.input_shape is not None else shape
+    expanded = (1,) * (len(full) - len(expanded)) + tuple(expanded)
+    axes = tuple(k for k, (e, f) in enumerate(zip(expanded, full)) if e == 1 and f != 1)
+    summed = xp.sum(grad, axis=axes, keepdims=True) if axes else grad
+    return xp.reshape(xp.astype(summed, grad.dtype), shape)
+
+
+# ---- the reference ----------------------------------------------------------------------------------------
+
+
+def evaluate(
+    spec: ElementwiseLoss, *arrays: Array, xp: ModuleType, reduction: str, grad_output: Any, order: int,
+    **options: Any,
+) -> tuple[Array, tuple[Array, ...] | None, tuple[Array, ...] | None]:
+    """``(loss, grads, hessians)`` of a multi-input ``spec`` from its array ``formula`` (one derivative per
+    differentiable argument, full-shaped, weighted and scaled by the reduction; ``None`` below ``order``)."""
+    first = arrays[0]
+    dtype = compute_dtype(xp, first.dtype)
+    xs = [xp.astype(a, dtype) for a in arrays]
+    weight = options.get("weight")
+    w = None if weight is None else xp.astype(weight, dtype)
+    arguments = {
+        o.name: (None if options[o.name] is None else xp.astype(options[o.name], dtype))
+        if o.kind == ARRAY_KIND else options[o.name]
+        for o in spec.formula_options
+    }
+    loss, d1, d2 = spec.formula(xp, *xs, order=order, **arguments)
+    if len(spec.differentiable) == 1:
+        d1, d2 = (None if d is None else (d,) for d in (d1, d2))
+    if w is not None:
+        loss = w * loss
+        d1, d2 = (None if d is None else tuple(w * a for a in d) for d in (d1, d2))
+    reduction, divisor = mean_divisor(spec, reduction, tuple(first.shape), w, xp.sum)
+    value = xp.astype(apply_reduction(xp, loss, reduction, divisor), first.dtype)
+    if order == 0:
+        return value, None, None
+    scale = upstream_scale(reduction, grad_output, divisor)
+    # broadcast_to: a derivative that does not depend on the element (a constant) comes back 0-d or scalar
+    grads, hessians = (
+        None if d is None else tuple(
+            as_array(xp, xp.astype(xp.broadcast_to(as_array(xp, a * scale), tuple(first.shape)), first.dtype))
+            for a in d
+        )
+        for d in (d1, d2)
+    )
+    return value, grads, hessians
+
+
+def implementation(spec: ElementwiseLoss):
+    """``spec``'s reference implementation (the contract of the module docstring)."""
+
+    def value_and_grad(
+        *arrays: Array, xp: ModuleType, reduction: str, grad_output: Any, compute_grad: bool, **options: Any,
+    ) -> tuple[Array, tuple[Array, ...] | None]:
+        value, grads, _ = evaluate(
+            spec, *arrays, xp=xp, reduction=reduction, grad_output=grad_output, order=int(compute_grad), **options
+        )
+        return value, grads
+
+    value_and_grad.__name__ = value_and_grad.__qualname__ = spec.name
+    value_and_grad.__doc__ = f"Reference :func:`lossk.{spec.name}`: its spec's array formula (``lossk._losses``)."
+    return value_and_grad
+
+
+def register_all() -> None:
+    """Register every multi-input loss of the table as the ``array_api`` backend."""
+    from ._losses.multi_input import LOSSES
+
+    for spec in LOSSES:
+        register(spec.name, "array_api")(implementation(spec))
+
+
+# ---- public functions and classes -------------------------------------------------------------------------
+
+
+class MultiInputLoss:
+    """Base of the multi-input loss classes: options fixed at construction; a call keeps the gradients (a tuple,
+    one per differentiable argument) for :meth:`backward`."""
+
+    function: MultiInputLossFunction
+    signature: inspect.Signature
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        bound = self.signature.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        values = dict(bound.arguments)
+        del values["self"]
+        self.reduction = values.pop("reduction")
+        self.backend = values.pop("backend")
+        self.options = values
+        self._last: tuple[tuple[Any, ...], tuple[Any, ...]] | None = None
+
+    def __repr__(self) -> str:
+        settings = ", ".join(f"{k}={v!r}" for k, v in {"reduction": self.reduction, **self.options}.items())
+        return f"{type(self).__name__}({settings})"
+
+    def __call__(self, *arrays: Any) -> Array:
+        """The loss; its gradients are computed in the same pass and kept for :meth:`backward`."""
+        loss, grads = self.function.value_and_grad(
+            *arrays, reduction=self.reduction, backend=self.backend, **self.options
+        )
+        self._last = (arrays, grads)
+        return loss
+
+    def backward(self, grad_output: Any = None) -> tuple[Any, ...]:
+        """The gradients of the last call (one per differentiable argument), times ``grad_output``."""
+        if self._last is None:
+            raise RuntimeError(f"call the {type(self).__name__} on its inputs before asking for its backward")
+        arrays, grads = self._last
+        if grad_output is None:
+            return grads
+        return self.function.grad(
+            *arrays, grad_output=grad_output, reduction=self.reduction, backend=self.backend, **self.options
+        )
+
+
+def loss_class(spec: ElementwiseLoss, function: MultiInputLossFunction) -> type[MultiInputLoss]:
+    """The class of a multi-input loss, with ``torch.nn``'s name and positional options."""
+    by_name = {option.name: option for option in spec.options}
+    positional = [
+        inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=by_name[name].default)
+        for name in spec.class_positional
+    ]
+    keyword = [
+        inspect.Parameter(o.name, inspect.Parameter.KEYWORD_ONLY, default=o.default)
+        for o in spec.options if o.name not in spec.class_positional
+    ]
+    backend = inspect.Parameter("backend", inspect.Parameter.KEYWORD_ONLY, default="auto")
+    signature = inspect.Signature([inspect.Parameter("self", inspect.Parameter.POSITIONAL_ONLY), *positional, *keyword, backend])
+
+    def __init__(self: MultiInputLoss, *args: Any, **kwargs: Any) -> None:
+        MultiInputLoss.__init__(self, *args, **kwargs)
+
+    __init__.__signature__ = signature  # type: ignore[attr-defined]
+    __init__.__qualname__ = f"{spec.class_name}.__init__"
+    summary = spec.summary[:-1] if spec.summary.endswith(".") else spec.summary
+    torch_class = f" PyTorch: ``torch.nn.{spec.class_name}``." if spec.torch_function else ""
+    return type(spec.class_name, (MultiInputLoss,), {
+        "function": function, "signature": signature, "__init__": __init__, "__module__": "lossk",
+        "__doc__": f"{summary}; see :func:`lossk.{spec.name}`.{torch_class}",
+    })
+
+
+def public() -> tuple[dict[str, MultiInputLossFunction], dict[str, type[MultiInputLoss]]]:
+    """The public functions and classes of the multi-input losses, by name (exported by ``lossk``)."""
+    from ._losses.multi_input import LOSSES
+
+    functions = {spec.name: MultiInputLossFunction(spec, "lossk") for spec in LOSSES}
+    classes = {spec.class_name: loss_class(spec, functions[spec.name]) for spec in LOSSES}
+    return functions, classes

@@ -1,0 +1,234 @@
+"""The multi-input losses (``lossk._losses.multi_input``: more arrays than ``(input, target)``, two gradients),
+checked from their specs with no per-loss code: PyTorch float64 autograd (the gradients of both arguments),
+central differences of d1 and d2 for both arguments, the scalar formulation against the array one, the fused
+kernels against the reference, the return order, ``out``/``inplace``, broadcasting, errors and signatures.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import pytest
+
+import lossk
+from lossk import _dispatch
+from lossk._losses import generate, multi_input
+from lossk._multi_input import evaluate
+
+SPECS = multi_input.LOSSES
+BACKENDS = [b for b in ("array_api", "numba") if _dispatch.is_available(b)]
+
+
+def _options(spec, which="default"):
+    """The default options, or each scalar/flag option at its first example."""
+    options = {o.name: o.default for o in spec.keyword_options}
+    if which == "examples":
+        options |= {o.name: o.examples[0] for o in spec.keyword_options if o.examples}
+    return options
+
+
+def _draw(spec, rng, shape, options, differentiable=False):
+    arrays = spec.domain.draw(rng, shape, options, differentiable)
+    return [np.asarray(arrays[name], dtype=np.float64) for name in spec.inputs]
+
+
+def _torch(spec, arrays, reduction, options):
+    torch = pytest.importorskip("torch")
+    tensors = [torch.tensor(a, dtype=torch.float64, requires_grad=n in spec.differentiable)
+               for n, a in zip(spec.inputs, arrays)]
+    function = getattr(torch.nn.functional, spec.torch_function)
+    loss = function(*tensors, reduction=reduction, **options)
+    upstream = torch.ones_like(loss)
+    grads = torch.autograd.grad(loss, [t for t in tensors if t.requires_grad], upstream)
+    return loss.detach().numpy(), [g.numpy() for g in grads]
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("which", ["default", "examples"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_matches_torch_autograd(spec, reduction, which, backend, rng):
+    options = _options(spec, which)
+    arrays = _draw(spec, rng, (5, 7), options)
+    expected_loss, expected_grads = _torch(spec, arrays, reduction, options)
+    loss, grads = getattr(lossk, spec.name).value_and_grad(*arrays, reduction=reduction, backend=backend, **options)
+    np.testing.assert_allclose(loss, expected_loss, rtol=1e-12, atol=1e-12)
+    assert len(grads) == len(spec.differentiable)
+    for name, got, expected in zip(spec.differentiable, grads, expected_grads):
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12, err_msg=name)
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
+def test_first_and_second_derivatives_match_central_differences(spec, rng):
+    options = _options(spec, "examples")
+    arrays = _draw(spec, rng, (3, 4), options, differentiable=True)
+
+    def derivatives(values, order):
+        return evaluate(spec, *values, xp=np, reduction="none", grad_output=None, order=order, **options)
+
+    _, d1, d2 = derivatives(arrays, 2)
+    step = 1e-6
+    for k, name in enumerate(spec.differentiable):
+        index = spec.inputs.index(name)
+        plus, minus = list(arrays), list(arrays)
+        plus[index], minus[index] = arrays[index] + step, arrays[index] - step
+        (loss_plus, grad_plus, _), (loss_minus, grad_minus, _) = derivatives(plus, 1), derivatives(minus, 1)
+        np.testing.assert_allclose(d1[k], (loss_plus - loss_minus) / (2 * step), rtol=1e-6, atol=1e-6, err_msg=name)
+        np.testing.assert_allclose(
+            d2[k], (grad_plus[k] - grad_minus[k]) / (2 * step), rtol=1e-6, atol=1e-6, err_msg=name
+        )
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
+def test_scalar_formulation_matches_array_formulation(spec, rng):
+    options = _options(spec, "examples")
+    arrays = _draw(spec, rng, (31,), options)
+    formula_options = [options[o.name] for o in spec.formula_options]
+    with np.errstate(all="ignore"):
+        loss, d1, d2 = spec.formula(np, *arrays, order=2, **{o.name: options[o.name] for o in spec.formula_options})
+    expected = np.stack([np.broadcast_to(a, loss.shape) for a in (loss, *d1, *d2)])
+    got = np.array([spec.element(*(float(a[i]) for a in arrays), *formula_options) for i in range(loss.size)]).T
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.skipif("numba" not in BACKENDS, reason="numba backend not installed")
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
+@pytest.mark.parametrize("shape", [(0,), (1,), (4, 7, 3), (70001,)], ids=str)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: np.dtype(d).name)
+def test_fused_matches_reference(spec, shape, dtype, rng):
+    options = _options(spec, "examples")
+    arrays = [a.astype(dtype) for a in _draw(spec, rng, shape, options)]
+    if len(shape) == 3:  # non-contiguous views
+        arrays = [np.asfortranarray(a) for a in arrays]
+    function = getattr(lossk, spec.name)
+    for reduction in ("mean", "sum", "none"):
+        upstream = rng.normal(size=shape).astype(dtype) if reduction == "none" else 0.5
+        expected = function.value_and_grad(*arrays, reduction=reduction, grad_output=upstream, backend="array_api", **options)
+        got = function.value_and_grad(*arrays, reduction=reduction, grad_output=upstream, backend="numba", **options)
+        rtol = 1e-5 if dtype == np.float32 else 1e-12
+        np.testing.assert_allclose(got[0], expected[0], rtol=rtol, atol=rtol)
+        assert got[0].dtype == expected[0].dtype == dtype
+        for g, e in zip(got[1], expected[1]):
+            assert g.dtype == dtype and g.shape == shape
+            np.testing.assert_allclose(g, e, rtol=rtol, atol=rtol)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("var_shape", [(4,), (4, 1), (1, 3), (4, 3), None], ids=str)
+def test_gaussian_var_shapes_and_float_var_as_torch(var_shape, backend, rng):
+    """torch accepts var of input's shape, input.shape[:-1], or one axis of size 1; its gradient is summed back."""
+    torch = pytest.importorskip("torch")
+    x, y = rng.normal(size=(4, 3)), rng.normal(size=(4, 3))
+    var = 0.7 if var_shape is None else rng.uniform(0.1, 2.0, var_shape)
+    tx = torch.tensor(x, requires_grad=True)
+    tv = var if var_shape is None else torch.tensor(var, requires_grad=True)
+    loss = torch.nn.functional.gaussian_nll_loss(tx, torch.tensor(y), tv, full=True)
+    loss.backward()
+    value, (grad_input, grad_var) = lossk.gaussian_nll_loss.value_and_grad(x, y, var, full=True, backend=backend)
+    np.testing.assert_allclose(value, loss.item(), rtol=1e-12)
+    np.testing.assert_allclose(grad_input, tx.grad.numpy(), rtol=1e-12, atol=1e-15)
+    if var_shape is None:
+        assert grad_var is None
+    else:
+        assert grad_var.shape == var_shape
+        np.testing.assert_allclose(grad_var, tv.grad.numpy(), rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("var_shape", [(1, 1), (3,), (2, 3)], ids=str)
+def test_gaussian_rejects_var_shapes_torch_rejects(var_shape):
+    with pytest.raises(ValueError, match="var of shape .* incorrect size"):
+        lossk.gaussian_nll_loss(np.zeros((4, 3)), np.zeros((4, 3)), np.ones(var_shape))
+
+
+def test_gaussian_clamp_passes_the_gradient_and_negative_var_raises():
+    torch = pytest.importorskip("torch")
+    var = np.array([0.0, 1e-9, 0.5])
+    tv = torch.tensor(var, requires_grad=True)
+    torch.nn.functional.gaussian_nll_loss(torch.ones(3, dtype=torch.float64), torch.zeros(3, dtype=torch.float64),
+                                          tv).backward()
+    for backend in BACKENDS:
+        _, grad_var = lossk.gaussian_nll_loss.grad(np.ones(3), np.zeros(3), var, backend=backend)
+        np.testing.assert_allclose(grad_var, tv.grad.numpy(), rtol=1e-12)
+    for var in (np.array([1.0, -0.1]), -1.0):
+        with pytest.raises(ValueError, match="var has negative entry"):
+            lossk.gaussian_nll_loss(np.zeros(2), np.zeros(2), var)
+
+
+def test_margin_ranking_broadcasts_like_torch_and_requires_one_ndim(rng):
+    torch = pytest.importorskip("torch")
+    x1, x2, y = rng.normal(size=(3, 4)), rng.normal(size=(1, 4)), np.sign(rng.normal(size=(3, 1)))
+    t1, t2 = torch.tensor(x1, requires_grad=True), torch.tensor(x2, requires_grad=True)
+    torch.nn.functional.margin_ranking_loss(t1, t2, torch.tensor(y), margin=0.3, reduction="sum").backward()
+    for backend in BACKENDS:
+        g1, g2 = lossk.margin_ranking_loss.grad(x1, x2, y, margin=0.3, reduction="sum", backend=backend)
+        np.testing.assert_allclose(g1, t1.grad.numpy())
+        np.testing.assert_allclose(g2, t2.grad.numpy())
+    with pytest.raises(ValueError, match="input2 must have input1's number of dimensions"):
+        lossk.margin_ranking_loss(np.zeros((2, 3)), np.zeros(3), np.ones((2, 3)))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_out_and_inplace(backend, rng):
+    x, y, var = rng.normal(size=(5, 6)), rng.normal(size=(5, 6)), rng.uniform(0.5, 2, (5, 6))
+    expected = lossk.gaussian_nll_loss.grad(x, y, var, backend=backend)
+    out_input, out_var = np.empty_like(x), np.empty_like(var)
+    got = lossk.gaussian_nll_loss.grad(x, y, var, out=(out_input, out_var), backend=backend)
+    assert got[0] is out_input and got[1] is out_var
+    np.testing.assert_array_equal(out_input, expected[0])
+    np.testing.assert_array_equal(out_var, expected[1])
+    only_first = lossk.gaussian_nll_loss.grad(x, y, var, out=out_input, backend=backend)
+    assert only_first[0] is out_input and only_first[1] is not out_var
+    overwritten = x.copy()
+    grads = lossk.gaussian_nll_loss.grad(overwritten, y, var, inplace=True, backend=backend)
+    assert grads[0] is overwritten
+    np.testing.assert_array_equal(overwritten, expected[0])
+    np.testing.assert_array_equal(grads[1], expected[1])
+    with pytest.raises(ValueError, match="tuple of 2"):
+        lossk.gaussian_nll_loss.grad(x, y, var, out=(out_input,))
+    with pytest.raises(ValueError, match="out for var"):
+        lossk.gaussian_nll_loss.grad(x, y, 1.0, out=(None, out_var))
+    with pytest.raises(ValueError, match="shape"):
+        lossk.gaussian_nll_loss.grad(x, y, var, out=(None, np.empty(3)))
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
+def test_signatures_docstrings_and_classes(spec, rng):
+    function = getattr(lossk, spec.name)
+    options = [o.name for o in spec.options]
+    assert list(inspect.signature(function).parameters) == [*spec.inputs, *options, "backend"]
+    for entry in (function.grad, function.value_and_grad):
+        assert list(inspect.signature(entry).parameters) == [
+            *spec.inputs, *options, "grad_output", "out", "inplace", "backend"
+        ]
+    assert "tuple" in str(inspect.signature(function.grad).return_annotation)
+    for section in ("Parameters\n----------", "Returns\n-------", "Examples\n--------"):
+        assert section in function.__doc__
+    for name in spec.differentiable:
+        assert f"grad_{name}" in function.__doc__
+    with pytest.raises(TypeError, match="nonsense"):
+        function(*(np.zeros(2) for _ in spec.inputs), nonsense=1)
+    cls = getattr(lossk, spec.class_name)
+    positional = [p.name for p in inspect.signature(cls).parameters.values()
+                  if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD]
+    assert positional == list(spec.class_positional)
+    arrays = _draw(spec, rng, (6,), _options(spec))
+    criterion = cls(reduction="sum")
+    loss = criterion(*arrays)
+    np.testing.assert_allclose(loss, function(*arrays, reduction="sum"))
+    for got, expected in zip(criterion.backward(2.0), function.grad(*arrays, reduction="sum", grad_output=2.0)):
+        np.testing.assert_allclose(got, expected)
+
+
+def test_generated_kernels_are_committed():
+    for path, text in generate.expected_files().items():
+        if path.stem in {spec.name for spec in SPECS}:
+            assert path.read_text(encoding="utf-8") == text, f"stale: {path} (python -m lossk._losses.generate)"
+
+
+def test_doctests():
+    import doctest
+
+    for spec in SPECS:
+        test = doctest.DocTestParser().get_doctest(getattr(lossk, spec.name).__doc__, {}, spec.name, None, 0)
+        assert test.examples and doctest.DocTestRunner().run(test).failed == 0, spec.name
