@@ -24,8 +24,9 @@ from pathlib import Path
 
 import pytest
 
-from lossk._backends.cupy import compiler, sources, specialisation
+from lossk._backends.cupy import compiler, elementwise_losses, sources, specialisation
 from lossk._backends.cupy.specialisation import CrossEntropyLayout, OptionLayout, Specialisation
+from lossk._losses import ELEMENTWISE_LOSSES
 
 NVCC = shutil.which("nvcc")
 FLOATS = ("float32", "float64", "float16", "bfloat16")
@@ -43,12 +44,29 @@ KERNELS = {
 
 def _elementwise(loss: str, dtype: str, **changes: object) -> Specialisation:
     options: dict[str, object] = {
-        "weight": OptionLayout.NONE, "pos_weight": OptionLayout.NONE, "log_target": False, "compute_grad": True,
-        "reduce": True, "grad_output_array": False,
+        "weight": OptionLayout.NONE, "compute_grad": True, "reduce": True, "grad_output_array": False,
     }
     target = changes.pop("target", dtype)
     options.update(changes)
-    return specialisation.elementwise(loss, dtype, target, **options)  # type: ignore[arg-type]
+    return specialisation.elementwise(ELEMENTWISE_LOSSES[loss], dtype, target, **options)  # type: ignore[arg-type]
+
+
+def _elementwise_variants(loss: str) -> list[Specialisation]:
+    """One loss of the table: every dtype, the Hessian, each array option's layouts, each flag's values."""
+    spec = ELEMENTWISE_LOSSES[loss]
+    found = [_elementwise(loss, dtype) for dtype in FLOATS]
+    found.append(_elementwise(loss, "float32", compute_hess=True, reduce=False, grad_output_array=True))
+    arrays = sum(1 for kind, _ in specialisation.element_options(spec) if kind == "array")
+    for layout in (OptionLayout.FULL, OptionLayout.PERIODIC):
+        if spec.weighted:
+            found.append(_elementwise(loss, "float32", weight=layout))
+        if arrays:
+            found += [_elementwise(loss, d, weight=layout if spec.weighted else OptionLayout.NONE,
+                                   options=(layout,) * arrays) for d in ("float32", "bfloat16")]
+    for option in spec.formula_options:
+        if option.kind == "flag":
+            found += [_elementwise(loss, dtype, flags={option.name: not option.default}) for dtype in FLOATS]
+    return found
 
 
 def _cross_entropy(dtype: str, target: str = "int64", **changes: object) -> Specialisation:
@@ -63,19 +81,17 @@ def _cross_entropy(dtype: str, target: str = "int64", **changes: object) -> Spec
 
 def variants() -> list[Specialisation]:
     found: list[Specialisation] = []
-    # elementwise: every loss in every dtype, then every option value
-    for loss in specialisation.ELEMENTWISE_LOSSES:
-        found += [_elementwise(loss, dtype) for dtype in FLOATS]
-    for layout in (OptionLayout.FULL, OptionLayout.PERIODIC):
-        found += [_elementwise(loss, "float32", weight=layout) for loss in ("mse_loss", "huber_loss", "binary_cross_entropy")]
-        found += [_elementwise("binary_cross_entropy_with_logits", d, weight=layout, pos_weight=layout) for d in FLOATS]
-        found.append(_elementwise("binary_cross_entropy_with_logits", "bfloat16", pos_weight=layout))
-    found += [_elementwise("kl_div", dtype, log_target=True) for dtype in FLOATS]
+    # elementwise: every loss of the table that the CUDA template serves (test_cuda_host checks that is every
+    # single-input loss), then the host's other paths on one loss each
+    for loss in elementwise_losses.IMPLEMENTATIONS:
+        found += _elementwise_variants(loss)
     found += [_elementwise("mse_loss", dtype, reduce=False, grad_output_array=True) for dtype in FLOATS]
+    found += [_elementwise("mse_loss", "float16", compute_grad=False, compute_hess=True, reduce=False,
+                           grad_output_array=True)]
     found += [_elementwise("l1_loss", "float16", compute_grad=False), _elementwise("l1_loss", "float16", reduce=False, compute_grad=False)]
     found += [_elementwise("smooth_l1_loss", "float16", target="float32"), _elementwise("mse_loss", "float32", target="float64")]
     found += [_elementwise("mse_loss", "bfloat16", target="float16", weight=OptionLayout.FULL, reduce=False)]
-    found += [_elementwise("mse_loss", acc, compute_grad=False) for acc in ("float32", "float64")]  # weight sums
+    found += [specialisation.weight_sums(acc) for acc in ("float32", "float64")]
     # cross-entropy: every layout and cluster size in every dtype, then every option, target type and block size
     layouts = [(CrossEntropyLayout.ROWS_STREAMED, 1), (CrossEntropyLayout.THREAD_PER_ROW, 1)]
     layouts += [(CrossEntropyLayout.ROWS_SHARED, c) for c in (1, 2, 4, 8)]

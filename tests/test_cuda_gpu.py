@@ -19,14 +19,19 @@ from typing import Any
 
 import numpy as np
 import pytest
-from loss_cases import CASES, Case, draw, reductions
+from loss_cases import CASES, Case, defaults, draw, reductions
 
 import lossk
 from lossk import _dispatch
+from lossk._backends.cupy.elementwise_losses import IMPLEMENTATIONS
+from lossk._losses import ELEMENTWISE_LOSSES
+from lossk._spec import ElementwiseLoss
 
 pytestmark = pytest.mark.gpu
 
 DTYPES = ("float32", "float64", "float16", "bfloat16")
+ELEMENTWISE = tuple(IMPLEMENTATIONS)
+"""Every loss of the spec table that the CUDA template serves (a new loss is picked up here)."""
 LIBRARIES = ("cupy", "torch")
 
 TOLERANCES = {
@@ -231,11 +236,32 @@ def test_grad_output_in_every_form(loss: str, library: str, rng: np.random.Gener
     assert_close(got, expected, "float32", "grad_output array")
 
 
+# ---- second derivatives (the Hessian variant of the elementwise kernel) -------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("loss", ELEMENTWISE)
+def test_second_derivatives_match_the_reference(loss: str, dtype: str, rng: np.random.Generator) -> None:
+    spec = ELEMENTWISE_LOSSES[loss]
+    case = Case(loss, (37, 11), defaults(spec))
+    input, target, arrays = draw_rounded(case, dtype, rng)
+    for reduction in reductions(loss):
+        options = {**case.options, **arrays, "reduction": reduction}
+        expected = getattr(lossk, loss).value_grad_hessian(input, target, backend="array_api", **options)
+        device_options = {k: to_device(v, dtype, "cupy") if isinstance(v, np.ndarray) else v for k, v in options.items()}
+        got = getattr(lossk, loss).value_grad_hessian(to_device(input, dtype, "cupy"), to_device(target, dtype, "cupy"),
+                                                      backend="cupy", **device_options)
+        for name, actual, reference_value in zip(("loss", "grad", "hess"), got, expected, strict=True):
+            assert_close(actual, reference_value, dtype, f"{loss} {reduction} {name}")
+
+
 # ---- out=, in place, poisoned buffers ------------------------------------------------------------------------
 
+ODD_SHAPES = [(1027,), (5, 7), (3, 333), (17, 9), (9, 13)]
+
 POISON_CASES = [
-    ("mse_loss", (1027,)), ("l1_loss", (5, 7)), ("huber_loss", (3, 333)), ("binary_cross_entropy_with_logits", (17, 9)),
-    ("kl_div", (9, 13)), ("cross_entropy", (5, 4097)), ("cross_entropy", (3, 50001)), ("cross_entropy", (4, 6, 5)),
+    *((loss, ODD_SHAPES[i % len(ODD_SHAPES)]) for i, loss in enumerate(ELEMENTWISE)),
+    ("cross_entropy", (5, 4097)), ("cross_entropy", (3, 50001)), ("cross_entropy", (4, 6, 5)),
     ("nll_loss", (7, 9)), ("nll_loss", (3, 5, 7)),
 ]
 
@@ -246,7 +272,7 @@ POISON_CASES = [
 def test_out_and_inplace_write_every_element(loss: str, shape: tuple[int, ...], dtype: str, library: str,
                                             rng: np.random.Generator) -> None:
     target_kind = "index" if loss in ("cross_entropy", "nll_loss") else "default"
-    options = {"log_target": False} if loss == "kl_div" else {}
+    options = defaults(ELEMENTWISE_LOSSES[loss]) if loss in ELEMENTWISE_LOSSES else {}
     input, target, _ = draw_rounded(Case(loss, shape, options, target=target_kind), dtype, rng)
     target_on_device = to_device(target, dtype, library)
     _, expected = reference(loss, input, target, **options)
@@ -301,9 +327,20 @@ def test_repeated_runs_are_bit_identical(loss: str, rng: np.random.Generator) ->
 
 # ---- against PyTorch's own GPU kernels -------------------------------------------------------------------------
 
+def _torch_options(spec: ElementwiseLoss) -> dict[str, Any]:
+    """A scalar option at its first example, a flag flipped: a case besides the defaults."""
+    options: dict[str, Any] = {}
+    for option in spec.formula_options:
+        if option.kind == "scalar" and option.examples:
+            options[option.name] = option.examples[0]
+        elif option.kind == "flag":
+            options[option.name] = not option.default
+    return options
+
+
 TORCH_CASES = [
-    ("mse_loss", {}), ("l1_loss", {}), ("huber_loss", {"delta": 0.7}), ("smooth_l1_loss", {"beta": 0.4}),
-    ("binary_cross_entropy", {}), ("binary_cross_entropy_with_logits", {}), ("kl_div", {"log_target": True}),
+    *((loss, _torch_options(ELEMENTWISE_LOSSES[loss])) for loss in ELEMENTWISE
+      if ELEMENTWISE_LOSSES[loss].torch_function),
     ("cross_entropy", {"label_smoothing": 0.1}), ("nll_loss", {}),
 ]
 
@@ -320,7 +357,8 @@ def test_matches_pytorch_on_the_gpu(loss: str, options: dict[str, Any], dtype: s
     x, y = to_device(input, dtype, "torch"), to_device(target, dtype, "torch")
     for reduction in ("mean", "sum", "none"):
         leaf = x.clone().requires_grad_(True)
-        expected = getattr(F, loss)(leaf, y, reduction=reduction, **options)
+        torch_name = ELEMENTWISE_LOSSES[loss].torch_function if loss in ELEMENTWISE_LOSSES else loss
+        expected = getattr(F, torch_name)(leaf, y, reduction=reduction, **options)
         (expected_grad,) = torch.autograd.grad(expected, leaf, torch.ones_like(expected))
         loss_value, grad = getattr(lossk, loss).value_and_grad(x, y, backend="cupy", reduction=reduction, **options)
         assert_close(loss_value, to_host(expected), dtype, f"{loss} {reduction} loss vs torch")

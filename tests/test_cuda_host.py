@@ -4,6 +4,7 @@ packing against the kernels' parameter lists, layouts, DLPack decisions, sources
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import inspect
 import math
 import re
@@ -13,7 +14,10 @@ import pytest
 import torch
 
 from lossk import _dispatch
-from lossk._backends.cupy import arguments, compiler, interop, launch, layout, scaling, sources, specialisation
+from lossk._losses import ELEMENTWISE_LOSSES
+from lossk._backends.cupy import (
+    arguments, compiler, elementwise_losses, interop, launch, layout, scaling, sources, specialisation,
+)
 from lossk._backends.cupy.launch import plan_cross_entropy
 from lossk._backends.cupy.specialisation import CrossEntropyLayout, OptionLayout
 
@@ -56,15 +60,68 @@ def test_dtype_codes_and_accumulators() -> None:
 
 def test_elementwise_options_are_minus_d_flags() -> None:
     spec = specialisation.elementwise(
-        "huber_loss", np.float16, np.float32, weight=OptionLayout.PERIODIC, pos_weight=OptionLayout.NONE,
-        log_target=False, compute_grad=False, reduce=True, grad_output_array=True,
+        ELEMENTWISE_LOSSES["huber_loss"], np.float16, np.float32, weight=OptionLayout.PERIODIC,
+        compute_grad=False, reduce=True, grad_output_array=True,
     )
-    flags = dict(option[2:].split("=") for option in spec.options())
-    assert flags == {
-        "LOSSK_LOSS": "2", "LOSSK_INPUT": "2", "LOSSK_TARGET": "0", "LOSSK_WEIGHT": "2", "LOSSK_POS_WEIGHT": "0",
-        "LOSSK_LOG_TARGET": "0", "LOSSK_GRAD": "0", "LOSSK_REDUCE": "1",
-        "LOSSK_GRAD_OUTPUT": "0",  # no gradient, so no upstream array: one variant, not two
+    flags = dict(option[2:].split("=", 1) for option in spec.options())
+    assert {k: v for k, v in flags.items() if not k.startswith("LOSSK_") or k in (
+        "LOSSK_ELEMENT", "LOSSK_ELEMENT_OPTIONS", "LOSSK_INPUT", "LOSSK_TARGET", "LOSSK_WEIGHT", "LOSSK_OPTION0",
+        "LOSSK_OPTION1", "LOSSK_GRAD", "LOSSK_HESS", "LOSSK_REDUCE", "LOSSK_GRAD_OUTPUT")} == {
+        "LOSSK_ELEMENT": "huber_loss_element", "LOSSK_ELEMENT_OPTIONS": "(LOSSK_SCALAR(0))LOSSK_COMMA",
+        "LOSSK_INPUT": "2", "LOSSK_TARGET": "0", "LOSSK_WEIGHT": "2", "LOSSK_OPTION0": "0", "LOSSK_OPTION1": "0",
+        "LOSSK_GRAD": "0", "LOSSK_HESS": "0", "LOSSK_REDUCE": "1",
+        "LOSSK_GRAD_OUTPUT": "0",  # no derivative, so no upstream array: one variant, not two
     }
+    assert flags["LOSSK_LOG_FLOOR"] == "((ACC)-100.0)" and flags["LOSSK_LOG_2"] == f"((ACC){math.log(2)!r})"
+    assert not any("," in o or " " in o for o in spec.options())  # nvcc splits -D values at commas
+
+
+@pytest.mark.parametrize("loss", sorted(ELEMENTWISE_LOSSES))
+def test_every_spec_has_its_device_function(loss: str) -> None:
+    spec = ELEMENTWISE_LOSSES[loss]
+    if spec.differentiable != ("input",) or spec.inputs != ("input", "target"):
+        pytest.skip(f"{loss}: multi-input losses have no CUDA kernel template yet (CuPy arrays take the reference)")
+    assert spec.cuda_function in specialisation.device_functions(), (
+        f"kernels/cuda/pointwise.cuh has no device function {spec.cuda_function} (see its header)")
+    kinds = [kind for kind, _ in specialisation.element_options(spec)]
+    text = sources.read_text("pointwise.cuh")
+    signature = re.search(rf"void {spec.cuda_function}\(([^)]*)\)", text).group(1)  # type: ignore[union-attr]
+    parameters = [p.split()[0] for p in signature.split(",")]
+    expected = ["ACC", "ACC", *("bool" if k == "flag" else "ACC" for k in kinds), "ACC&", "ACC&", "ACC&"]
+    assert parameters == expected, f"{spec.cuda_function}({signature}): options in the spec's order, {kinds}"
+    assert loss in elementwise_losses.IMPLEMENTATIONS
+
+
+def test_spec_constants_are_macros_and_may_not_disagree() -> None:
+    table = {"a": ELEMENTWISE_LOSSES["binary_cross_entropy"], "b": ELEMENTWISE_LOSSES["log_cosh_loss"]}
+    assert dict(specialisation.constant_defines(table)) == {
+        "LOSSK_BCE_GRAD_EPSILON": "((ACC)9.999999960041972e-13)", "LOSSK_LOG_FLOOR": "((ACC)-100.0)",
+        "LOSSK_LOG_2": f"((ACC){math.log(2)!r})"}
+    clash = dataclasses.replace(ELEMENTWISE_LOSSES["mse_loss"], constants={"LOG_2": 0.5})
+    with pytest.raises(ValueError, match="constant LOG_2 is .* in log_cosh_loss but 0.5 in mse_loss"):
+        specialisation.constant_defines({**table, "c": clash})
+
+
+def test_option_slots_follow_the_spec_order() -> None:
+    spec = ELEMENTWISE_LOSSES["binary_cross_entropy_with_logits"]
+    with_pos_weight = specialisation.elementwise(spec, "float32", "float32", weight=OptionLayout.NONE,
+                                                 options=(OptionLayout.FULL,), compute_grad=True, compute_hess=True,
+                                                 reduce=False, grad_output_array=True)
+    flags = dict(with_pos_weight.defines)
+    assert (flags["LOSSK_ELEMENT_OPTIONS"], flags["LOSSK_OPTION0"], flags["LOSSK_HESS"]) == (
+        "(LOSSK_OPTION(0))LOSSK_COMMA", 1, 1)
+    without = specialisation.elementwise(spec, "float32", "float32", weight=OptionLayout.NONE, compute_grad=True,
+                                         reduce=True, grad_output_array=False)
+    assert dict(without.defines)["LOSSK_ELEMENT_OPTIONS"] == "((ACC)1.0)LOSSK_COMMA"  # the neutral pos_weight
+    log_target = specialisation.elementwise(ELEMENTWISE_LOSSES["kl_div"], "float32", "float32", weight=OptionLayout.NONE,
+                                            flags={"log_target": True}, compute_grad=True, reduce=True,
+                                            grad_output_array=False)
+    assert dict(log_target.defines)["LOSSK_ELEMENT_OPTIONS"] == "(true)LOSSK_COMMA"
+    many = dataclasses.replace(ELEMENTWISE_LOSSES["huber_loss"], options=(
+        *ELEMENTWISE_LOSSES["huber_loss"].options,
+        *(dataclasses.replace(ELEMENTWISE_LOSSES["huber_loss"].options[1], name=f"s{k}") for k in range(4))))
+    with pytest.raises(NotImplementedError, match="at most 4 scalar"):
+        specialisation.element_options(many)
 
 
 def test_cross_entropy_return_z_turns_the_z_term_on() -> None:
@@ -314,6 +371,10 @@ def _dummy_arguments(builder: object, accumulator: str) -> tuple:
     values = {}
     for name, parameter in inspect.signature(builder).parameters.items():
         values[name] = accumulator if name == "accumulator" else (0.5 if parameter.annotation == "float" else 16)
+        if name == "options":  # lossk_elementwise's array option slots, and its scalar ones
+            values[name] = ((16, 16),) * arguments.ELEMENTWISE_ARRAY_SLOTS
+        if name == "scalars":
+            values[name] = (0.5,) * arguments.ELEMENTWISE_SCALAR_SLOTS
     return builder(**values)  # type: ignore[operator]
 
 
@@ -420,10 +481,7 @@ def test_external_streams_use_from_external_where_cupy_has_it() -> None:
 
 # ---- registration and dispatch ------------------------------------------------------------------------------
 
-LOSSES = (
-    "mse_loss", "l1_loss", "huber_loss", "smooth_l1_loss", "binary_cross_entropy",
-    "binary_cross_entropy_with_logits", "kl_div", "cross_entropy", "nll_loss",
-)
+LOSSES = (*elementwise_losses.IMPLEMENTATIONS, "cross_entropy", "nll_loss")
 
 
 @pytest.mark.parametrize("loss", LOSSES)
@@ -521,16 +579,24 @@ def _check_signatures(recorded: list[dict]) -> None:
         assert call["threads"] in ROW_THREADS and call["grid"] >= 1
 
 
+def _named(call: dict) -> dict[str, object]:
+    """A recorded launch's arguments by the kernel's parameter names."""
+    names = [p.split()[-1].lstrip("*") for p in _kernel_parameters(call["spec"].source, call["kernel"])]
+    return dict(zip(names, call["args"], strict=True))
+
+
+def _elementwise(loss: str) -> object:
+    return elementwise_losses.IMPLEMENTATIONS[loss]
+
+
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("dtype", ["float32", "float16", "float64"])
 def test_elementwise_host_launches(launches: list[dict], reduction: str, dtype: str) -> None:
-    from lossk._backends.cupy import elementwise_losses
-
     rng = np.random.default_rng(0)
     x = rng.normal(size=(37, 11)).astype(dtype)
     y = rng.normal(size=(37, 11)).astype(dtype)
     weight = np.broadcast_to(rng.uniform(size=11).astype(dtype), x.shape)  # a broadcast view: periodic
-    loss, grad = elementwise_losses.mse_loss(
+    loss, grad = _elementwise("mse_loss")(
         x, y, xp=np, reduction=reduction, grad_output=None, compute_grad=True, out=None, weight=weight
     )
     _check_signatures(launches)
@@ -540,9 +606,11 @@ def test_elementwise_host_launches(launches: list[dict], reduction: str, dtype: 
         expected = ["lossk_sum_partials", "lossk_finish_acc", *expected]  # sum(weight) first, on the device
     assert kernels == expected
     main = next(c for c in launches if c["kernel"] == "lossk_elementwise")
-    flags = dict(main["spec"].defines)
-    assert flags["LOSSK_WEIGHT"] == int(OptionLayout.PERIODIC) and int(main["args"][3]) == 11  # period 11
-    assert int(main["args"][7]) == HostArrays(None).pointer(grad) and grad.shape == x.shape and grad.dtype == x.dtype
+    flags, args = dict(main["spec"].defines), _named(main)
+    assert flags["LOSSK_WEIGHT"] == int(OptionLayout.PERIODIC) and int(args["weight_period"]) == 11
+    assert int(args["grad"]) == HostArrays(None).pointer(grad) and grad.shape == x.shape and grad.dtype == x.dtype
+    assert int(args["hess"]) == 0 and flags["LOSSK_HESS"] == 0
+    assert main["grid"] <= H100_SMS * 6  # one wave of the resident blocks the occupancy API reports
     assert loss.shape == (() if reduction != "none" else x.shape)
     if reduction != "none":
         finish = launches[-1]
@@ -551,25 +619,76 @@ def test_elementwise_host_launches(launches: list[dict], reduction: str, dtype: 
 
 
 def test_elementwise_host_writes_into_out_and_in_place(launches: list[dict]) -> None:
-    from lossk._backends.cupy import elementwise_losses
-
     x = np.linspace(-1, 1, 1001, dtype=np.float32)
     y = np.zeros_like(x)
     out = np.empty_like(x)
-    _, grad = elementwise_losses.binary_cross_entropy_with_logits(
+    _, grad = _elementwise("binary_cross_entropy_with_logits")(
         x, y, xp=np, reduction="sum", grad_output=2.0, compute_grad=True, out=out, weight=None, pos_weight=None
     )
-    assert grad is out and int(launches[0]["args"][7]) == HostArrays(None).pointer(out)
-    assert float(launches[0]["args"][13]) == 2.0  # the host upstream gradient folded into grad_scale
+    args = _named(launches[0])
+    assert grad is out and int(args["grad"]) == HostArrays(None).pointer(out)
+    assert float(args["grad_scale"]) == 2.0  # the host upstream gradient folded into grad_scale
     launches.clear()
-    _, grad = elementwise_losses.l1_loss(x, y, xp=np, reduction="mean", grad_output=None, compute_grad=True, out=x, weight=None)
-    assert grad is x and int(launches[0]["args"][0]) == int(launches[0]["args"][7])  # in place: input is grad
-    assert math.isclose(float(launches[0]["args"][13]), 1 / 1001, rel_tol=1e-6)
+    _, grad = _elementwise("l1_loss")(x, y, xp=np, reduction="mean", grad_output=None, compute_grad=True, out=x,
+                                      weight=None)
+    args = _named(launches[0])
+    assert grad is x and int(args["input"]) == int(args["grad"])  # in place: input is grad
+    assert math.isclose(float(args["grad_scale"]), 1 / 1001, rel_tol=1e-6)
     transposed_out = np.empty((1001, 2), np.float32)[:, 0]
     launches.clear()
-    _, grad = elementwise_losses.mse_loss(x, y, xp=np, reduction="mean", grad_output=None, compute_grad=True,
-                                          out=transposed_out, weight=None)
+    _, grad = _elementwise("mse_loss")(x, y, xp=np, reduction="mean", grad_output=None, compute_grad=True,
+                                       out=transposed_out, weight=None)
     assert grad is not transposed_out  # not contiguous: written fresh, copied by the caller
+
+
+def _spec_options(spec: object, rng: np.random.Generator, shape: tuple[int, ...], dtype: str) -> dict[str, object]:
+    """Every option of ``spec`` set: scalars and flags to their first example, arrays drawn by the spec."""
+    options: dict[str, object] = {}
+    for option in spec.keyword_options:  # type: ignore[attr-defined]
+        if option.kind == "array":
+            options[option.name] = np.broadcast_to(np.asarray(option.draw(rng, shape), dtype), shape)
+        else:
+            options[option.name] = type(option.default)(option.examples[0]) if option.examples else option.default
+    return options
+
+
+@pytest.mark.parametrize("loss", sorted(elementwise_losses.IMPLEMENTATIONS))
+def test_every_spec_launches_its_device_function_with_its_options(launches: list[dict], loss: str) -> None:
+    from lossk._hessian import key
+
+    spec = ELEMENTWISE_LOSSES[loss]
+    rng = np.random.default_rng(5)
+    shape = (6, 5)
+    inputs = spec.domain.draw(rng, shape, {o.name: o.default for o in spec.keyword_options}, True)
+    x, y = (inputs[n].astype(np.float32) for n in spec.inputs)
+    options = _spec_options(spec, rng, shape, "float32")
+    hessian = _dispatch._REGISTRY[(key(loss), "cupy")].implementation
+    loss_value, grad, hess = hessian(x, y, xp=np, reduction="mean", grad_output=None, order=2, **options)
+    _check_signatures(launches)
+    main = next(c for c in launches if c["kernel"] == "lossk_elementwise")
+    flags, args = dict(main["spec"].defines), _named(main)
+    called, called_options = spec.name, options
+    if spec.rewrite is not None and spec.rewrite(options) is not None:
+        called, called_options = spec.rewrite(options)
+    called_spec = ELEMENTWISE_LOSSES[called]
+    assert flags["LOSSK_ELEMENT"] == called_spec.cuda_function and flags["LOSSK_HESS"] == 1
+    assert int(args["hess"]) == HostArrays(None).pointer(hess) and hess.shape == x.shape
+    scalars = [float(called_options[o.name]) for o in called_spec.formula_options if o.kind == "scalar"]
+    assert [float(args[f"scalar{k}"]) for k in range(len(scalars))] == pytest.approx(scalars)
+    arrays = [o for o in called_spec.formula_options if o.kind == "array"]
+    for k, option in enumerate(arrays):
+        given = called_options.get(option.name) is not None
+        assert (flags[f"LOSSK_OPTION{k}"] != 0, int(args[f"option{k}"]) != 0) == (given, given)
+    assert flags["LOSSK_WEIGHT"] == (0 if called_options.get("weight") is None else flags["LOSSK_WEIGHT"] or -1)
+    with_weight_sum = called_spec.mean_divisor == "weight_sum" and called_options.get("weight") is not None
+    assert ("lossk_sum_partials" in [c["kernel"] for c in launches]) == with_weight_sum
+
+
+def test_smooth_l1_with_beta_zero_runs_the_l1_device_function(launches: list[dict]) -> None:
+    x = np.linspace(-1, 1, 7, dtype=np.float32)
+    _elementwise("smooth_l1_loss")(x, 0 * x, xp=np, reduction="sum", grad_output=None, compute_grad=True, out=None,
+                                   beta=0.0)
+    assert dict(launches[0]["spec"].defines)["LOSSK_ELEMENT"] == "l1_loss_element"
 
 
 @pytest.mark.parametrize(
@@ -640,14 +759,15 @@ def test_nll_host_launches(launches: list[dict], reduction: str) -> None:
 
 
 def test_an_upstream_array_is_read_by_the_kernel(launches: list[dict]) -> None:
-    from lossk._backends.cupy import class_losses, elementwise_losses
+    from lossk._backends.cupy import class_losses
 
     x = np.ones((4, 5), np.float16)
-    upstream = np.arange(20.0).reshape(4, 5)  # float64: cast to the input's dtype for the elementwise kernel
-    elementwise_losses.kl_div(x, x, xp=np, reduction="none", grad_output=upstream, compute_grad=True, out=None,
-                              log_target=True)
-    main = launches[0]
-    assert dict(main["spec"].defines)["LOSSK_GRAD_OUTPUT"] == 1 and int(main["args"][6]) != 0
+    upstream = np.arange(20.0).reshape(4, 5)  # float64: multiplied in the kernels' float32, not rounded to fp16
+    _elementwise("kl_div")(x, x, xp=np, reduction="none", grad_output=upstream, compute_grad=True, out=None,
+                           log_target=True)
+    main, args = launches[0], _named(launches[0])
+    assert dict(main["spec"].defines)["LOSSK_GRAD_OUTPUT"] == 1 and int(args["grad_output"]) != 0
+    assert ARRAYS_BY_ADDRESS[int(args["grad_output"])].dtype == np.float32
     launches.clear()
     class_losses.cross_entropy(x, np.zeros(4, np.int64), xp=np, reduction="none", grad_output=np.ones(4),
                                compute_grad=True, out=None, weight=None, ignore_index=-100, label_smoothing=0.0)
@@ -681,3 +801,90 @@ def test_zero_classes_launch_no_cross_entropy_kernel(launches: list[dict], reduc
         assert kernels[-1] == "lossk_cross_entropy_finish"
         partials = ARRAYS_BY_ADDRESS[int(launches[-1]["args"][0])]
         assert not partials.any()  # zeros, summed and divided on the device (0 / 0 = NaN for an all-ignored mean)
+
+
+@pytest.mark.parametrize(
+    ("shape", "target_kind", "options", "layout"),
+    [
+        ((4096, 1000), "index", {"label_smoothing": 0.1, "weight": True}, CrossEntropyLayout.ROWS_SHARED),
+        ((3, 300000), "index", {"z_loss": 1e-4, "softcap": 30.0}, CrossEntropyLayout.ROWS_SHARED),  # a cluster
+        ((64, 2000), "probability", {"softcap": 30.0, "z_loss": 1e-4}, CrossEntropyLayout.ROWS_STREAMED),
+        ((5, 7, 3), "index", {"label_smoothing": 0.1}, CrossEntropyLayout.THREAD_PER_ROW),
+    ],
+)
+def test_cross_entropy_hessian_host_launch(launches: list[dict], shape: tuple, target_kind: str, options: dict,
+                                           layout: CrossEntropyLayout) -> None:
+    """cross_entropy.hessian runs the gradient's kernel with LOSSK_HESS: one launch more writes nothing more."""
+    from lossk._backends.cupy import class_losses
+    from lossk._hessian import key
+
+    registration = _dispatch._REGISTRY[(key("cross_entropy"), "cupy")]
+    assert registration.writes_out and registration.implementation.__name__ == "cross_entropy_derivatives"
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=shape).astype(np.float32)
+    loss_shape = (shape[0], *shape[2:])
+    target = rng.random(shape).astype(np.float32) if target_kind == "probability" else rng.integers(0, shape[1], loss_shape)
+    options = dict(options)
+    weight = rng.uniform(size=shape[1]).astype(np.float32) if options.pop("weight", False) else None
+    full = {"ignore_index": -100, "label_smoothing": 0.0, "z_loss": 0.0, "softcap": None, "return_z_loss": False}
+    full.update(options)
+    hess_out = np.empty_like(x)
+    _, grad, hess = class_losses.cross_entropy_derivatives(x, target, xp=np, reduction="mean", grad_output=None,
+                                                           order=2, out=None, hess_out=hess_out, weight=weight, **full)
+    _check_signatures(launches)
+    main = next(c for c in launches if c["kernel"] == "lossk_cross_entropy")
+    flags, args = dict(main["spec"].defines), _named(main)
+    assert flags["LOSSK_HESS"] == 1 and flags["LOSSK_GRAD"] == 1 and flags["LOSSK_LAYOUT"] == int(layout)
+    assert hess is hess_out and int(args["hess"]) == HostArrays(None).pointer(hess_out)
+    assert int(args["grad"]) == HostArrays(None).pointer(grad) and grad is not hess
+    # the gradient-only call compiles the same variant without the macro: the same code as before LOSSK_HESS
+    launches.clear()
+    class_losses.cross_entropy(x, target, xp=np, reduction="mean", grad_output=None, compute_grad=True, out=None,
+                               weight=weight, **full)
+    plain = next(c for c in launches if c["kernel"] == "lossk_cross_entropy")
+    assert "LOSSK_HESS" not in dict(plain["spec"].defines) and int(_named(plain)["hess"]) == 0
+    assert class_losses.with_hessian(plain["spec"]) == main["spec"]
+
+
+def test_cross_entropy_hessian_vectors_need_the_hessian_aligned_too(launches: list[dict]) -> None:
+    from lossk._backends.cupy import class_losses
+
+    x = np.zeros((8, 1024), np.float32)
+    target = np.zeros(8, np.int64)
+    options = {"weight": None, "ignore_index": -100, "label_smoothing": 0.0}
+    storage = np.empty(x.size + 1, np.float32)
+    for hess_out, vectorised in ((np.empty_like(x), 1), (storage[1:].reshape(x.shape), 0)):  # 4 bytes off
+        launches.clear()
+        _, _, hess = class_losses.cross_entropy_derivatives(x, target, xp=np, reduction="sum", grad_output=None,
+                                                            order=2, out=None, hess_out=hess_out, **options)
+        args = _named(next(c for c in launches if c["kernel"] == "lossk_cross_entropy"))
+        assert hess is hess_out and int(args["vectorised"]) == vectorised
+
+
+def test_cross_entropy_hessian_of_zero_classes_is_empty(launches: list[dict]) -> None:
+    from lossk._backends.cupy import class_losses
+
+    loss, grad, hess = class_losses.cross_entropy_derivatives(
+        np.zeros((3, 0), np.float32), np.zeros(3, np.int64), xp=np, reduction="none", grad_output=None, order=2,
+        weight=None, ignore_index=-100, label_smoothing=0.0,
+    )
+    assert "lossk_cross_entropy" not in [c["kernel"] for c in launches]
+    assert grad.shape == hess.shape == (3, 0) and np.array_equal(loss, np.zeros(3))
+
+
+@pytest.mark.parametrize("with_buffer", [False, True])
+def test_nll_hessian_is_a_fill_without_a_kernel(launches: list[dict], with_buffer: bool) -> None:
+    from lossk._backends.cupy import class_losses
+    from lossk._hessian import key
+
+    registration = _dispatch._REGISTRY[(key("nll_loss"), "cupy")]
+    assert registration.writes_out and registration.implementation.__name__ == "nll_loss_derivatives"
+    x = np.random.default_rng(4).normal(size=(9, 5)).astype(np.float16)
+    target = np.arange(9) % 5
+    hess_out = np.full_like(x, np.nan) if with_buffer else None
+    loss, grad, hess = class_losses.nll_loss_derivatives(x, target, xp=np, reduction="mean", grad_output=None, order=2,
+                                                         out=None, hess_out=hess_out, weight=None, ignore_index=-100)
+    # the launches of the gradient alone: the Hessian adds no kernel over the input
+    assert [c["kernel"] for c in launches] == ["lossk_nll_rows", "lossk_nll_finish", "lossk_nll_grad"]
+    assert hess.shape == x.shape and hess.dtype == x.dtype and not hess.any()
+    assert (hess is hess_out) == with_buffer

@@ -13,6 +13,10 @@ import numpy as np
 
 ACCUMULATORS = {"float32": np.float32, "float64": np.float64}
 
+ELEMENTWISE_SCALAR_SLOTS = 4
+ELEMENTWISE_ARRAY_SLOTS = 2
+"""The scalar (scalar0 ..) and array (option0 ..) option slots of ``lossk_elementwise``."""
+
 
 def _pointer(address: int) -> np.uint64:
     return np.uint64(address)
@@ -31,15 +35,21 @@ def _acc(value: float, accumulator: str) -> np.floating:
 
 
 def elementwise(
-    *, input: int, target: int, weight: int, weight_period: int, pos_weight: int, pos_weight_period: int,
-    grad_output: int, grad: int, loss_out: int, partials: int, n: int, vectorised: bool, param: float,
-    grad_scale: float, upstream: int, divisor: int, accumulator: str,
+    *, input: int, target: int, weight: int, weight_period: int, options: tuple[tuple[int, int], ...],
+    grad_output: int, grad: int, hess: int, loss_out: int, partials: int, n: int, vectorised: bool,
+    scalars: tuple[float, ...], grad_scale: float, upstream: int, divisor: int, accumulator: str,
 ) -> tuple:
-    """``lossk_elementwise`` (elementwise.cu)."""
+    """``lossk_elementwise`` (elementwise.cu); ``options`` are (pointer, period) of the array options and
+    ``scalars`` the scalar options, in the spec's order (unused slots: null and 0)."""
+    slots = tuple(options) + ((0, 1),) * (ELEMENTWISE_ARRAY_SLOTS - len(options))
+    values = tuple(scalars) + (0.0,) * (ELEMENTWISE_SCALAR_SLOTS - len(scalars))
+    if len(slots) != ELEMENTWISE_ARRAY_SLOTS or len(values) != ELEMENTWISE_SCALAR_SLOTS:
+        raise ValueError(f"at most {ELEMENTWISE_ARRAY_SLOTS} array and {ELEMENTWISE_SCALAR_SLOTS} scalar options")
+    option_arguments = tuple(a for pointer, period in slots for a in (_pointer(pointer), _index(max(period, 1))))
     return (
-        _pointer(input), _pointer(target), _pointer(weight), _index(max(weight_period, 1)), _pointer(pos_weight),
-        _index(max(pos_weight_period, 1)), _pointer(grad_output), _pointer(grad), _pointer(loss_out),
-        _pointer(partials), _index(n), _flag(vectorised), _acc(param, accumulator), _acc(grad_scale, accumulator),
+        _pointer(input), _pointer(target), _pointer(weight), _index(max(weight_period, 1)), *option_arguments,
+        _pointer(grad_output), _pointer(grad), _pointer(hess), _pointer(loss_out), _pointer(partials), _index(n),
+        _flag(vectorised), *(_acc(v, accumulator) for v in values), _acc(grad_scale, accumulator),
         _pointer(upstream), _pointer(divisor),
     )
 

@@ -7,11 +7,18 @@ the test can build. The macros are documented at the top of each ``kernels/cuda/
 
 from __future__ import annotations
 
+import functools
+import math
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
 import numpy as np
+
+from ..._spec import ARRAY_KIND, FLAG_KIND, SCALAR_KIND, ElementwiseLoss
+from .arguments import ELEMENTWISE_ARRAY_SLOTS, ELEMENTWISE_SCALAR_SLOTS
 
 DTYPE_CODES = {"float32": 0, "float64": 1, "float16": 2, "bfloat16": 3}
 """LOSSK_INPUT / LOSSK_TARGET codes (common.cuh)."""
@@ -19,20 +26,15 @@ DTYPE_CODES = {"float32": 0, "float64": 1, "float16": 2, "bfloat16": 3}
 INDEX_CODES = {"int64": 0, "int32": 1, "int16": 2, "int8": 3, "uint8": 4}
 """LOSSK_INDEX codes (class_targets.cuh)."""
 
-ELEMENTWISE_LOSSES = {
-    "mse_loss": 0,
-    "l1_loss": 1,
-    "huber_loss": 2,
-    "smooth_l1_loss": 3,
-    "binary_cross_entropy": 4,
-    "binary_cross_entropy_with_logits": 5,
-    "kl_div": 6,
-}
-"""LOSSK_LOSS codes (elementwise.cu)."""
+SCALAR_SLOTS = ELEMENTWISE_SCALAR_SLOTS
+"""Scalar options a loss may have: the kernel's arguments scalar0 .. scalar3 (elementwise.cu)."""
+
+ARRAY_SLOTS = ELEMENTWISE_ARRAY_SLOTS
+"""Array options (other than ``weight``) a loss may have: option0 and option1 (elementwise.cu)."""
 
 
 class OptionLayout(IntEnum):
-    """How a per-element option array (weight, pos_weight) is laid out (LOSSK_WEIGHT / LOSSK_POS_WEIGHT)."""
+    """How a per-element option array (weight, pos_weight) is laid out (LOSSK_WEIGHT / LOSSK_OPTION<k>)."""
 
     NONE = 0
     FULL = 1
@@ -83,40 +85,122 @@ class Specialisation:
     """A source file of ``lossk._kernels.cuda`` and the macro values it is compiled with."""
 
     source: str
-    defines: tuple[tuple[str, int], ...]
+    defines: tuple[tuple[str, int | str], ...]
 
     def options(self) -> tuple[str, ...]:
         """The ``-D`` flags, as NVRTC and nvcc both take them."""
         return tuple(f"-D{name}={value}" for name, value in self.defines)
 
 
+def element_options(spec: ElementwiseLoss) -> tuple[tuple[str, int], ...]:
+    """``(kind, slot)`` of each option the loss's device function takes, in the spec's order: the k-th
+    scalar option is kernel argument ``scalar<k>``, the k-th array option ``option<k>``; flags have no slot."""
+    counts = {SCALAR_KIND: 0, ARRAY_KIND: 0, FLAG_KIND: 0}
+    slots = []
+    for option in spec.formula_options:
+        slots.append((option.kind, counts[option.kind]))
+        counts[option.kind] += 1
+    if counts[SCALAR_KIND] > SCALAR_SLOTS or counts[ARRAY_KIND] > ARRAY_SLOTS:
+        raise NotImplementedError(
+            f"{spec.name}: the CUDA template takes at most {SCALAR_SLOTS} scalar and {ARRAY_SLOTS} array options"
+        )
+    return tuple(slots)
+
+
+_DEVICE_FUNCTION = re.compile(r"__device__\s+__forceinline__\s+void\s+(\w+)\s*\(")
+
+
+@functools.cache
+def device_functions() -> frozenset[str]:
+    """The names of the device functions defined in ``pointwise.cuh`` (what ``LOSSK_ELEMENT`` may name)."""
+    from .sources import read_text
+
+    return frozenset(_DEVICE_FUNCTION.findall(read_text("pointwise.cuh")))
+
+
+def _literal(value: float) -> str:
+    if not math.isfinite(value):
+        raise ValueError(f"a CUDA constant must be finite, got {value}")
+    return f"((ACC){float(value)!r})"
+
+
+def constant_defines(specs: Mapping[str, ElementwiseLoss]) -> tuple[tuple[str, str], ...]:
+    """``LOSSK_<NAME>`` = the value cast to ACC, for every constant of every spec (pointwise.cuh reads them).
+
+    Two specs may share a constant's name only with the same value.
+    """
+    values: dict[str, tuple[float, str]] = {}
+    for spec in specs.values():
+        for name, value in spec.constants.items():
+            if name in values and values[name][0] != float(value):
+                raise ValueError(f"constant {name} is {values[name][0]!r} in {values[name][1]} but {value!r} in {spec.name}")
+            values.setdefault(name, (float(value), spec.name))
+    return tuple((f"LOSSK_{name}", _literal(value)) for name, (value, _) in sorted(values.items()))
+
+
 def elementwise(
-    loss: str,
+    spec: ElementwiseLoss,
     input_dtype: Any,
     target_dtype: Any,
     *,
     weight: OptionLayout,
-    pos_weight: OptionLayout,
-    log_target: bool,
+    options: tuple[OptionLayout, ...] = (),
+    flags: Mapping[str, bool] | None = None,
     compute_grad: bool,
+    compute_hess: bool = False,
     reduce: bool,
     grad_output_array: bool,
 ) -> Specialisation:
-    """The variant of ``elementwise.cu`` for ``loss``; options a loss does not have must be NONE / False."""
+    """The variant of ``elementwise.cu`` for the loss ``spec``.
+
+    ``options`` are the layouts of the spec's array options in order (missing ones: NONE), ``flags`` the
+    values of its flags (missing ones: their defaults); both are compile-time, scalar options are not.
+    """
+    flags = flags or {}
+    layouts = tuple(options) + (OptionLayout.NONE,) * (ARRAY_SLOTS - len(options))
+    arguments = []
+    for option, (kind, slot) in zip(spec.formula_options, element_options(spec)):
+        if kind == SCALAR_KIND:
+            arguments.append(f"(LOSSK_SCALAR({slot}))")
+        elif kind == FLAG_KIND:
+            arguments.append("(true)" if flags.get(option.name, option.default) else "(false)")
+        elif layouts[slot] == OptionLayout.NONE:
+            arguments.append(_literal(option.neutral))
+        else:
+            arguments.append(f"(LOSSK_OPTION({slot}))")
+    derivatives = compute_grad or compute_hess
     return Specialisation(
         "elementwise.cu",
         (
-            ("LOSSK_LOSS", ELEMENTWISE_LOSSES[loss]),
+            ("LOSSK_ELEMENT", spec.cuda_function),
+            # no commas or spaces in a -D value (nvcc splits its options at commas): LOSSK_COMMA separates
+            ("LOSSK_ELEMENT_OPTIONS", "".join(a + "LOSSK_COMMA" for a in arguments)),
             ("LOSSK_INPUT", float_code(input_dtype)),
             ("LOSSK_TARGET", float_code(target_dtype)),
             ("LOSSK_WEIGHT", int(weight)),
-            ("LOSSK_POS_WEIGHT", int(pos_weight)),
-            ("LOSSK_LOG_TARGET", int(log_target)),
+            *((f"LOSSK_OPTION{k}", int(layout)) for k, layout in enumerate(layouts)),
             ("LOSSK_GRAD", int(compute_grad)),
+            ("LOSSK_HESS", int(compute_hess)),
             ("LOSSK_REDUCE", int(reduce)),
-            ("LOSSK_GRAD_OUTPUT", int(compute_grad and grad_output_array)),
+            ("LOSSK_GRAD_OUTPUT", int(derivatives and grad_output_array)),
+            *_spec_constants(),
         ),
     )
+
+
+@functools.cache
+def _spec_constants() -> tuple[tuple[str, str], ...]:
+    from ..._losses import ELEMENTWISE_LOSSES
+
+    return constant_defines(ELEMENTWISE_LOSSES)
+
+
+def weight_sums(accumulator: Any) -> Specialisation:
+    """A fixed variant of ``elementwise.cu`` whose ``lossk_sum_partials`` / ``lossk_finish_acc`` sum weights."""
+    from ..._losses import ELEMENTWISE_LOSSES
+
+    return elementwise(ELEMENTWISE_LOSSES["mse_loss"], accumulator, accumulator, weight=OptionLayout.NONE,
+                       compute_grad=False, reduce=True, grad_output_array=False)
 
 
 def cross_entropy(
