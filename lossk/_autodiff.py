@@ -29,11 +29,16 @@ UNWRAPPED_OPTIONS = frozenset({"return_z_loss"})
 
 
 def loss_functions() -> dict[str, lossk.LossFunction]:
-    """Every ``lossk.LossFunction`` that ``lossk`` exports, by name, in ``lossk.__all__``'s order."""
+    """Every ``lossk.LossFunction`` that ``lossk`` exports, by name, in ``lossk.__all__``'s order, except the
+    multi-input ones (``lossk._multi_input``: more positional arrays than ``(input, target)`` and a tuple of
+    gradients), which the wrappers do not map yet."""
+    from lossk._multi_input import MultiInputLossFunction
+
     return {
         name: function
         for name in lossk.__all__
         if isinstance(function := getattr(lossk, name), lossk.LossFunction)
+        and not isinstance(function, MultiInputLossFunction)
     }
 
 

@@ -1,9 +1,13 @@
-"""Losses of more than ``(input, target)``, and with two differentiable arguments: the builders of their public
-functions and of their reference implementation, from their specs (``lossk._losses.multi_input``).
+"""Losses of more than ``(input, target)``, with two differentiable arguments, or averaged per row (a spec's
+``row_mean``): the builders of their public functions, classes and reference implementation, from their specs
+(``lossk._losses.multi_input``). A row-mean loss of ``(input, target)`` runs the ordinary elementwise
+implementations of every backend: its 'mean' is their mean, its 'sum' and 'none' are rescaled around them
+(:func:`_per_element`, :func:`_row_mean`).
 
 Return order: ``.grad`` returns one gradient per differentiable argument, in the spec's ``differentiable``
 order, as a tuple (``(grad_input, grad_var)``, ``(grad_input1, grad_input2)``); ``.value_and_grad`` returns
-``(loss, that tuple)`` — the shape of ``jax.value_and_grad(f, argnums=(0, 2))``. A gradient is shaped like its
+``(loss, that tuple)`` — the shape of ``jax.value_and_grad(f, argnums=(0, 2))``; with one differentiable
+argument, the gradient itself. A gradient is shaped like its
 argument (summed over the axes the argument was broadcast along); an argument given as a Python number (a
 float ``var``) gets ``None``. ``out`` is an array (the first gradient's destination) or a tuple with one
 array or ``None`` per gradient; ``inplace=True`` overwrites the first differentiable argument with its
@@ -20,7 +24,9 @@ import inspect
 from types import ModuleType
 from typing import Any
 
-from ._array_api import Array, as_array
+import math
+
+from ._array_api import Array, as_array, ieee_arithmetic
 from ._dispatch import register, select
 from ._loss_function import LossFunction
 from ._reduction import apply_reduction, compute_dtype, upstream_scale
@@ -44,7 +50,7 @@ class MultiInputLossFunction(LossFunction):
         prepare.__name__ = prepare.__qualname__ = spec.name
         super().__init__(prepare, name=spec.name, signature=signature, doc=docstring(spec), module=module)
         self._signature = signature
-        grads = f"tuple[{', '.join('Array | None' for _ in spec.differentiable)}]"
+        grads = f"tuple[{', '.join('Array | None' for _ in spec.differentiable)}]" if len(spec.differentiable) > 1 else "Array"
         self.grad.__signature__ = self.grad.__signature__.replace(return_annotation=grads)
         self.value_and_grad.__signature__ = self.value_and_grad.__signature__.replace(
             return_annotation=f"tuple[Array, {grads}]"
@@ -92,22 +98,33 @@ class MultiInputLossFunction(LossFunction):
         xp, prepared = prepare_arguments(spec, inputs, values)  # broadcasts the other inputs to the first's shape
         reduction = values["reduction"]
         shape = tuple(first.shape)
+        if spec.row_mean and not shape:
+            raise ValueError(f"{first_name} must have at least one dimension (its last axis is averaged), got 0-d")
         outs: tuple[Any, ...] = ()
         if compute_grad:
-            grad_output = check_grad_output(grad_output, reduction, shape, first)
+            loss_shape = shape[:-1] if spec.row_mean else shape
+            grad_output = check_grad_output(grad_output, reduction, loss_shape, first)
             outs = self._destinations(out, inplace, given, constant)
+        row_reduction = reduction
+        if spec.row_mean:
+            reduction, grad_output = _per_element(xp, reduction, grad_output, shape, first.dtype)
         registration = select(spec.name, backend, first)
-        extra = {}
+        extra: dict[str, Any] = {}
         if registration.writes_out:  # only full-shaped destinations can be written by the kernel
-            extra["out"] = tuple(
+            full = tuple(
                 o if o is not None and tuple(o.shape) == shape else None for o in (outs or (None,) * len(spec.differentiable))
             )
+            extra["out"] = full if len(spec.differentiable) > 1 else full[0]
         loss, grads = registration.implementation(
             *(inputs[n] for n in spec.inputs), xp=xp, reduction=reduction, grad_output=grad_output,
             compute_grad=compute_grad, **extra, **prepared,
         )
+        if spec.row_mean:
+            loss = _row_mean(xp, loss, row_reduction, shape)
         if not compute_grad:
             return loss, None
+        if len(spec.differentiable) == 1:
+            grads = (grads,)
         result = []
         for k, name in enumerate(spec.differentiable):
             grad = None if name in constant else _sum_to(xp, grads[k], name, given[name], spec, first)
@@ -115,7 +132,7 @@ class MultiInputLossFunction(LossFunction):
                 outs[k][...] = grad
                 grad = outs[k]
             result.append(grad)
-        return loss, tuple(result)
+        return loss, tuple(result) if len(result) > 1 else result[0]
 
     def _destinations(self, out: Any, inplace: bool, given: dict[str, Any], constant: set[str]) -> tuple[Any, ...]:
         """``out`` / ``inplace`` as one destination (or ``None``) per differentiable argument, checked."""
@@ -138,6 +155,29 @@ class MultiInputLossFunction(LossFunction):
                 raise ValueError(f"out for {name}: {name} is a Python number, it has no gradient")
             check_out(destination, given[name], name=f"out for {name}")
         return out
+
+
+def _per_element(xp: ModuleType, reduction: str, grad_output: Any, shape: tuple[int, ...], dtype: Any) -> tuple[str, Any]:
+    """A row-mean loss's call as an elementwise one: 'mean' over rows of row means is the elementwise mean;
+    'sum' and 'none' take the upstream gradient over the row length (broadcast along the rows for 'none')."""
+    if reduction == "mean":
+        return reduction, grad_output
+    columns = shape[-1]
+    with ieee_arithmetic(xp):
+        if reduction == "sum":
+            return reduction, (1.0 if grad_output is None else grad_output) / columns if columns else math.nan
+        upstream = xp.ones(shape[:-1], dtype=dtype) if grad_output is None else grad_output
+        return reduction, xp.broadcast_to(xp.expand_dims(upstream / columns, axis=-1), shape)
+
+
+def _row_mean(xp: ModuleType, loss: Array, reduction: str, shape: tuple[int, ...]) -> Array:
+    """The reduced loss of a row-mean loss from the elementwise one (see :func:`_per_element`)."""
+    if reduction == "mean":
+        return loss
+    with ieee_arithmetic(xp):
+        if reduction == "sum":
+            return as_array(xp, loss / shape[-1]) if shape[-1] else as_array(xp, loss * math.nan)
+        return as_array(xp, xp.sum(loss, axis=-1) / shape[-1])
 
 
 def _namespace(array: Any) -> ModuleType:
@@ -220,8 +260,11 @@ def register_all() -> None:
     """Register every multi-input loss of the table as the ``array_api`` backend."""
     from ._losses.multi_input import LOSSES
 
-    for spec in LOSSES:
-        register(spec.name, "array_api")(implementation(spec))
+    from ._reference import _elementwise
+    from ._spec import is_multi_input
+
+    for spec in LOSSES:  # a row-mean loss of (input, target) runs the elementwise reference
+        register(spec.name, "array_api")(implementation(spec) if is_multi_input(spec) else _elementwise.implementation(spec))
 
 
 # ---- public functions and classes -------------------------------------------------------------------------

@@ -178,6 +178,10 @@ class ElementwiseLoss:
     before it is broadcast to the first input's shape (raises ``ValueError`` naming the argument when it is not
     allowed); ``None``: every input has the first's shape. A broadcast input's gradient is summed back to its
     own shape."""
+    row_mean: bool = False
+    """``True``: the per-element losses are averaged over the last axis first (one loss per row), then reduced
+    (``multilabel_soft_margin_loss``); 'none' returns ``input.shape[:-1]`` and 'mean' divides by the row count.
+    Applied around any backend's elementwise implementation by ``lossk._multi_input``."""
     cuda_function: str = ""
     """The CUDA device function computing one element (``kernels/cuda/elementwise.cu``); default
     ``<name>_element``."""
@@ -227,7 +231,7 @@ def check_supported(spec: ElementwiseLoss, *, multi_input: bool = False) -> None
 
 
 def is_multi_input(spec: ElementwiseLoss) -> bool:
-    """Whether ``spec`` needs the multi-input builders (other inputs than ``(input, target)``, or two gradients)."""
+    """Whether ``spec`` needs the multi-input kernels (other inputs than ``(input, target)``, or two gradients)."""
     return spec.inputs != ("input", "target") or spec.differentiable != ("input",)
 
 
@@ -341,7 +345,8 @@ def docstring(spec: ElementwiseLoss) -> str:
         "Returns",
         "-------",
         "Array",
-        "    The loss in ``input``'s dtype: 0-d for ``'mean'`` and ``'sum'``, shaped like ``input`` for ``'none'``.",
+        "    The loss in ``input``'s dtype: 0-d for ``'mean'`` and ``'sum'``, shaped like "
+        + ("``input.shape[:-1]``" if spec.row_mean else "``input``") + " for ``'none'``.",
         "    ``.grad`` returns d loss / d input (shaped like ``input``), ``.value_and_grad`` both."
         if len(spec.differentiable) == 1 else
         f"    ``.grad`` returns the tuple ``({', '.join(f'grad_{n}' for n in spec.differentiable)})`` (each shaped "

@@ -129,7 +129,7 @@ def module_source(spec: ElementwiseLoss) -> str:
         ).lstrip("\n")
     return _MODULE.format(
         name=spec.name,
-        family=FAMILY_OF[spec.name],
+        family=FAMILY_OF.get(spec.name, "multi_input"),
         helpers=f"from ..typed_math import {', '.join(helpers)}\n" if helpers else "",
         constants=f"\n{constants}" if constants else "",
         element=element_source(spec),

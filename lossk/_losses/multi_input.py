@@ -15,9 +15,10 @@ from types import MappingProxyType
 import numpy as np
 
 from .._array_api import is_cpu_eager
-from .._spec import FLAG_KIND, SCALAR_KIND, Domain, ElementwiseLoss, Option, reduction_option
+from .._spec import FLAG_KIND, SCALAR_KIND, Domain, ElementwiseLoss, Option, reduction_option, weight_option
 from .._validation import check_positive
-from .scalar import cast_like, log_of
+from .domains import last_axis
+from .scalar import cast_like, exp_of, log1p_unit_of, log_of
 
 HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 """The constant of the Gaussian log-density that ``full=True`` adds."""
@@ -189,4 +190,66 @@ MARGIN_RANKING_LOSS = ElementwiseLoss(
     """,
 )
 
-LOSSES = (GAUSSIAN_NLL_LOSS, MARGIN_RANKING_LOSS)
+# ---- multilabel soft margin ------------------------------------------------------------------------------
+
+
+def _multilabel_soft_margin(xp, x, y, *, order):
+    # y softplus(-x) + (1 - y) softplus(x) as BCE on logits, max(x, 0) - x y + log1p(e^-|x|): no overflow
+    e = xp.exp(-xp.abs(x))
+    loss = xp.where(x > 0, x, xp.zeros_like(x)) - x * y + xp.log1p(e)
+    if order == 0:
+        return loss, None, None
+    inv = 1 / (1 + e)
+    d1 = xp.where(x >= 0, inv, e * inv) - y
+    return loss, d1, e * inv * inv if order >= 2 else None
+
+
+def _multilabel_soft_margin_element(x, y):
+    zero = cast_like(0.0, x)
+    one = cast_like(1.0, x)
+    e = exp_of(-abs(x))
+    inv = one / (one + e)
+    loss = (x if x > zero else zero) - x * y + log1p_unit_of(e)
+    p = inv if x >= zero else e * inv
+    return loss, p - y, e * inv * inv
+
+
+def _multilabel_draw(rng, shape, options, differentiable):
+    return {"input": rng.normal(0, 3, shape), "target": (rng.random(shape) < 0.5).astype(np.float64)}
+
+
+MULTILABEL_SOFT_MARGIN_LOSS = ElementwiseLoss(
+    name="multilabel_soft_margin_loss",
+    class_name="MultiLabelSoftMarginLoss",
+    summary="Multi-label one-versus-all loss on logits: the mean over classes (the last axis) of BCE on logits.",
+    math=r"""
+.. math::
+    \ell_n = rac{1}{C} \sum_c w_c \left[y_{nc} \operatorname{softplus}(-x_{nc})
+             + (1 - y_{nc}) \operatorname{softplus}(x_{nc})
+ight],
+    \qquad rac{\partial \ell_n}{\partial x_{nc}} = rac{w_c}{C} (\sigma(x_{nc}) - y_{nc})
+""",
+    notes="""
+    One loss per row (``reduction="none"`` returns ``input.shape[:-1]``); ``"mean"`` divides by the row count.
+    Written so that logits of ±1e4 give finite losses and gradients (PyTorch's own ``logsigmoid`` form does too).
+    """,
+    options=(
+        weight_option(broadcast=True, draw=last_axis(0.0, 2.0)),
+        reduction_option(),
+    ),
+    formula=_multilabel_soft_margin,
+    element=_multilabel_soft_margin_element,
+    domain=Domain(_multilabel_draw, extremes=(1e4, -1e4)),
+    oracle="torch.nn.functional.multilabel_soft_margin_loss",
+    class_positional=("weight", "reduction"),
+    row_mean=True,
+    references=("PyTorch, ``torch.nn.functional.multilabel_soft_margin_loss`` (2.13).",),
+    example="""
+    >>> import numpy as np, lossk
+    >>> x, y = np.array([[0.0, 2.0], [-1.0, 1.0]]), np.array([[1.0, 1.0], [0.0, 1.0]])
+    >>> [round(float(v), 6) for v in lossk.multilabel_soft_margin_loss(x, y, reduction="none")]
+    [0.410038, 0.313262]
+    """,
+)
+
+LOSSES = (GAUSSIAN_NLL_LOSS, MARGIN_RANKING_LOSS, MULTILABEL_SOFT_MARGIN_LOSS)

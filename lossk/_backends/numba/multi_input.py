@@ -13,8 +13,9 @@ import numpy as np
 
 from lossk._dispatch import register
 from lossk._losses.multi_input import LOSSES
-from lossk._spec import ARRAY_KIND, ElementwiseLoss, check_supported, mean_divisor
+from lossk._spec import ARRAY_KIND, ElementwiseLoss, check_supported, is_multi_input, mean_divisor
 
+from . import elementwise
 from .elementwise import NUMBA_CROSSOVER_SIZE, _compute_dtype, _flat, _flat_option, kernel_of
 
 
@@ -103,5 +104,7 @@ def implementation(spec: ElementwiseLoss):
     return value_and_grad
 
 
-for _spec in LOSSES:
-    register(_spec.name, "numba", auto_min_size=NUMBA_CROSSOVER_SIZE, writes_out=True)(implementation(_spec))
+for _spec in LOSSES:  # a row-mean loss of (input, target) runs the elementwise kernel (lossk._multi_input)
+    register(_spec.name, "numba", auto_min_size=NUMBA_CROSSOVER_SIZE, writes_out=True)(
+        implementation(_spec) if is_multi_input(_spec) else elementwise.implementation(_spec)
+    )
