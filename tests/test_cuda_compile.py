@@ -26,6 +26,7 @@ import pytest
 
 from lossk._backends.cupy import compiler, elementwise_losses, sources, specialisation
 from lossk._backends.cupy.specialisation import CrossEntropyLayout, OptionLayout, Specialisation
+from lossk._backends.cupy.class_losses import with_hessian
 from lossk._losses import ELEMENTWISE_LOSSES
 
 NVCC = shutil.which("nvcc")
@@ -107,6 +108,15 @@ def variants() -> list[Specialisation]:
         found.append(_cross_entropy("bfloat16", "float32", probability_target=True, layout=layout, weight=True,
                                     smoothing=True, softcap=True, z_loss=True, return_z=True, reduce=False,
                                     grad_output_array=True))
+    # the Hessian's diagonal (LOSSK_HESS, cross_entropy.hessian) in every layout and cluster size, every option on
+    everything = {"weight": True, "smoothing": True, "softcap": True, "z_loss": True, "return_z": True}
+    for layout, cluster in layouts:
+        found += [with_hessian(_cross_entropy("bfloat16", layout=layout, cluster=cluster, **everything)),
+                  with_hessian(_cross_entropy("float32", layout=layout, cluster=cluster, reduce=False,
+                                              grad_output_array=True, **everything))]
+    for layout in (CrossEntropyLayout.ROWS_STREAMED, CrossEntropyLayout.THREAD_PER_ROW):
+        found.append(with_hessian(_cross_entropy("float64", "float64", probability_target=True, layout=layout,
+                                                 **everything)))
     found += [_cross_entropy("float32", index) for index in INDICES[1:]]
     found += [_cross_entropy("float32", threads=t) for t in (32, 64, 128, 512, 1024)]
     found += [_cross_entropy("bfloat16", layout=CrossEntropyLayout.ROWS_SHARED, cluster=8, threads=t) for t in (32, 128, 1024)]

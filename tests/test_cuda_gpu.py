@@ -470,3 +470,79 @@ def test_torch_calls_warn_about_nothing(rng: np.random.Generator) -> None:
         warnings.simplefilter("error")  # CuPy 14 warns on every ExternalStream
         lossk.cross_entropy.value_and_grad(x, y, backend="cupy")
         lossk.mse_loss.value_and_grad(x, torch.zeros_like(x), backend="cupy")
+
+
+# ---- cross-entropy's Hessian diagonal (LOSSK_HESS) in every layout, and NLL's zero Hessian -------------------
+
+HESSIAN_ROWS = [
+    ((4, 4096), "index"),  # one block per row, in shared memory
+    ((3, 50001), "index"),  # a cluster, each row's misaligned head peeled
+    ((7, 333), "index"),  # a warp per row
+    ((4, 1001), "probability"),  # streamed, misaligned rows
+    ((2, 1_100_000), "index"),  # too long for shared memory: streamed twice
+    ((5, 17, 3), "ignored"),  # one thread per row
+    ((1, 5000, 3), "index"),  # few long strided rows: a block each
+    ((2, 3001, 2), "probability"),
+    ((9, 1), "index"),
+]
+HESSIAN_OPTIONS = [
+    {},
+    {"z_loss": 1e-3, "softcap": 30.0},
+    {"weight": True, "label_smoothing": 0.1, "z_loss": 1e-3, "softcap": 5.0, "ignore_index": 1},
+]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize(("shape", "target_kind"), HESSIAN_ROWS, ids=lambda v: "x".join(map(str, v)) if isinstance(v, tuple) else v)
+@pytest.mark.parametrize("options", HESSIAN_OPTIONS, ids=["plain", "z_loss-softcap", "everything"])
+def test_cross_entropy_hessian_layouts(shape: tuple[int, ...], target_kind: str, options: dict[str, Any], dtype: str,
+                                       rng: np.random.Generator) -> None:
+    options = dict(options)
+    case = Case("cross_entropy", shape, {}, ("weight",) if options.pop("weight", False) else (), target=target_kind)
+    input, target, arrays = draw_rounded(case, dtype, rng)
+    if "ignore_index" in options and target_kind != "probability":
+        target[rng.random(target.shape) < 0.3] = options["ignore_index"]
+    loss_shape = (shape[0], *shape[2:])
+    library = "torch" if target_kind == "probability" else "cupy"
+    device_arrays = {k: to_device(v, dtype, library) for k, v in arrays.items()}
+    for reduction, upstream in (("mean", None), ("sum", -1.5), ("none", rng.normal(size=loss_shape))):
+        expected = lossk.cross_entropy.value_grad_hessian(input, target, backend="array_api", reduction=reduction,
+                                                          grad_output=upstream, **options, **arrays)
+        got = lossk.cross_entropy.value_grad_hessian(
+            to_device(input, dtype, library), to_device(target, dtype, library), backend="cupy", reduction=reduction,
+            grad_output=upstream if not isinstance(upstream, np.ndarray) else to_device(upstream, "float32", library),
+            **options, **device_arrays,
+        )
+        for name, actual, reference_value in zip(("loss", "grad", "hess"), got, expected, strict=True):
+            assert_close(actual, reference_value, dtype, f"{shape} {reduction} {name}")
+
+
+@pytest.mark.parametrize("shape", [(4, 4096), (7, 333), (5, 9, 3)], ids=lambda s: "x".join(map(str, s)))
+def test_cross_entropy_hessian_into_buffers_and_in_place(shape: tuple[int, ...], rng: np.random.Generator) -> None:
+    """hess_out (poisoned) and out=input: every element written, the Hessian from the logits before the
+    in-place gradient overwrites them."""
+    import cupy
+
+    input, target, _ = draw_rounded(Case("cross_entropy", shape, target="index"), "float32", rng)
+    expected = lossk.cross_entropy.value_grad_hessian(input, target, backend="array_api", label_smoothing=0.1,
+                                                      z_loss=1e-3)
+    x = to_device(input, "float32", "cupy")
+    hess_out = cupy.full(shape, cupy.nan, cupy.float32)
+    loss, grad, hess = lossk.cross_entropy.value_grad_hessian(
+        x, to_device(target, "float32", "cupy"), backend="cupy", label_smoothing=0.1, z_loss=1e-3, out=x,
+        hess_out=hess_out,
+    )
+    assert grad is x and hess is hess_out
+    for name, actual, reference_value in zip(("loss", "grad", "hess"), (loss, grad, hess), expected, strict=True):
+        assert_close(actual, reference_value, "float32", f"{shape} in place {name}")
+
+
+@pytest.mark.parametrize("library", LIBRARIES)
+def test_nll_hessian_is_zero(library: str, rng: np.random.Generator) -> None:
+    input, target, _ = draw_rounded(Case("nll_loss", (7, 5, 3), target="index"), "float32", rng)
+    expected = lossk.nll_loss.value_grad_hessian(input, target, backend="array_api", reduction="sum")
+    got = lossk.nll_loss.value_grad_hessian(to_device(input, "float32", library), to_device(target, "float32", library),
+                                            backend="cupy", reduction="sum")
+    for name, actual, reference_value in zip(("loss", "grad", "hess"), got, expected, strict=True):
+        assert_close(actual, reference_value, "float32", f"nll {name}")
+    assert not to_host(got[2]).any()

@@ -888,3 +888,99 @@ def test_nll_hessian_is_a_fill_without_a_kernel(launches: list[dict], with_buffe
     assert [c["kernel"] for c in launches] == ["lossk_nll_rows", "lossk_nll_finish", "lossk_nll_grad"]
     assert hess.shape == x.shape and hess.dtype == x.dtype and not hess.any()
     assert (hess is hess_out) == with_buffer
+
+
+# positions in lossk_cross_entropy's KERNEL_ARGS (test_argument_tuples_match_the_kernel_parameters checks the list)
+GRAD_ARGUMENT, VECTORISED_ARGUMENT, HESS_ARGUMENT = 5, 12, 21
+
+
+def test_cross_entropy_positions_name_their_parameters() -> None:
+    names = [p.split()[-1].lstrip("*") for p in _kernel_parameters("cross_entropy.cu", "lossk_cross_entropy")]
+    assert (names[GRAD_ARGUMENT], names[VECTORISED_ARGUMENT], names[HESS_ARGUMENT]) == ("grad", "vectorised", "hess")
+
+
+@pytest.mark.parametrize(
+    ("shape", "target_kind", "options", "layout"),
+    [
+        ((4096, 1000), "index", {"label_smoothing": 0.1, "weight": True}, CrossEntropyLayout.ROWS_SHARED),
+        ((3, 300000), "index", {"z_loss": 1e-4, "softcap": 30.0}, CrossEntropyLayout.ROWS_SHARED),  # a cluster
+        ((64, 2000), "probability", {"softcap": 30.0, "z_loss": 1e-4}, CrossEntropyLayout.ROWS_STREAMED),
+        ((5, 7, 3), "index", {"label_smoothing": 0.1}, CrossEntropyLayout.THREAD_PER_ROW),
+    ],
+)
+def test_cross_entropy_hessian_host_launch(launches: list[dict], shape: tuple, target_kind: str, options: dict,
+                                           layout: CrossEntropyLayout) -> None:
+    """cross_entropy.hessian runs the gradient's kernel with LOSSK_HESS: one launch more writes nothing more."""
+    from lossk._backends.cupy import class_losses
+    from lossk._hessian import key
+
+    registration = _dispatch._REGISTRY[(key("cross_entropy"), "cupy")]
+    assert registration.writes_out and registration.implementation.__name__ == "cross_entropy_derivatives"
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=shape).astype(np.float32)
+    loss_shape = (shape[0], *shape[2:])
+    target = rng.random(shape).astype(np.float32) if target_kind == "probability" else rng.integers(0, shape[1], loss_shape)
+    options = dict(options)
+    weight = rng.uniform(size=shape[1]).astype(np.float32) if options.pop("weight", False) else None
+    full = {"ignore_index": -100, "label_smoothing": 0.0, "z_loss": 0.0, "softcap": None, "return_z_loss": False}
+    full.update(options)
+    hess_out = np.empty_like(x)
+    _, grad, hess = class_losses.cross_entropy_derivatives(x, target, xp=np, reduction="mean", grad_output=None,
+                                                           order=2, out=None, hess_out=hess_out, weight=weight, **full)
+    _check_signatures(launches)
+    main = next(c for c in launches if c["kernel"] == "lossk_cross_entropy")
+    flags, args = dict(main["spec"].defines), main["args"]
+    assert flags["LOSSK_HESS"] == 1 and flags["LOSSK_GRAD"] == 1 and flags["LOSSK_LAYOUT"] == int(layout)
+    assert hess is hess_out and int(args[HESS_ARGUMENT]) == HostArrays(None).pointer(hess_out)
+    assert int(args[GRAD_ARGUMENT]) == HostArrays(None).pointer(grad) and grad is not hess
+    # the gradient-only call compiles the same variant without the macro: the same code as before LOSSK_HESS
+    launches.clear()
+    class_losses.cross_entropy(x, target, xp=np, reduction="mean", grad_output=None, compute_grad=True, out=None,
+                               weight=weight, **full)
+    plain = next(c for c in launches if c["kernel"] == "lossk_cross_entropy")
+    assert "LOSSK_HESS" not in dict(plain["spec"].defines) and int(plain["args"][HESS_ARGUMENT]) == 0
+    assert class_losses.with_hessian(plain["spec"]) == main["spec"]
+
+
+def test_cross_entropy_hessian_vectors_need_the_hessian_aligned_too(launches: list[dict]) -> None:
+    from lossk._backends.cupy import class_losses
+
+    x = np.zeros((8, 1024), np.float32)
+    target = np.zeros(8, np.int64)
+    options = {"weight": None, "ignore_index": -100, "label_smoothing": 0.0}
+    storage = np.empty(x.size + 1, np.float32)
+    for hess_out, vectorised in ((np.empty_like(x), 1), (storage[1:].reshape(x.shape), 0)):  # 4 bytes off
+        launches.clear()
+        _, _, hess = class_losses.cross_entropy_derivatives(x, target, xp=np, reduction="sum", grad_output=None,
+                                                            order=2, out=None, hess_out=hess_out, **options)
+        args = next(c for c in launches if c["kernel"] == "lossk_cross_entropy")["args"]
+        assert hess is hess_out and int(args[VECTORISED_ARGUMENT]) == vectorised
+
+
+def test_cross_entropy_hessian_of_zero_classes_is_empty(launches: list[dict]) -> None:
+    from lossk._backends.cupy import class_losses
+
+    loss, grad, hess = class_losses.cross_entropy_derivatives(
+        np.zeros((3, 0), np.float32), np.zeros(3, np.int64), xp=np, reduction="none", grad_output=None, order=2,
+        weight=None, ignore_index=-100, label_smoothing=0.0,
+    )
+    assert "lossk_cross_entropy" not in [c["kernel"] for c in launches]
+    assert grad.shape == hess.shape == (3, 0) and np.array_equal(loss, np.zeros(3))
+
+
+@pytest.mark.parametrize("with_buffer", [False, True])
+def test_nll_hessian_is_a_fill_without_a_kernel(launches: list[dict], with_buffer: bool) -> None:
+    from lossk._backends.cupy import class_losses
+    from lossk._hessian import key
+
+    registration = _dispatch._REGISTRY[(key("nll_loss"), "cupy")]
+    assert registration.writes_out and registration.implementation.__name__ == "nll_loss_derivatives"
+    x = np.random.default_rng(4).normal(size=(9, 5)).astype(np.float16)
+    target = np.arange(9) % 5
+    hess_out = np.full_like(x, np.nan) if with_buffer else None
+    loss, grad, hess = class_losses.nll_loss_derivatives(x, target, xp=np, reduction="mean", grad_output=None, order=2,
+                                                         out=None, hess_out=hess_out, weight=None, ignore_index=-100)
+    # the launches of the gradient alone: the Hessian adds no kernel over the input
+    assert [c["kernel"] for c in launches] == ["lossk_nll_rows", "lossk_nll_finish", "lossk_nll_grad"]
+    assert hess.shape == x.shape and hess.dtype == x.dtype and not hess.any()
+    assert (hess is hess_out) == with_buffer

@@ -7,6 +7,10 @@
 // class probabilities t:  q = w ((1 - eps) t + eps / C)
 // softcap c > 0:          z <- c tanh(z / c) first; the gradient is multiplied by 1 - (z / c)^2
 // z_loss:                 + z_loss lse^2 per row not ignored; gradient + 2 z_loss lse softmax(z)
+// Hessian diagonal (LOSSK_HESS), p = softmax(z), from the same exponential as the gradient:
+//     h_c = (s ce_scale + 2 z_loss lse z_scale) p_c (1 - p_c) + 2 z_loss z_scale p_c^2
+// and with a softcap, u = tanh(raw / c), g the gradient with respect to the capped logit:
+//     h_raw = h (1 - u^2)^2 - g 2 u (1 - u^2) / c          (0 on ignored rows)
 // 'mean' divides the cross-entropy part by sum w_y over kept rows (the row count for probabilities) and
 // the z part by the number of kept rows. Those divisors come from lossk_class_divisor_* (class_targets.cuh)
 // as device scalars, so that nothing waits for the host. Sums over a row are taken relative to the row's
@@ -24,6 +28,7 @@
 // 1 probabilities, LOSSK_TARGET their dtype), LOSSK_WEIGHT, LOSSK_SMOOTHING, LOSSK_SOFTCAP, LOSSK_Z_LOSS,
 // LOSSK_GRAD, LOSSK_REDUCE (0: write the per-row loss; 1: per-worker partial sums of [ce, z]),
 // LOSSK_GRAD_OUTPUT (1: one upstream gradient per row, in ACC so that it multiplies at full precision),
+// LOSSK_HESS (1: also write the Hessian's diagonal into hess, scaled like the gradient; needs LOSSK_GRAD),
 // LOSSK_RETURN_Z (1: also write the z term alone,
 // per row into z_out for reduction='none', reduced into z_out by the finish kernel), LOSSK_THREADS (block size,
 // 32 to 1024). Every block is compiled to fit at least 1024 / LOSSK_THREADS times on an SM (at most 64
@@ -61,12 +66,18 @@
 #ifndef LOSSK_RETURN_Z
 #define LOSSK_RETURN_Z 0
 #endif
+#ifndef LOSSK_HESS
+#define LOSSK_HESS 0
+#endif
 #ifndef LOSSK_THREADS
 #define LOSSK_THREADS 256
 #endif
 #define MIN_BLOCKS (LOSSK_THREADS >= 1024 ? 1 : 1024 / LOSSK_THREADS)
 #if LOSSK_RETURN_Z && !LOSSK_Z_LOSS
 #error "LOSSK_RETURN_Z needs LOSSK_Z_LOSS"
+#endif
+#if LOSSK_HESS && !LOSSK_GRAD
+#error "LOSSK_HESS needs LOSSK_GRAD"
 #endif
 
 #define LAYOUT_ROWS_STREAMED 0
@@ -206,6 +217,7 @@ struct row_result {
     ACC grad_smooth;        // (eps / C) * ce scale, times w_c, subtracted everywhere (class indices)
     ACC grad_q;             // ce scale (probabilities: q_c times it is subtracted)
     ACC grad_z;             // 2 z_loss lse * z scale, multiplies softmax
+    ACC hess_z;             // 2 z_loss * z scale, multiplies softmax^2 in the Hessian
     index_t target;
     bool active;            // false: ignored row, gradient 0
 };
@@ -243,9 +255,11 @@ __device__ __forceinline__ row_result finish_row(const row_stats& s, ACC ref, AC
 #if LOSSK_Z_LOSS
     r.z = t.kept ? z_loss * r.lse * r.lse : (ACC)0;
     r.grad_z = t.kept ? (ACC)2 * z_loss * r.lse * z_scale : (ACC)0;
+    r.hess_z = t.kept ? (ACC)2 * z_loss * z_scale : (ACC)0;
 #else
     r.z = (ACC)0;
     r.grad_z = (ACC)0;
+    r.hess_z = (ACC)0;
 #endif
     if (!t.kept) {
         r.ce = (ACC)0;
@@ -256,13 +270,20 @@ __device__ __forceinline__ row_result finish_row(const row_stats& s, ACC ref, AC
     return r;
 }
 
-// The gradient of one logit (raw, before the softcap) of class c.
+// The gradient of one logit (raw, before the softcap) of class c and, with LOSSK_HESS, the Hessian's diagonal
+// entry in *hess_value (from the same softmax value).
 __device__ __forceinline__ ACC logit_grad(ACC raw, index_t c, const row_result& r, const row_options& o,
-                                          index_t element_offset) {
-    if (!r.active) return (ACC)0;
+                                          index_t element_offset, ACC* hess_value) {
+    if (!r.active) {
+#if LOSSK_HESS
+        *hess_value = (ACC)0;
+#endif
+        return (ACC)0;
+    }
     const ACC z = capped(raw, o.softcap);
     const ACC p = acc_exp(z - r.lse);
-    ACC g = (r.grad_sum_q + r.grad_z) * p;
+    const ACC softmax_coefficient = r.grad_sum_q + r.grad_z;
+    ACC g = softmax_coefficient * p;
 #if LOSSK_TARGET_KIND == TARGET_INDEX
     if (c == r.target) g -= r.grad_target;
 #if LOSSK_SMOOTHING
@@ -272,9 +293,22 @@ __device__ __forceinline__ ACC logit_grad(ACC raw, index_t c, const row_result& 
     const ACC t = (ACC)to_acc(o.probabilities[element_offset]);
     g -= r.grad_q * class_weight_at(o.class_weight, c) * (((ACC)1 - o.smoothing) * t + o.smoothing / (ACC)o.classes);
 #endif
+#if LOSSK_HESS
+    ACC h = softmax_coefficient * p * ((ACC)1 - p);
+#if LOSSK_Z_LOSS
+    h += r.hess_z * p * p;
+#endif
+#endif
 #if LOSSK_SOFTCAP
     const ACC u = z / o.softcap;
-    g *= (ACC)1 - u * u;
+    const ACC bend = (ACC)1 - u * u;
+#if LOSSK_HESS
+    h = h * bend * bend - g * (ACC)2 * u * bend / o.softcap;
+#endif
+    g *= bend;
+#endif
+#if LOSSK_HESS
+    *hess_value = h;
 #endif
     return g;
 }
@@ -361,7 +395,7 @@ __device__ __forceinline__ void emit_partials(ACC* partials, index_t worker, ACC
         const ACC *__restrict__ class_weight, const ACC *__restrict__ grad_output, T *grad, T *__restrict__ loss_out, \
         T *__restrict__ z_out, ACC *__restrict__ partials, index_t rows, index_t classes, index_t inner, int vectorised,              \
         index_t ignore_index, ACC smoothing, ACC softcap, ACC z_loss, ACC ce_scale, ACC z_scale,             \
-        const ACC *__restrict__ upstream, const ACC *__restrict__ divisors
+        const ACC *__restrict__ upstream, const ACC *__restrict__ divisors, T *__restrict__ hess
 
 __device__ __forceinline__ row_options make_options(index_t classes, ACC smoothing, ACC softcap,
                                                     const ACC* class_weight, const TT* target_probability) {
@@ -391,6 +425,9 @@ extern "C" __global__ void __launch_bounds__(LOSSK_THREADS, MIN_BLOCKS) lossk_cr
 #if LOSSK_GRAD
             for (index_t c = 0; c < classes; ++c) grad[start + c * inner] = element<T>::from((ACC)0);
 #endif
+#if LOSSK_HESS
+            for (index_t c = 0; c < classes; ++c) hess[start + c * inner] = element<T>::from((ACC)0);
+#endif
             emit_ignored(row, loss_out, z_out);
             continue;
         }
@@ -405,7 +442,11 @@ extern "C" __global__ void __launch_bounds__(LOSSK_THREADS, MIN_BLOCKS) lossk_cr
 #if LOSSK_GRAD
         for (index_t c = 0; c < classes; ++c) {
             const index_t e = start + c * inner;
-            grad[e] = element<T>::from(logit_grad((ACC)to_acc(logits[e]), c, r, o, e));
+            ACC h;
+            grad[e] = element<T>::from(logit_grad((ACC)to_acc(logits[e]), c, r, o, e, &h));
+#if LOSSK_HESS
+            hess[e] = element<T>::from(h);
+#endif
         }
 #endif
     }
@@ -482,8 +523,8 @@ extern "C" __global__ void __launch_bounds__(LOSSK_THREADS, MIN_BLOCKS) CLUSTER_
         const index_t n = row / inner, start = n * classes * inner + (row - n * inner);
         // The row's head: the classes before its first 16-byte boundary, read one at a time (a row length
         // that is not a multiple of 16 bytes, such as GPT-2's 50257, moves that boundary from row to row).
-        // The host sets `vectorised` only when the gradient has the logits' offset from 16 bytes, so the
-        // same classes are aligned in both. The aligned rest [head, C) is split into chunks of `chunk`:
+        // The host sets `vectorised` only when the gradient (and Hessian) has the logits' offset from 16
+        // bytes, so the same classes are aligned in each. The aligned rest [head, C) is split into chunks of `chunk`:
         // block r of the cluster takes [lo, hi) = [head + r chunk, head + (r + 1) chunk) clipped to C, and
         // block 0 also the head. Its vectors start at vector_begin, aligned; scalars cover [lo, vector_begin)
         // and [vector_end, hi). In layout 1, class c sits at chunk_values[c - origin], origin VEC before
@@ -506,6 +547,9 @@ extern "C" __global__ void __launch_bounds__(LOSSK_THREADS, MIN_BLOCKS) CLUSTER_
         if (!t.kept) {
 #if LOSSK_GRAD
             for (index_t c = lo + threadIdx.x; c < hi; c += blockDim.x) grad[start + c * inner] = element<T>::from((ACC)0);
+#endif
+#if LOSSK_HESS
+            for (index_t c = lo + threadIdx.x; c < hi; c += blockDim.x) hess[start + c * inner] = element<T>::from((ACC)0);
 #endif
             if (rank == 0 && threadIdx.x == 0) emit_ignored(row, loss_out, z_out);
             continue;
@@ -579,10 +623,13 @@ extern "C" __global__ void __launch_bounds__(LOSSK_THREADS, MIN_BLOCKS) CLUSTER_
 #else
             v.raw[0] = *reinterpret_cast<const typename vector_of<T>::chunk*>(logits + start + c);
 #endif
-            ACC g[VEC];
+            ACC g[VEC], h[VEC];
 #pragma unroll
-            for (int k = 0; k < VEC; ++k) g[k] = logit_grad((ACC)to_acc(v.values[k]), c + k, r, o, start + c + k);
+            for (int k = 0; k < VEC; ++k) g[k] = logit_grad((ACC)to_acc(v.values[k]), c + k, r, o, start + c + k, &h[k]);
             store_vec(grad, start + c, g);
+#if LOSSK_HESS
+            store_vec(hess, start + c, h);
+#endif
         }
         for (index_t i = threadIdx.x; i < scalar_count; i += blockDim.x) {
             const index_t c = i < head_count ? lo + i : vector_end + (i - head_count);
@@ -591,7 +638,11 @@ extern "C" __global__ void __launch_bounds__(LOSSK_THREADS, MIN_BLOCKS) CLUSTER_
 #else
             const T raw = logits[start + c * inner];
 #endif
-            grad[start + c * inner] = element<T>::from(logit_grad((ACC)to_acc(raw), c, r, o, start + c * inner));
+            ACC h;
+            grad[start + c * inner] = element<T>::from(logit_grad((ACC)to_acc(raw), c, r, o, start + c * inner, &h));
+#if LOSSK_HESS
+            hess[start + c * inner] = element<T>::from(h);
+#endif
         }
 #endif
 #if LOSSK_LAYOUT == LAYOUT_ROWS_SHARED

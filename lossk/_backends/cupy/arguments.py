@@ -73,15 +73,16 @@ def cross_entropy(
     *, logits: int, target_index: int, target_probability: int, class_weight: int, grad_output: int, grad: int,
     loss_out: int, z_out: int, partials: int, rows: int, classes: int, inner: int, vectorised: bool,
     ignore_index: int, smoothing: float, softcap: float, z_loss: float, ce_scale: float, z_scale: float,
-    upstream: int, divisors: int, accumulator: str,
+    upstream: int, divisors: int, accumulator: str, hess: int = 0,
 ) -> tuple:
-    """``lossk_cross_entropy`` (cross_entropy.cu, KERNEL_ARGS)."""
+    """``lossk_cross_entropy`` (cross_entropy.cu, KERNEL_ARGS); ``hess`` is read by LOSSK_HESS variants only."""
     return (
         _pointer(logits), _pointer(target_index), _pointer(target_probability), _pointer(class_weight),
         _pointer(grad_output), _pointer(grad), _pointer(loss_out), _pointer(z_out), _pointer(partials),
         _index(rows), _index(classes), _index(inner), _flag(vectorised), _index(ignore_index),
         _acc(smoothing, accumulator), _acc(softcap, accumulator), _acc(z_loss, accumulator),
         _acc(ce_scale, accumulator), _acc(z_scale, accumulator), _pointer(upstream), _pointer(divisors),
+        _pointer(hess),
     )
 
 

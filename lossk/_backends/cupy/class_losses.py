@@ -3,7 +3,10 @@
 Cross-entropy runs one fused kernel (after, for a mean over class indices, a small pre-pass that sums
 w_y and counts the rows kept, on the device) and a one-block final sum; the launch plan
 (``launch.plan_cross_entropy``) keeps rows in shared memory across a thread-block cluster where they fit.
-The gradient goes to a new array, to ``out``, or over the logits (``out is input``). Grid-stride kernels
+The gradient goes to a new array, to ``out``, or over the logits (``out is input``); ``cross_entropy.hessian``
+(``lossk._hessian``) writes the Hessian's diagonal in the same pass (``LOSSK_HESS``: one more output
+stream from the gradient's exponentials) into a new array or ``hess_out``. NLL's Hessian is 0 (the loss is
+linear in its input): a fill, no kernel over the input. Grid-stride kernels
 get one full wave of resident blocks (``compiler.resident_blocks``). Inputs with zero classes launch no
 cross-entropy kernel (there is no logit to read): every row's loss is 0, an empty sum. Not yet run on a
 GPU: see bench/GPU.md for what remains to be measured.
@@ -11,11 +14,13 @@ GPU: see bench/GPU.md for what remains to be measured.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from types import ModuleType
 from typing import Any
 
 from ..._dispatch import register
+from ..._hessian import key as hessian_key
 from . import arguments, compiler, launch, specialisation
 from .interop import DeviceArrays, usable_out
 from .launch import (
@@ -61,6 +66,18 @@ def _class_divisors(arrays: DeviceArrays, target: Any, weight: Any, rows: int, c
     return divisors
 
 
+def with_hessian(spec: specialisation.Specialisation) -> specialisation.Specialisation:
+    """``spec`` (a cross_entropy.cu variant with the gradient) that also writes the Hessian's diagonal."""
+    return dataclasses.replace(spec, defines=(*spec.defines, ("LOSSK_HESS", 1)))
+
+
+def _output(arrays: DeviceArrays, buffer: Any, shape: tuple[int, ...], dtype: str) -> Any:
+    """``buffer`` when the kernel can write into it (``usable_out``), else a new array."""
+    if buffer is not None and usable_out(tuple(buffer.shape), arrays.strides(buffer), arrays.dtype(buffer), shape, dtype):
+        return buffer
+    return arrays.empty(shape, dtype)
+
+
 @register("cross_entropy", "cupy", writes_out=True)
 def cross_entropy(
     input: Any, target: Any, *, xp: ModuleType, reduction: str, grad_output: Any, compute_grad: bool, out: Any,
@@ -68,6 +85,34 @@ def cross_entropy(
     return_z_loss: bool = False,
 ) -> tuple[Any, Any]:
     """Fused cross-entropy with every option of lossk.cross_entropy (see kernels/cuda/cross_entropy.cu)."""
+    value, grad, _ = _cross_entropy(
+        input, target, reduction=reduction, grad_output=grad_output, order=int(compute_grad), out=out,
+        hess_out=None, weight=weight, ignore_index=ignore_index, label_smoothing=label_smoothing, z_loss=z_loss,
+        softcap=softcap, return_z_loss=return_z_loss,
+    )
+    return value, grad
+
+
+@register(hessian_key("cross_entropy"), "cupy", writes_out=True)
+def cross_entropy_derivatives(
+    input: Any, target: Any, *, xp: ModuleType, reduction: str, grad_output: Any, order: int, out: Any = None,
+    hess_out: Any = None, weight: Any, ignore_index: int, label_smoothing: float, z_loss: float = 0.0,
+    softcap: float | None = None, return_z_loss: bool = False,
+) -> tuple[Any, Any, Any]:
+    """``(loss, grad, hess)`` of lossk.cross_entropy in one fused pass (the contract of lossk._hessian)."""
+    return _cross_entropy(
+        input, target, reduction=reduction, grad_output=grad_output, order=order, out=out, hess_out=hess_out,
+        weight=weight, ignore_index=ignore_index, label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap,
+        return_z_loss=return_z_loss,
+    )
+
+
+def _cross_entropy(
+    input: Any, target: Any, *, reduction: str, grad_output: Any, order: int, out: Any, hess_out: Any, weight: Any,
+    ignore_index: int, label_smoothing: float, z_loss: float, softcap: float | None, return_z_loss: bool,
+) -> tuple[Any, Any, Any]:
+    """Loss, gradient (``order`` >= 1) and Hessian's diagonal (``order`` 2) of cross_entropy.cu."""
+    compute_grad, compute_hess = order >= 1, order >= 2
     arrays = DeviceArrays(input)
     with arrays.on_device():
         x = arrays.contiguous(input)
@@ -104,15 +149,13 @@ def cross_entropy(
             divisors = _class_divisors(arrays, t, w, rows, classes, ignore_index, accumulator, sm_count)
         divisors_pointer = 0 if divisors is None else arrays.scratch_pointer(divisors)
 
-        grad = None
-        if compute_grad:
-            usable = out is not None and usable_out(tuple(out.shape), arrays.strides(out), arrays.dtype(out), shape, dtype)
-            grad = out if usable else arrays.empty(shape, dtype)
+        grad = _output(arrays, out, shape, dtype) if compute_grad else None
+        hess = _output(arrays, hess_out, shape, dtype) if compute_hess else None
         loss_shape = () if reduce else _loss_shape(shape)
         if classes == 0 and not reduce:  # no logit to read: every row's loss (and z term) is an empty sum, 0
             loss_out = arrays.zeros(loss_shape, dtype)
             z_out = arrays.zeros(loss_shape, dtype) if return_z_loss else None
-            return ((loss_out, z_out) if return_z_loss else loss_out), grad
+            return ((loss_out, z_out) if return_z_loss else loss_out), grad, hess
         loss_out = arrays.empty(loss_shape, dtype)
         z_out = arrays.empty(loss_shape, dtype) if return_z_loss else None
 
@@ -122,6 +165,8 @@ def cross_entropy(
             compute_grad=compute_grad, reduce=reduce, grad_output_array=kind == "array", layout=plan.layout,
             cluster=plan.cluster, threads=plan.threads,
         )
+        if compute_hess:
+            spec = with_hessian(spec)
         if plan.layout == CrossEntropyLayout.THREAD_PER_ROW:  # a grid-stride kernel: one wave of resident blocks
             resident = compiler.resident_blocks(spec, "lossk_cross_entropy", plan.threads, 0, arrays.device_id)
             plan = plan_cross_entropy(rows, classes, inner, itemsize, **plan_options, blocks_per_sm=resident)
@@ -131,12 +176,12 @@ def cross_entropy(
             partials = arrays.zeros((width * plan.workers,), accumulator)
         else:
             partials = arrays.scratch(width * plan.workers, accumulator) if reduce else None
-            logits_pointer, grad_pointer = arrays.pointer(x), arrays.pointer(grad)
-            # the row layouts peel each row's misaligned head, given the same offset in logits and gradient
+            logits_pointer, grad_pointer, hess_pointer = arrays.pointer(x), arrays.pointer(grad), arrays.pointer(hess)
+            # the row layouts peel each row's misaligned head, given the same offset in logits, gradient, Hessian
             vectorised = (
                 plan.layout != CrossEntropyLayout.THREAD_PER_ROW
                 and inner == 1  # strided rows of (N, C, d1, ...) are read one element at a time
-                and same_vector_offset(logits_pointer, grad_pointer or None)
+                and same_vector_offset(logits_pointer, grad_pointer or None, hess_pointer or None)
             )
             compiler.launch(
                 spec, "lossk_cross_entropy", plan.grid, plan.threads,
@@ -150,7 +195,7 @@ def cross_entropy(
                     classes=classes, inner=inner, vectorised=vectorised, ignore_index=ignore_index,
                     smoothing=label_smoothing, softcap=softcap or 0.0, z_loss=z_loss, ce_scale=grad_scale,
                     z_scale=grad_scale, upstream=arrays.pointer(upstream_device), divisors=divisors_pointer,
-                    accumulator=accumulator,
+                    hess=hess_pointer, accumulator=accumulator,
                 ),
                 shared_bytes=plan.shared_bytes,
             )
@@ -163,7 +208,7 @@ def cross_entropy(
                     z_out=arrays.pointer(z_out), accumulator=accumulator,
                 ),
             )
-    return ((loss_out, z_out) if return_z_loss else loss_out), grad
+    return ((loss_out, z_out) if return_z_loss else loss_out), grad, hess
 
 
 @register("nll_loss", "cupy", writes_out=True)
@@ -233,3 +278,21 @@ def nll_loss(
                 ),
             )
     return loss_out, grad
+
+
+@register(hessian_key("nll_loss"), "cupy", writes_out=True)
+def nll_loss_derivatives(
+    input: Any, target: Any, *, xp: ModuleType, reduction: str, grad_output: Any, order: int, out: Any = None,
+    hess_out: Any = None, weight: Any, ignore_index: int,
+) -> tuple[Any, Any, Any]:
+    """``(loss, grad, hess)`` of lossk.nll_loss: :func:`nll_loss`, and a Hessian of zeros (linear loss)."""
+    loss, grad = nll_loss(input, target, xp=xp, reduction=reduction, grad_output=grad_output,
+                          compute_grad=order >= 1, out=out, weight=weight, ignore_index=ignore_index)
+    if order < 2:
+        return loss, grad, None
+    if hess_out is not None:  # checked by lossk._hessian: the input's shape, dtype and library
+        hess_out[...] = 0
+        return loss, grad, hess_out
+    arrays = DeviceArrays(input)
+    with arrays.on_device():
+        return loss, grad, arrays.zeros(tuple(input.shape), arrays.dtype(input))
