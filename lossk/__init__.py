@@ -12,7 +12,7 @@ and a class with PyTorch's name (``lossk.MSELoss``) for hand-written training lo
 from . import _source_tree  # noqa: F401  (first: in a checkout, maps kernels/ to lossk._kernels as installs do)
 from ._dispatch import BackendUnavailableError, BackendUnavailableWarning
 from ._loss_function import LossFunction
-from . import binary, divergence, regression
+from . import binary, divergence, glm, margin, regression
 from ._losses import ELEMENTWISE_LOSSES, FAMILY_OF
 from ._modules import ELEMENTWISE_CLASSES, CrossEntropyLoss, Loss, NLLLoss
 from .classification import cross_entropy, nll_loss

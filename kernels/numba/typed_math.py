@@ -3,7 +3,8 @@
 Numba types ``float32 * 0.5`` as float64 (a Python float is a float64), which would silently turn a float32
 kernel into a float64 one; ``cast_like(0.5, x)`` is ``0.5`` in ``x``'s type and folds to a constant.
 ``exp_of`` / ``log_of`` / ``log1p_of`` / ``log1p_unit_of`` / ``tanh_of`` take the vectorisable polynomials of :mod:`.vecmath` for float32 and
-libm (``math.exp`` ...) for float64, where accuracy comes first.
+libm (``math.exp`` ...) for float64, where accuracy comes first; ``expm1_of`` and ``hypot_of`` are libm's in both
+precisions (``expm1f``, ``hypotf`` for float32).
 """
 
 from __future__ import annotations
@@ -25,6 +26,16 @@ def cast_like(value, like):
 def exp_of(x):
     """e^x in the precision of ``x`` (inside Numba kernels)."""
     return math.exp(x)
+
+
+def expm1_of(x):
+    """e^x - 1 in the precision of ``x`` (inside Numba kernels)."""
+    return math.expm1(x)
+
+
+def hypot_of(a, b):
+    """sqrt(a^2 + b^2) in the precision of ``a``, without overflow of the squares (inside Numba kernels)."""
+    return math.hypot(a, b)
 
 
 def log_of(x):
@@ -74,3 +85,13 @@ overload(log_of)(_by_precision(log32, math.log))
 overload(log1p_of)(_by_precision(log1p32, math.log1p))
 overload(log1p_unit_of)(_by_precision(log1p_unit32, math.log1p))
 overload(tanh_of)(_by_precision(tanh32, math.tanh))
+overload(expm1_of)(_by_precision(math.expm1, math.expm1))  # libm expm1f / expm1: Numba keeps float32 as float32
+
+
+@overload(hypot_of)
+def _hypot_of(a, b):
+    if a == types.float32:
+        return lambda a, b: math.hypot(a, np.float32(b))  # hypotf
+    if a == types.float64:
+        return lambda a, b: math.hypot(a, np.float64(b))
+    return None

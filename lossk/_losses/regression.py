@@ -1,4 +1,4 @@
-r"""Regression losses: L1, squared error, Huber and smooth L1 — one :class:`~lossk._spec.ElementwiseLoss` each.
+r"""Regression losses: L1, squared error, Huber, smooth L1, log-cosh, pinball and pseudo-Huber — one :class:`~lossk._spec.ElementwiseLoss` each.
 
 Each loss is written twice with the same operations: ``_<loss>`` on arrays (the reference, any Array API
 library) and ``_<loss>_element`` on scalars (inlined by the generated Numba kernels). Both return
@@ -10,10 +10,10 @@ from __future__ import annotations
 import math
 from types import MappingProxyType
 
-from .._spec import SCALAR_KIND, Anchor, ElementwiseLoss, Option, reduction_option, weight_option
+from .._spec import SCALAR_KIND, Anchor, Domain, ElementwiseLoss, Option, reduction_option, weight_option
 from .._validation import check_nonnegative, check_positive
 from .domains import residuals
-from .scalar import cast_like, exp_of, log1p_unit_of, tanh_of
+from .scalar import cast_like, exp_of, hypot_of, log1p_unit_of, tanh_of
 
 # ---- L1 ---------------------------------------------------------------------------------------------------
 
@@ -295,4 +295,164 @@ LOG_COSH_LOSS = ElementwiseLoss(
     """,
 )
 
-LOSSES = (L1_LOSS, MSE_LOSS, HUBER_LOSS, SMOOTH_L1_LOSS, LOG_COSH_LOSS)
+# ---- pinball (quantile) -------------------------------------------------------------------------------------
+
+
+def _check_open_unit_interval(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+        raise ValueError(f"{name} must be a number in the open interval (0, 1), got {value!r}")
+
+
+def _pinball(xp, x, y, *, order, quantile):
+    u = y - x
+    above = u >= 0  # a tie takes this side: gradient -quantile, as scikit-learn's cgradient_pinball_loss
+    loss = xp.where(above, quantile * u, (quantile - 1) * u)
+    d1 = xp.where(above, xp.full_like(u, -quantile), xp.full_like(u, 1 - quantile)) if order >= 1 else None
+    return loss, d1, xp.zeros_like(u) if order >= 2 else None
+
+
+def _pinball_element(x, y, quantile):
+    zero = cast_like(0.0, x)
+    q = cast_like(quantile, x)
+    u = y - x
+    above = u >= zero
+    loss = q * u if above else (q - cast_like(1.0, x)) * u
+    d1 = -q if above else cast_like(1.0, x) - q
+    return loss, d1, zero
+
+
+def _pinball_oracle(torch, input, target, *, reduction, quantile, weight=None):
+    """scikit-learn's ``PinballLoss`` / ``mean_pinball_loss`` in torch: the weighted mean divides by ``sum(weight)``."""
+    loss = torch.where(target >= input, quantile * (target - input), (1 - quantile) * (input - target))
+    return _weighted_mean_by_weight_sum(loss, weight, reduction)
+
+
+def _weighted_mean_by_weight_sum(loss, weight, reduction):
+    loss = loss if weight is None else loss * weight
+    divisor = loss.numel() if weight is None else weight.sum()
+    return {"none": loss, "sum": loss.sum(), "mean": loss.sum() / divisor}[reduction]
+
+
+_SKLEARN_PINBALL = "sklearn/_loss/tests/test_loss.py, test_loss_on_specific_values (scikit-learn 1.9.1), PinballLoss"
+
+PINBALL_LOSS = ElementwiseLoss(
+    name="pinball_loss",
+    class_name="PinballLoss",
+    summary="Pinball (quantile) loss: ``input`` estimates the ``quantile`` of ``target``.",
+    math=r"""
+.. math::
+    \ell_i = w_i \begin{cases} q\, u_i & u_i \ge 0 \\ (q - 1)\, u_i & u_i < 0 \end{cases}, \quad u = y - x,
+    \qquad \partial \ell_i / \partial x_i = w_i \begin{cases} -q & u_i \ge 0 \\ 1 - q & u_i < 0 \end{cases},
+    \qquad \partial^2 \ell_i / \partial x_i^2 = 0
+""",
+    notes="""
+    At a tie (``input == target``) the gradient is ``-quantile``, scikit-learn's choice. ``quantile=0.5`` is
+    half the absolute error. ``reduction="mean"`` divides by the element count, or by ``sum(weight)`` with a
+    ``weight`` (``mean_pinball_loss``'s ``np.average``). The second derivative is 0; gradient boosting takes
+    1 instead (scikit-learn, XGBoost ``reg:quantileerror`` and LightGBM ``quantile`` do).
+    """,
+    options=(
+        Option("quantile", 0.5, SCALAR_KIND, "The quantile estimated, in (0, 1).", check=_check_open_unit_interval,
+               examples=(0.1, 0.9)),
+        weight_option(),
+        reduction_option(),
+    ),
+    formula=_pinball,
+    element=_pinball_element,
+    domain=residuals(),
+    oracle=_pinball_oracle,
+    class_positional=("quantile", "reduction"),
+    mean_divisor="weight_sum",
+    anchors=(
+        Anchor(_SKLEARN_PINBALL, {"input": (5.0,), "target": (1.0,)}, (2.0,), MappingProxyType({"quantile": 0.5}),
+               atol=1e-15),
+        Anchor(_SKLEARN_PINBALL, {"input": (5.0, 1.0), "target": (1.0, 5.0)}, (4 * (1 - 0.25), 4 * 0.25),
+               MappingProxyType({"quantile": 0.25}), atol=1e-15),
+    ),
+    references=(
+        "R. Koenker and G. Bassett, \"Regression Quantiles\", Econometrica 46 (1978).",
+        "scikit-learn, ``sklearn._loss.loss.PinballLoss`` and ``sklearn.metrics.mean_pinball_loss``.",
+    ),
+    example="""
+    >>> import numpy as np, lossk
+    >>> x, y = np.array([5.0, 1.0]), np.array([1.0, 5.0])
+    >>> [float(v) for v in lossk.pinball_loss(x, y, quantile=0.25, reduction="none")]
+    [3.0, 1.0]
+    >>> [float(v) for v in lossk.pinball_loss.grad(x, y, quantile=0.25, reduction="sum")]
+    [0.75, -0.25]
+    """,
+)
+
+# ---- pseudo-Huber -------------------------------------------------------------------------------------------
+
+
+def _pseudo_huber(xp, x, y, *, order, delta):
+    # delta^2 (sqrt(1 + r^2) - 1), r = z / delta, written delta |z| |r| / (1 + h), h = hypot(1, r): no cancellation
+    # of sqrt(1 + r^2) - 1 for small r (float32 gives 0 below |r| ~ 3e-4), no overflow of r^2 for large r
+    z = x - y
+    r = z / delta
+    h = xp.hypot(xp.ones_like(r), r)
+    loss = delta * xp.abs(z) * (xp.abs(r) / (1 + h))
+    return loss, z / h if order >= 1 else None, 1 / (h * h * h) if order >= 2 else None
+
+
+def _pseudo_huber_element(x, y, delta):
+    one = cast_like(1.0, x)
+    b = cast_like(delta, x)
+    z = x - y
+    r = z / b
+    h = hypot_of(one, r)
+    return b * abs(z) * (abs(r) / (one + h)), z / h, one / (h * h * h)
+
+
+def _pseudo_huber_oracle(torch, input, target, *, reduction, delta, weight=None):
+    """XGBoost's ``reg:pseudohubererror`` / ``mphe``, ``delta^2 (sqrt(1 + r^2) - 1)`` written ``delta^2 r^2 /
+    (sqrt(1 + r^2) + 1)`` (no cancellation near 0); the weighted mean divides by ``sum(weight)``."""
+    r = (input - target) / delta
+    loss = delta**2 * r * r / (torch.sqrt(1 + r * r) + 1)
+    return _weighted_mean_by_weight_sum(loss, weight, reduction)
+
+
+PSEUDO_HUBER_LOSS = ElementwiseLoss(
+    name="pseudo_huber_loss",
+    class_name="PseudoHuberLoss",
+    summary="Pseudo-Huber loss: a smooth Huber, quadratic near the target and linear beyond ``delta``.",
+    math=r"""
+.. math::
+    \ell_i = w_i \delta^2 \left(\sqrt{1 + (d_i / \delta)^2} - 1\right), \quad d = x - y,
+    \qquad \partial \ell_i / \partial x_i = w_i \frac{d_i}{\sqrt{1 + (d_i / \delta)^2}},
+    \qquad \partial^2 \ell_i / \partial x_i^2 = w_i \left(1 + (d_i / \delta)^2\right)^{-3/2}
+""",
+    notes="""
+    Computed as ``delta |d| |r| / (1 + hypot(1, r))``, ``r = d / delta``: accurate near 0 and finite for any
+    residual. ``reduction="mean"`` divides by the element count, or by ``sum(weight)`` with a ``weight``
+    (XGBoost's metric ``mphe``). PyTorch has no pseudo-Huber loss.
+    """,
+    options=(
+        Option("delta", 1.0, SCALAR_KIND, "The slope of the linear part (XGBoost's ``huber_slope``, > 0).",
+               check=check_positive, examples=(0.1, 2.5)),
+        weight_option(),
+        reduction_option(),
+    ),
+    formula=_pseudo_huber,
+    element=_pseudo_huber_element,
+    domain=Domain(residuals().draw, extremes=(1e30, -1e30)),
+    oracle=_pseudo_huber_oracle,
+    class_positional=("delta", "reduction"),
+    mean_divisor="weight_sum",
+    references=(
+        "P. Charbonnier, L. Blanc-Feraud, G. Aubert and M. Barlaud, \"Two deterministic half-quadratic "
+        "regularization algorithms for computed imaging\", ICIP 1994.",
+        "XGBoost, objective ``reg:pseudohubererror`` (``huber_slope``) and metric ``mphe``.",
+    ),
+    example="""
+    >>> import numpy as np, lossk
+    >>> x, y = np.array([0.1, 1.6]), np.array([1.0, 1.0])
+    >>> [round(float(v), 6) for v in lossk.pseudo_huber_loss(x, y, reduction="none")]
+    [0.345362, 0.16619]
+    >>> [round(float(v), 6) for v in lossk.pseudo_huber_loss.grad(x, y, reduction="sum")]
+    [-0.668965, 0.514496]
+    """,
+)
+
+LOSSES = (L1_LOSS, MSE_LOSS, HUBER_LOSS, SMOOTH_L1_LOSS, LOG_COSH_LOSS, PINBALL_LOSS, PSEUDO_HUBER_LOSS)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["cast_like", "exp_of", "log1p_of", "log1p_unit_of", "log_of", "tanh_of"]
+__all__ = ["cast_like", "exp_of", "expm1_of", "hypot_of", "log1p_of", "log1p_unit_of", "log_of", "tanh_of"]
 
 
 def cast_like(value, like):
@@ -21,6 +21,16 @@ def cast_like(value, like):
 def exp_of(x):
     """e^x in the precision of ``x``."""
     return _ieee(math.exp, x)
+
+
+def expm1_of(x):
+    """e^x - 1 in the precision of ``x`` (no cancellation near 0)."""
+    return _ieee(math.expm1, x)
+
+
+def hypot_of(a, b):
+    """sqrt(a^2 + b^2) in the precision of ``a``, without overflow or underflow of the squares."""
+    return type(a)(math.hypot(a, b))
 
 
 def log_of(x):

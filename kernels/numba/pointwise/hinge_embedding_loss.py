@@ -1,0 +1,37 @@
+"""Fused Numba kernel of ``hinge_embedding_loss``: GENERATED from its spec in ``lossk/_losses/margin.py`` — do not edit.
+
+Regenerate with ``python -m lossk._losses.generate``. ``element`` is the spec's scalar formulation,
+``kernel`` the loop every elementwise loss shares (``kernels/numba/elementwise.py`` documents its arguments).
+"""
+
+import numpy as np
+from numba import njit, prange
+
+from ..elementwise import ELEMENT, FUSED, chunk_bounds, chunk_count, emit, option_at, sum_in_order
+from ..typed_math import cast_like
+
+
+@njit(**ELEMENT)
+def element(x, y, margin):
+    zero = cast_like(0.0, x)
+    one = cast_like(1.0, x)
+    h = cast_like(margin, x) - x
+    positive = y != -one
+    negative = y != one
+    loss = (x if positive else zero) + ((zero if h < zero else h) if negative else zero)
+    d1 = (one if positive else zero) - (one if negative and h >= zero else zero)
+    return loss, (zero if x != x else d1), zero
+
+@njit(**FUSED)
+def kernel(x, y, weight, margin, scale, upstream, grad, hess, loss_out):
+    """Loss, d1 and d2 of lossk.hinge_embedding_loss, weighted, scaled and stored (see the module docstring)."""
+    n = x.size
+    partial = np.zeros(chunk_count(n))
+    for c in prange(partial.size):
+        total = 0.0
+        start, stop = chunk_bounds(c, n)
+        for i in range(start, stop):
+            loss, d1, d2 = element(x[i], y[i], margin)
+            total += emit(i, x, loss, d1, d2, weight, scale, upstream, grad, hess, loss_out)
+        partial[c] = total
+    return sum_in_order(partial)

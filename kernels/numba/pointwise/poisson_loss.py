@@ -1,0 +1,31 @@
+"""Fused Numba kernel of ``poisson_loss``: GENERATED from its spec in ``lossk/_losses/glm.py`` — do not edit.
+
+Regenerate with ``python -m lossk._losses.generate``. ``element`` is the spec's scalar formulation,
+``kernel`` the loop every elementwise loss shares (``kernels/numba/elementwise.py`` documents its arguments).
+"""
+
+import numpy as np
+from numba import njit, prange
+
+from ..elementwise import ELEMENT, FUSED, chunk_bounds, chunk_count, emit, option_at, sum_in_order
+from ..typed_math import exp_of
+
+
+@njit(**ELEMENT)
+def element(x, y):
+    e = exp_of(x)
+    return e - y * x, e - y, e
+
+@njit(**FUSED)
+def kernel(x, y, weight, scale, upstream, grad, hess, loss_out):
+    """Loss, d1 and d2 of lossk.poisson_loss, weighted, scaled and stored (see the module docstring)."""
+    n = x.size
+    partial = np.zeros(chunk_count(n))
+    for c in prange(partial.size):
+        total = 0.0
+        start, stop = chunk_bounds(c, n)
+        for i in range(start, stop):
+            loss, d1, d2 = element(x[i], y[i])
+            total += emit(i, x, loss, d1, d2, weight, scale, upstream, grad, hess, loss_out)
+        partial[c] = total
+    return sum_in_order(partial)

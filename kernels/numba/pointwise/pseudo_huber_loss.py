@@ -1,0 +1,35 @@
+"""Fused Numba kernel of ``pseudo_huber_loss``: GENERATED from its spec in ``lossk/_losses/regression.py`` — do not edit.
+
+Regenerate with ``python -m lossk._losses.generate``. ``element`` is the spec's scalar formulation,
+``kernel`` the loop every elementwise loss shares (``kernels/numba/elementwise.py`` documents its arguments).
+"""
+
+import numpy as np
+from numba import njit, prange
+
+from ..elementwise import ELEMENT, FUSED, chunk_bounds, chunk_count, emit, option_at, sum_in_order
+from ..typed_math import cast_like, hypot_of
+
+
+@njit(**ELEMENT)
+def element(x, y, delta):
+    one = cast_like(1.0, x)
+    b = cast_like(delta, x)
+    z = x - y
+    r = z / b
+    h = hypot_of(one, r)
+    return b * abs(z) * (abs(r) / (one + h)), z / h, one / (h * h * h)
+
+@njit(**FUSED)
+def kernel(x, y, weight, delta, scale, upstream, grad, hess, loss_out):
+    """Loss, d1 and d2 of lossk.pseudo_huber_loss, weighted, scaled and stored (see the module docstring)."""
+    n = x.size
+    partial = np.zeros(chunk_count(n))
+    for c in prange(partial.size):
+        total = 0.0
+        start, stop = chunk_bounds(c, n)
+        for i in range(start, stop):
+            loss, d1, d2 = element(x[i], y[i], delta)
+            total += emit(i, x, loss, d1, d2, weight, scale, upstream, grad, hess, loss_out)
+        partial[c] = total
+    return sum_in_order(partial)

@@ -1,0 +1,37 @@
+"""Fused Numba kernel of ``soft_margin_loss``: GENERATED from its spec in ``lossk/_losses/margin.py`` — do not edit.
+
+Regenerate with ``python -m lossk._losses.generate``. ``element`` is the spec's scalar formulation,
+``kernel`` the loop every elementwise loss shares (``kernels/numba/elementwise.py`` documents its arguments).
+"""
+
+import numpy as np
+from numba import njit, prange
+
+from ..elementwise import ELEMENT, FUSED, chunk_bounds, chunk_count, emit, option_at, sum_in_order
+from ..typed_math import cast_like, exp_of, log1p_unit_of
+
+
+@njit(**ELEMENT)
+def element(x, y):
+    zero = cast_like(0.0, x)
+    one = cast_like(1.0, x)
+    z = -y * x
+    e = exp_of(-abs(z))
+    inv = one / (one + e)
+    loss = (z if z > zero else zero) + log1p_unit_of(e)
+    sigmoid = inv if z >= zero else e * inv
+    return loss, -y * sigmoid, y * y * e * inv * inv
+
+@njit(**FUSED)
+def kernel(x, y, weight, scale, upstream, grad, hess, loss_out):
+    """Loss, d1 and d2 of lossk.soft_margin_loss, weighted, scaled and stored (see the module docstring)."""
+    n = x.size
+    partial = np.zeros(chunk_count(n))
+    for c in prange(partial.size):
+        total = 0.0
+        start, stop = chunk_bounds(c, n)
+        for i in range(start, stop):
+            loss, d1, d2 = element(x[i], y[i])
+            total += emit(i, x, loss, d1, d2, weight, scale, upstream, grad, hess, loss_out)
+        partial[c] = total
+    return sum_in_order(partial)
