@@ -183,8 +183,8 @@ class ElementwiseLoss:
     (``multilabel_soft_margin_loss``); 'none' returns ``input.shape[:-1]`` and 'mean' divides by the row count.
     Applied around any backend's elementwise implementation by ``lossk._multi_input``."""
     cuda_function: str = ""
-    """The CUDA device function computing one element (``kernels/cuda/elementwise.cu``); default
-    ``<name>_element``."""
+    """The CUDA device function computing one element (``kernels/cuda/pointwise.cuh``, selected in
+    ``kernels/cuda/elementwise.cu`` by macro); default ``<name>_element``."""
     check_values: Callable[[ModuleType, dict[str, Array]], None] | None = None
     """Data-dependent validation of the inputs (BCE's probabilities in [0, 1]); host-readable arrays only."""
     anchors: tuple[Anchor, ...] = ()
