@@ -897,3 +897,114 @@ def test_nll_hessian_is_a_fill_without_a_kernel(launches: list[dict], with_buffe
     assert [c["kernel"] for c in launches] == ["lossk_nll_rows", "lossk_nll_finish", "lossk_nll_grad"]
     assert hess.shape == x.shape and hess.dtype == x.dtype and not hess.any()
     assert (hess is hess_out) == with_buffer
+
+
+def _emulated_cross_entropy_rows(logits: np.ndarray, target: np.ndarray, probability: bool, weight: np.ndarray | None,
+                                 eps: float, softcap: float | None, z_loss: float, ignore_index: int,
+                                 ce_scale: np.ndarray, z_scale: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """cross_entropy.cu's row arithmetic (add_logit, finish_row, logit_grad with LOSSK_HESS) in float64, one
+    logit at a time as a thread of the one-thread-per-row layout runs it: per-row loss, gradient, Hessian."""
+    rows, classes = logits.shape
+    w = np.ones(classes) if weight is None else weight
+    cap = (lambda z: softcap * math.tanh(float(z) / softcap)) if softcap else float  # Python floats: no warnings
+    loss, grad, hess = np.zeros(rows), np.zeros_like(logits), np.zeros_like(logits)
+    for r in range(rows):
+        if probability:
+            index, kept, w_y = -1, True, 1.0
+        else:
+            y = int(target[r])
+            kept = y != ignore_index
+            index = y if kept and 0 <= y < classes else -1
+            w_y = w[index] if index >= 0 else 0.0
+        if not kept:
+            continue
+        first = cap(logits[r, 0])
+        ref = first if first - first == 0 else 0.0
+        target_logit = cap(logits[r, index]) if index >= 0 else 0.0
+        m, s, a, b = -math.inf, 0.0, 0.0, 0.0
+        for c in range(classes):  # add_logit
+            z = cap(logits[r, c])
+            if z > m:
+                s, m = s * math.exp(m - z) + 1.0, z
+            elif z != -math.inf:
+                s += math.exp(z - m)
+            q = w[c] * ((1 - eps) * target[r, c] + eps / classes) if probability else w[c]
+            if probability or eps > 0:
+                a, b = a + q * (z - ref), b + q
+        lse_rel = (m - ref) + math.log(s)  # finish_row
+        lse = ref + lse_rel
+        if probability:
+            ce, sum_q, grad_target, grad_smooth, grad_q = b * lse_rel - a, b, 0.0, 0.0, ce_scale[r]
+        else:
+            hit = (1 - eps) * w_y if index >= 0 else 0.0
+            ce = hit * (lse_rel - (target_logit - ref)) if index >= 0 else 0.0
+            smooth = eps / classes
+            ce, sum_q = ce + (smooth * (b * lse_rel - a) if eps > 0 else 0.0), hit + (smooth * b if eps > 0 else 0.0)
+            grad_target, grad_smooth, grad_q = hit * ce_scale[r], smooth * ce_scale[r], 0.0
+        loss[r] = ce * ce_scale[r] + z_loss * lse * lse * z_scale[r]
+        grad_sum_q, grad_z, hess_z = sum_q * ce_scale[r], 2 * z_loss * lse * z_scale[r], 2 * z_loss * z_scale[r]
+        for c in range(classes):  # logit_grad
+            z = cap(logits[r, c])
+            p = math.exp(z - lse)
+            coefficient = grad_sum_q + grad_z
+            g = coefficient * p
+            if probability:
+                g -= grad_q * w[c] * ((1 - eps) * target[r, c] + eps / classes)
+            else:
+                g -= grad_target if c == index else 0.0
+                g -= grad_smooth * w[c] if eps > 0 else 0.0
+            h = coefficient * p * (1 - p) + hess_z * p * p
+            if softcap:
+                u = z / softcap
+                bend = 1 - u * u
+                h = h * bend * bend - g * 2 * u * bend / softcap
+                g *= bend
+            grad[r, c], hess[r, c] = g, h
+    return loss, grad, hess
+
+
+@pytest.mark.parametrize("probability", [False, True])
+@pytest.mark.parametrize("seed", range(6))
+def test_emulated_kernel_hessian_matches_the_reference(probability: bool, seed: int) -> None:
+    """The Hessian arithmetic of cross_entropy.cu, emulated in float64, against the reference's
+    value_grad_hessian: every option on, ignored and out-of-range rows, large and -inf logits."""
+    import lossk
+
+    rng = np.random.default_rng(100 + seed)
+    rows, classes = int(rng.integers(1, 9)), int(rng.integers(1, 14))
+    logits = rng.normal(scale=[1.0, 4.0, 40.0][seed % 3], size=(rows, classes)) + rng.normal(scale=100.0)
+    weight = rng.uniform(0.2, 2.0, classes) if seed % 2 == 0 else None
+    options = {"label_smoothing": [0.0, 0.1, 0.3][seed % 3], "z_loss": [0.0, 1e-3, 0.05][(seed + 1) % 3],
+               "softcap": [None, 30.0, 3.0][(seed + 2) % 3], "ignore_index": 2}
+    if classes > 2 and seed % 2 and options["label_smoothing"] == 0:  # with smoothing, a masked class gives inf
+        logits[rng.random(logits.shape) < 0.2] = -np.inf  # masked classes (the first among them sometimes)
+    if probability:
+        target = rng.dirichlet(np.ones(classes), rows)
+    else:
+        target = rng.integers(0, classes, rows)
+        target[rng.random(rows) < 0.3] = 2  # ignored (where class 2 exists, an ordinary class elsewhere)
+        logits[np.arange(rows), np.clip(target, 0, classes - 1)] = rng.normal(size=rows)  # the target is finite
+    for reduction in ("none", "mean"):
+        upstream = rng.normal(size=rows) if reduction == "none" else None
+        ones = np.ones(rows)
+        if reduction == "none":
+            ce_scale = z_scale = upstream
+        elif probability:
+            ce_scale = z_scale = ones / rows
+        else:
+            kept = target != options["ignore_index"]
+            in_range = kept & (target >= 0) & (target < classes)
+            w_y = np.where(in_range, (np.ones(classes) if weight is None else weight)[np.clip(target, 0, classes - 1)], 0)
+            if w_y.sum() == 0 or not kept.any():
+                continue  # every row ignored: the mean is 0 / 0
+            ce_scale, z_scale = ones / w_y.sum(), ones / kept.sum()
+        loss, grad, hess = _emulated_cross_entropy_rows(logits, target, probability, weight, options["label_smoothing"],
+                                                        options["softcap"], options["z_loss"], options["ignore_index"],
+                                                        ce_scale, z_scale)
+        expected = lossk.cross_entropy.value_grad_hessian(
+            logits, target, backend="array_api", reduction=reduction, grad_output=upstream, weight=weight, **options
+        )
+        expected_loss = expected[0] * (upstream if reduction == "none" else 1)
+        np.testing.assert_allclose(loss if reduction == "none" else loss.sum(), expected_loss, rtol=1e-11, atol=1e-11)
+        np.testing.assert_allclose(grad, expected[1], rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(hess, expected[2], rtol=1e-10, atol=1e-12)
