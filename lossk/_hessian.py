@@ -13,8 +13,8 @@ per-sample, ``w``-weighted second derivative that gradient boosting asks for.
 Implementations register with :func:`lossk._dispatch.register` under the key :func:`key` (``"<loss>.hessian"``),
 so that ``backend="auto"``, availability, input kinds and error messages are those of ``value_and_grad``;
 each backend registers its own beside its gradients (the reference in ``lossk._reference``, the Numba
-kernels in ``lossk._backends.numba``; the CUDA kernels have no Hessian yet, so CuPy arrays take the
-reference, on the device). Their contract::
+kernels in ``lossk._backends.numba``, the CUDA kernels in ``lossk._backends.cupy``, where a loss without
+a CUDA Hessian takes the reference, on the device). Their contract::
 
     impl(input, target, *, xp, reduction, grad_output, order, [out, hess_out,] **options) -> (loss, grad, hess)
 
