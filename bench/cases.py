@@ -4,9 +4,12 @@ A :class:`Case` is one loss at its PyTorch defaults (``reduction="mean"``), forw
 respect to its first argument, in float32. Its :class:`Layout` turns a size into array shapes, makes
 seeded inputs and counts the minimum bytes a fused forward+backward must move (the GB/s column). The
 peers' formulations live here too: the obvious several-pass NumPy code (written against ``xp`` so CuPy runs
-it unchanged on a GPU) and the JAX forward that ``jax.value_and_grad`` differentiates.
+it unchanged on a GPU) and the JAX forward that ``jax.value_and_grad`` differentiates; for an elementwise
+loss both are its spec's array formulation.
 
-To add a loss, add a ``Case`` to ``CASES``; a new input layout needs a new ``Layout``.
+The elementwise cases come from the loss-spec table (``lossk._losses``): a new elementwise loss gets its
+bench row with no edit here. A loss of another kind is a ``Case`` added to ``CASES``; a new input layout
+needs a new ``Layout``.
 """
 
 from __future__ import annotations
@@ -19,6 +22,9 @@ from types import MappingProxyType, ModuleType
 from typing import Any
 
 import numpy as np
+
+from lossk._losses import ELEMENTWISE_LOSSES
+from lossk._spec import ARRAY_KIND, ElementwiseLoss
 
 Shape = tuple[int, ...]
 FLOAT32_BYTES = 4
@@ -82,12 +88,13 @@ class Layout(ABC):
 
 
 class Elementwise(Layout):
-    """Input and target of n float32 values; the gradient is n float32 values: 12 bytes per element."""
+    """Input and target of n float32 values drawn from the loss's spec domain; the gradient is n float32
+    values: 12 bytes per element."""
 
     description = "input, target and gradient: 12 bytes per element"
 
-    def __init__(self, *, probability_target: bool = False) -> None:
-        self.probability_target = probability_target
+    def __init__(self, spec: ElementwiseLoss) -> None:
+        self.spec = spec
 
     def shape(self, requested: Shape) -> Shape:
         return (math.prod(requested),)
@@ -102,10 +109,9 @@ class Elementwise(Layout):
         return [(1 << e,) for e in exponents[quick, gpu]]
 
     def inputs(self, shape: Shape, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
-        input = rng.standard_normal(shape, dtype=np.float32)
-        if self.probability_target:
-            return input, rng.random(shape, dtype=np.float32)
-        return input, rng.standard_normal(shape, dtype=np.float32)
+        # the smooth part of the domain (no kinks, no clamped probabilities): every peer's gradient is defined
+        drawn = self.spec.domain.draw(rng, shape, _scalar_options(self.spec), True)
+        return tuple(np.asarray(drawn[name], dtype=np.float32) for name in self.spec.inputs)
 
     def min_bytes(self, shape: Shape) -> int:
         return 3 * math.prod(shape) * FLOAT32_BYTES
@@ -198,8 +204,8 @@ class Case:
     """The name on the command line."""
     lossk_name: str
     """The ``lossk`` function (and dispatch registry name)."""
-    torch_name: str
-    """The ``torch.nn.functional`` function."""
+    torch_name: str | None
+    """The ``torch.nn.functional`` function, where PyTorch has the loss."""
     layout: Layout
     several_pass: Callable[..., tuple[Any, Any]]
     """``(xp, *arrays, **options) -> (loss, grad)``: the obvious NumPy / CuPy code, one array op at a time."""
@@ -220,36 +226,67 @@ class Case:
 # --- the peers' formulations --------------------------------------------------------------------------
 
 
-def _mse(xp: ModuleType, input: Any, target: Any) -> tuple[Any, Any]:
-    diff = input - target
-    return xp.mean(diff * diff), diff * (2.0 / diff.size)
+def _scalar_options(spec: ElementwiseLoss) -> dict[str, Any]:
+    """The loss's scalar and flag options at their defaults (what its bench case runs, with the mean)."""
+    return {o.name: o.default for o in spec.formula_options if o.kind != ARRAY_KIND}
 
 
-def _l1(xp: ModuleType, input: Any, target: Any) -> tuple[Any, Any]:
-    diff = input - target
-    return xp.mean(xp.abs(diff)), xp.sign(diff) * (1.0 / diff.size)
+def _formula_options(spec: ElementwiseLoss, options: Mapping[str, Any]) -> dict[str, Any]:
+    """``options`` and, for the array options the bench does not pass, ``None``."""
+    return {o.name: options.get(o.name) for o in spec.formula_options}
 
 
-def _huber(xp: ModuleType, input: Any, target: Any, *, delta: float) -> tuple[Any, Any]:
-    diff = input - target
-    abs_diff = xp.abs(diff)
-    loss = xp.where(abs_diff < delta, 0.5 * diff * diff, delta * (abs_diff - 0.5 * delta))
-    return xp.mean(loss), xp.clip(diff, -delta, delta) * (1.0 / diff.size)
+def _several_pass(spec: ElementwiseLoss) -> Callable[..., tuple[Any, Any]]:
+    """The spec's array formulation (its reference), one array op at a time, and the mean's gradient."""
+
+    def several_pass(xp: ModuleType, input: Any, target: Any, **options: Any) -> tuple[Any, Any]:
+        loss, d1, _ = spec.formula(xp, input, target, order=1, **_formula_options(spec, options))
+        return xp.mean(loss), d1 * (1.0 / input.size)
+
+    several_pass.__name__ = f"several_pass_{spec.name}"
+    return several_pass
 
 
-def _smooth_l1(xp: ModuleType, input: Any, target: Any, *, beta: float) -> tuple[Any, Any]:
-    diff = input - target
-    abs_diff = xp.abs(diff)
-    loss = xp.where(abs_diff < beta, (0.5 / beta) * diff * diff, abs_diff - 0.5 * beta)
-    return xp.mean(loss), xp.clip(diff * (1.0 / beta), -1.0, 1.0) * (1.0 / diff.size)
+def _jax_loss(spec: ElementwiseLoss) -> Callable[..., Any]:
+    """The spec's array formulation on ``jax.numpy``, for ``jax.value_and_grad`` under ``jax.jit``."""
+
+    def jax_loss(jnp: ModuleType, input: Any, target: Any, **options: Any) -> Any:
+        loss, _, _ = spec.formula(jnp, input, target, order=0, **_formula_options(spec, options))
+        return jnp.mean(loss)
+
+    jax_loss.__name__ = f"jax_{spec.name}"
+    return jax_loss
 
 
-def _bce_with_logits(xp: ModuleType, input: Any, target: Any) -> tuple[Any, Any]:
-    # max(x, 0) - x t + log(1 + e^-|x|) never overflows; sigmoid from the same e^-|x|.
-    exp_neg_abs = xp.exp(-xp.abs(input))
-    loss = xp.maximum(input, 0) - input * target + xp.log1p(exp_neg_abs)
-    sigmoid = xp.where(input >= 0, 1 / (1 + exp_neg_abs), exp_neg_abs / (1 + exp_neg_abs))
-    return xp.mean(loss), (sigmoid - target) * (1.0 / input.size)
+SHORT_NAMES = {"binary_cross_entropy": "bce", "binary_cross_entropy_with_logits": "bce_with_logits"}
+"""Command-line names that are not the loss's name without its ``_loss`` suffix."""
+
+
+def elementwise_case(spec: ElementwiseLoss) -> Case:
+    """The bench case of an elementwise loss, from its spec: its domain's data, its default options (and
+    ``reduction="mean"`` where that is not the default), its array formulation as the NumPy and JAX peers,
+    PyTorch where PyTorch has the loss."""
+    options = _scalar_options(spec)
+    if "batchmean" in spec.reduction.choices:  # the same as 'mean' on the 1-d inputs here; torch warns on 'mean'
+        options["reduction"] = "batchmean"
+    elif spec.reduction.default != "mean":
+        options["reduction"] = "mean"
+    return Case(
+        SHORT_NAMES.get(spec.name, spec.name.removesuffix("_loss")), spec.name, spec.torch_function,
+        Elementwise(spec), _several_pass(spec), _jax_loss(spec), MappingProxyType(options),
+    )
+
+
+def elementwise_cases() -> list[Case]:
+    """A case per elementwise loss of the spec table with one input and one target (the others have no
+    bench layout yet), the formerly hand-listed ones first so that the row order of old reports stays."""
+    specs = [s for s in ELEMENTWISE_LOSSES.values() if s.inputs == ("input", "target") and s.differentiable == ("input",)]
+    first = [n for n in _FIRST if n in ELEMENTWISE_LOSSES]
+    ordered = sorted(specs, key=lambda s: first.index(s.name) if s.name in first else len(first))
+    return [elementwise_case(spec) for spec in ordered]
+
+
+_FIRST = ("mse_loss", "l1_loss", "huber_loss", "smooth_l1_loss", "binary_cross_entropy_with_logits")
 
 
 def _cross_entropy(xp: ModuleType, logits: Any, target: Any) -> tuple[Any, Any]:
@@ -267,30 +304,6 @@ def _cross_entropy(xp: ModuleType, logits: Any, target: Any) -> tuple[Any, Any]:
 def _linear_cross_entropy(xp: ModuleType, input: Any, linear_weight: Any, target: Any) -> tuple[Any, Any]:
     loss, grad_logits = _cross_entropy(xp, input @ linear_weight.T, target)
     return loss, (grad_logits @ linear_weight, grad_logits.T @ input)
-
-
-def _jax_mse(jnp: ModuleType, input: Any, target: Any) -> Any:
-    return jnp.mean((input - target) ** 2)
-
-
-def _jax_l1(jnp: ModuleType, input: Any, target: Any) -> Any:
-    return jnp.mean(jnp.abs(input - target))
-
-
-def _jax_huber(jnp: ModuleType, input: Any, target: Any, *, delta: float) -> Any:
-    diff = input - target
-    abs_diff = jnp.abs(diff)
-    return jnp.mean(jnp.where(abs_diff < delta, 0.5 * diff * diff, delta * (abs_diff - 0.5 * delta)))
-
-
-def _jax_smooth_l1(jnp: ModuleType, input: Any, target: Any, *, beta: float) -> Any:
-    diff = input - target
-    abs_diff = jnp.abs(diff)
-    return jnp.mean(jnp.where(abs_diff < beta, (0.5 / beta) * diff * diff, abs_diff - 0.5 * beta))
-
-
-def _jax_bce_with_logits(jnp: ModuleType, input: Any, target: Any) -> Any:
-    return jnp.mean(jnp.maximum(input, 0) - input * target + jnp.log1p(jnp.exp(-jnp.abs(input))))
 
 
 def _jax_cross_entropy(jnp: ModuleType, logits: Any, target: Any) -> Any:
@@ -320,26 +333,7 @@ def _torch_chunked_linear_cross_entropy(torch: ModuleType) -> Mapping[str, Any]:
 CASES: dict[str, Case] = {
     case.name: case
     for case in (
-        Case("mse", "mse_loss", "mse_loss", Elementwise(), _mse, _jax_mse),
-        Case("l1", "l1_loss", "l1_loss", Elementwise(), _l1, _jax_l1),
-        Case("huber", "huber_loss", "huber_loss", Elementwise(), _huber, _jax_huber, MappingProxyType({"delta": 1.0})),
-        Case(
-            "smooth_l1",
-            "smooth_l1_loss",
-            "smooth_l1_loss",
-            Elementwise(),
-            _smooth_l1,
-            _jax_smooth_l1,
-            MappingProxyType({"beta": 1.0}),
-        ),
-        Case(
-            "bce_with_logits",
-            "binary_cross_entropy_with_logits",
-            "binary_cross_entropy_with_logits",
-            Elementwise(probability_target=True),
-            _bce_with_logits,
-            _jax_bce_with_logits,
-        ),
+        *elementwise_cases(),
         Case(
             "cross_entropy",
             "cross_entropy",

@@ -320,6 +320,8 @@ class TorchAutograd(Provider):
     def prepare(self, case: Case, arrays: tuple[np.ndarray, ...], device: str) -> Call:
         import torch
 
+        if case.torch_name is None:
+            raise NotApplicable("PyTorch has no such loss")
         loss_function = getattr(torch.nn.functional, case.torch_name)
         options = dict(case.options)
         if self.name == "torch.compile":
