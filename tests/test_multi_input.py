@@ -241,3 +241,17 @@ def test_doctests():
     for spec in SPECS:
         test = doctest.DocTestParser().get_doctest(getattr(lossk, spec.name).__doc__, {}, spec.name, None, 0)
         assert test.examples and doctest.DocTestRunner().run(test).failed == 0, spec.name
+
+
+@pytest.mark.parametrize("spec", [s for s in SPECS if s.domain.extremes], ids=lambda s: s.name)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_extreme_inputs_give_finite_losses_and_gradients(spec, backend, rng):
+    """The domain's extremes (saturated logits) mixed into the first input: loss and gradients stay finite."""
+    arrays = _draw(spec, rng, (4, 6), _options(spec))
+    arrays[0][:, :len(spec.domain.extremes)] = spec.domain.extremes
+    for dtype in (np.float32, np.float64):
+        loss, grads = getattr(lossk, spec.name).value_and_grad(
+            *(a.astype(dtype) for a in arrays), reduction="none", backend=backend
+        )
+        assert np.isfinite(loss).all()
+        assert all(np.isfinite(g).all() for g in _tuple(grads))
