@@ -149,7 +149,9 @@ def cross_entropy_derivatives(
     if np.issubdtype(target.dtype, np.integer):
         labels = np.ascontiguousarray(target, dtype=np.int64).reshape(-1)
         probabilities = None
-        divisor, z_divisor = kernels.label_weight_sums(labels, class_weight, ignore_index)
+        # the divisors of 'mean' only: a pass over the labels (and class weights) that 'sum' and 'none' skip
+        divisor, z_divisor = (kernels.label_weight_sums(labels, class_weight, ignore_index) if reduction == "mean"
+                              else (1.0, 1.0))
     else:
         labels = None
         probabilities = _rows(target, dtype)
