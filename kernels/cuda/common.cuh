@@ -87,6 +87,10 @@ __device__ __forceinline__ float acc_log1p(float x) { return log1pf(x); }
 __device__ __forceinline__ double acc_log1p(double x) { return log1p(x); }
 __device__ __forceinline__ float acc_tanh(float x) { return tanhf(x); }
 __device__ __forceinline__ double acc_tanh(double x) { return tanh(x); }
+__device__ __forceinline__ float acc_expm1(float x) { return expm1f(x); }
+__device__ __forceinline__ double acc_expm1(double x) { return expm1(x); }
+__device__ __forceinline__ float acc_hypot(float a, float b) { return hypotf(a, b); }
+__device__ __forceinline__ double acc_hypot(double a, double b) { return hypot(a, b); }
 __device__ __forceinline__ float acc_abs(float x) { return fabsf(x); }
 __device__ __forceinline__ double acc_abs(double x) { return fabs(x); }
 // max and min that keep NaN, as torch.maximum / torch.clamp do: fmaxf and fminf return the other operand

@@ -104,3 +104,118 @@ __device__ __forceinline__ void kl_div_element(ACC x, ACC y, bool log_target, AC
     }
     d2 = (ACC)0;
 }
+
+// ---- catalogue, single input (issue 14): the same operations as each spec's element ------------------
+
+// regression.pinball_loss: u = y - x; q u for u >= 0 (a tie: gradient -q, scikit-learn), (q - 1) u below; d2 0
+__device__ __forceinline__ void pinball_loss_element(ACC x, ACC y, ACC quantile, ACC& loss, ACC& d1, ACC& d2) {
+    const ACC u = y - x;
+    const bool above = u >= (ACC)0;
+    loss = above ? quantile * u : (quantile - (ACC)1) * u;
+    d1 = above ? -quantile : (ACC)1 - quantile;
+    d2 = (ACC)0;
+}
+
+// regression.pseudo_huber_loss: r = d / delta, h = hypot(1, r); delta |d| |r| / (1 + h) for |r| < 1,
+// delta^2 (h - 1) beyond; d1 = d / h; d2 = 1 / h^3
+__device__ __forceinline__ void pseudo_huber_loss_element(ACC x, ACC y, ACC delta, ACC& loss, ACC& d1, ACC& d2) {
+    const ACC z = x - y, r = z / delta, h = acc_hypot((ACC)1, r);
+    loss = acc_abs(r) < (ACC)1 ? delta * acc_abs(z) * (acc_abs(r) / ((ACC)1 + h)) : delta * delta * (h - (ACC)1);
+    d1 = z / h;
+    d2 = (ACC)1 / (h * h * h);
+}
+
+// binary.sigmoid_focal_loss: a_t q^gamma BCE in log space (lossk/_losses/binary.py derives d1 and d2)
+__device__ __forceinline__ void sigmoid_focal_loss_element(ACC x, ACC t, ACC alpha, ACC gamma,
+                                                           ACC& loss, ACC& d1, ACC& d2) {
+    const ACC e = acc_exp(-acc_abs(x)), inv = (ACC)1 / ((ACC)1 + e), l1pe = acc_log1p(e);
+    const ACC p = x >= (ACC)0 ? inv : e * inv;
+    const ACC not_p = x >= (ACC)0 ? e * inv : inv;
+    const ACC pq = e * inv * inv;
+    const ACC relu = x > (ACC)0 ? x : (ACC)0;
+    const ACC ce = relu - x * t + l1pe;
+    ACC log_q, r;
+    if (t == (ACC)1) {
+        log_q = -(relu + l1pe);
+        r = -p;
+    } else if (t == (ACC)0) {
+        log_q = -(relu - x + l1pe);
+        r = not_p;
+    } else {
+        const ACC q = p * ((ACC)1 - t) + not_p * t;
+        log_q = acc_log(q);
+        r = ((ACC)1 - (ACC)2 * t) * pq / q;
+    }
+    const ACC a_t = alpha >= (ACC)0 ? alpha * t + ((ACC)1 - alpha) * ((ACC)1 - t) : (ACC)1;
+    const ACC scale = a_t * acc_exp(gamma * log_q);
+    d1 = scale * ((p - t) + gamma * ce * r);
+    d2 = scale * (pq + (ACC)2 * gamma * r * (p - t) + gamma * ce * r * ((ACC)1 - (ACC)2 * p)
+                  + gamma * (gamma - (ACC)1) * ce * r * r);
+    loss = scale * ce;
+}
+
+// margin.soft_margin_loss: z = -y x; max(z, 0) + log1p(exp(-|z|)); -y sigmoid(z); y^2 sigmoid(z) sigmoid(-z)
+__device__ __forceinline__ void soft_margin_loss_element(ACC x, ACC y, ACC& loss, ACC& d1, ACC& d2) {
+    const ACC z = -y * x, e = acc_exp(-acc_abs(z)), inv = (ACC)1 / ((ACC)1 + e);
+    loss = (z > (ACC)0 ? z : (ACC)0) + acc_log1p(e);
+    d1 = -y * (z >= (ACC)0 ? inv : e * inv);
+    d2 = y * y * e * inv * inv;
+}
+
+// margin.hinge_embedding_loss: [y != -1] x + [y != 1] max(0, margin - x); at the kink d1 = -1; NaN x: d1 = 0
+__device__ __forceinline__ void hinge_embedding_loss_element(ACC x, ACC y, ACC margin, ACC& loss, ACC& d1, ACC& d2) {
+    const ACC h = margin - x;
+    const bool positive = y != (ACC)-1, negative = y != (ACC)1;
+    loss = (positive ? x : (ACC)0) + (negative ? (h < (ACC)0 ? (ACC)0 : h) : (ACC)0);
+    d1 = (positive ? (ACC)1 : (ACC)0) - ((negative && h >= (ACC)0) ? (ACC)1 : (ACC)0);
+    if (x != x) d1 = (ACC)0;
+    d2 = (ACC)0;
+}
+
+// glm.poisson_nll_loss: log_input: e^x - y x; e^x - y; e^x. Else x - y log(x + eps); 1 - y / s; y / s^2.
+// full: + y log y - y + 1/2 log(2 pi y) for targets > 1 only
+__device__ __forceinline__ void poisson_nll_loss_element(ACC x, ACC y, bool log_input, bool full, ACC eps,
+                                                         ACC& loss, ACC& d1, ACC& d2) {
+    if (log_input) {
+        const ACC e = acc_exp(x);
+        loss = e - y * x;
+        d1 = e - y;
+        d2 = e;
+    } else {
+        const ACC s = x + eps;
+        loss = x - y * acc_log(s);
+        d1 = (ACC)1 - y / s;
+        d2 = y / (s * s);
+    }
+    if (full && !(y <= (ACC)1)) loss += y * acc_log(y) - y + (ACC)0.5 * acc_log(LOSSK_TWO_PI * y);
+}
+
+// glm.tweedie_loss (scikit-learn HalfTweedieLoss, log link): branches at power 0, 1, 2 (uniform per launch)
+__device__ __forceinline__ void tweedie_loss_element(ACC x, ACC y, ACC power, ACC& loss, ACC& d1, ACC& d2) {
+    if (power == (ACC)0) {
+        const ACC e = acc_exp(x);
+        loss = (ACC)0.5 * (e - y) * (e - y); d1 = e * (e - y); d2 = e * ((ACC)2 * e - y);
+    } else if (power == (ACC)1) {
+        const ACC e = acc_exp(x);
+        loss = e - y * x; d1 = e - y; d2 = e;
+    } else if (power == (ACC)2) {
+        const ACC e = acc_exp(-x);
+        loss = x + y * e; d1 = (ACC)1 - y * e; d2 = y * e;
+    } else {
+        const ACC a = (ACC)1 - power, b = (ACC)2 - power;
+        const ACC e1 = acc_exp(a * x), e2 = acc_exp(b * x);
+        loss = e2 / b - y * e1 / a; d1 = e2 - y * e1; d2 = b * e2 - a * y * e1;
+    }
+}
+
+// glm.gamma_loss (HalfGammaLoss, log link): x + y e^-x; 1 - y e^-x; y e^-x
+__device__ __forceinline__ void gamma_loss_element(ACC x, ACC y, ACC& loss, ACC& d1, ACC& d2) {
+    const ACC e = acc_exp(-x);
+    loss = x + y * e; d1 = (ACC)1 - y * e; d2 = y * e;
+}
+
+// glm.poisson_loss (HalfPoissonLoss, log link): e^x - y x; e^x - y; e^x
+__device__ __forceinline__ void poisson_loss_element(ACC x, ACC y, ACC& loss, ACC& d1, ACC& d2) {
+    const ACC e = acc_exp(x);
+    loss = e - y * x; d1 = e - y; d2 = e;
+}

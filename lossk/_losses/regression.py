@@ -387,12 +387,13 @@ PINBALL_LOSS = ElementwiseLoss(
 
 
 def _pseudo_huber(xp, x, y, *, order, delta):
-    # delta^2 (sqrt(1 + r^2) - 1), r = z / delta, written delta |z| |r| / (1 + h), h = hypot(1, r): no cancellation
-    # of sqrt(1 + r^2) - 1 for small r (float32 gives 0 below |r| ~ 3e-4), no overflow of r^2 for large r
+    # delta^2 (sqrt(1 + r^2) - 1), r = z / delta, h = hypot(1, r) (no overflow of r^2): for |r| < 1 written
+    # delta |z| |r| / (1 + h), no cancellation of h - 1 (float32 gives 0 below |r| ~ 3e-4); beyond, delta^2 (h - 1)
+    # directly (h - 1 >= 0.41, and no product |z| |r| that overflows once the kernels' reassociation regroups it)
     z = x - y
     r = z / delta
     h = xp.hypot(xp.ones_like(r), r)
-    loss = delta * xp.abs(z) * (xp.abs(r) / (1 + h))
+    loss = xp.where(xp.abs(r) < 1, delta * xp.abs(z) * (xp.abs(r) / (1 + h)), delta * delta * (h - 1))
     return loss, z / h if order >= 1 else None, 1 / (h * h * h) if order >= 2 else None
 
 
@@ -402,7 +403,8 @@ def _pseudo_huber_element(x, y, delta):
     z = x - y
     r = z / b
     h = hypot_of(one, r)
-    return b * abs(z) * (abs(r) / (one + h)), z / h, one / (h * h * h)
+    loss = b * abs(z) * (abs(r) / (one + h)) if abs(r) < one else b * b * (h - one)
+    return loss, z / h, one / (h * h * h)
 
 
 def _pseudo_huber_oracle(torch, input, target, *, reduction, delta, weight=None):
@@ -424,8 +426,8 @@ PSEUDO_HUBER_LOSS = ElementwiseLoss(
     \qquad \partial^2 \ell_i / \partial x_i^2 = w_i \left(1 + (d_i / \delta)^2\right)^{-3/2}
 """,
     notes="""
-    Computed as ``delta |d| |r| / (1 + hypot(1, r))``, ``r = d / delta``: accurate near 0 and finite for any
-    residual. ``reduction="mean"`` divides by the element count, or by ``sum(weight)`` with a ``weight``
+    Computed as ``delta |d| |r| / (1 + h)`` for ``|r| < 1`` and ``delta^2 (h - 1)`` beyond, ``r = d / delta``,
+    ``h = hypot(1, r)``: accurate near 0 and finite for any residual. ``reduction="mean"`` divides by the element count, or by ``sum(weight)`` with a ``weight``
     (XGBoost's metric ``mphe``). PyTorch has no pseudo-Huber loss.
     """,
     options=(

@@ -18,7 +18,8 @@ def element(x, y, delta):
     z = x - y
     r = z / b
     h = hypot_of(one, r)
-    return b * abs(z) * (abs(r) / (one + h)), z / h, one / (h * h * h)
+    loss = b * abs(z) * (abs(r) / (one + h)) if abs(r) < one else b * b * (h - one)
+    return loss, z / h, one / (h * h * h)
 
 @njit(**FUSED)
 def kernel(x, y, weight, delta, scale, upstream, grad, hess, loss_out):
