@@ -162,13 +162,12 @@ __device__ __forceinline__ void soft_margin_loss_element(ACC x, ACC y, ACC& loss
     d2 = y * y * e * inv * inv;
 }
 
-// margin.hinge_embedding_loss: [y != -1] x + [y != 1] max(0, margin - x); at the kink d1 = -1; NaN x: d1 = 0
+// margin.hinge_embedding_loss: [y != -1] x + [y != 1] max(0, margin - x); at the kink d1 = -1 (NaN h passes none)
 __device__ __forceinline__ void hinge_embedding_loss_element(ACC x, ACC y, ACC margin, ACC& loss, ACC& d1, ACC& d2) {
     const ACC h = margin - x;
     const bool positive = y != (ACC)-1, negative = y != (ACC)1;
     loss = (positive ? x : (ACC)0) + (negative ? (h < (ACC)0 ? (ACC)0 : h) : (ACC)0);
     d1 = (positive ? (ACC)1 : (ACC)0) - ((negative && h >= (ACC)0) ? (ACC)1 : (ACC)0);
-    if (x != x) d1 = (ACC)0;
     d2 = (ACC)0;
 }
 

@@ -249,7 +249,7 @@ def _focal_targets(rng, shape, options, differentiable):
     return {"input": np.asarray(rng.normal(0, 3, shape)), "target": np.asarray(target)}
 
 
-def _sigmoid_focal_oracle(torch, input, target, *, reduction, alpha, gamma):
+def _sigmoid_focal_oracle(torch, input, target, *, reduction, alpha=0.25, gamma=2.0):
     """torchvision 0.28's ``sigmoid_focal_loss`` in log space (its own ``(1 - p_t) ** gamma`` underflows to 0 past
     logits of about 37, with NaN gradients for ``gamma < 1``); equal to torchvision's wherever that is finite
     (``tests/test_catalogue_oracles.py`` checks it against torchvision transcribed line for line)."""

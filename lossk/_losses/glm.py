@@ -212,7 +212,7 @@ def _sklearn_oracle(loss_of):
     return oracle
 
 
-def _tweedie_torch(torch, x, y, *, power):
+def _tweedie_torch(torch, x, y, *, power=1.5):
     """scikit-learn ``HalfTweedieLoss`` (``sklearn/_loss/_loss.pyx.tp``, ``closs_half_tweedie``), its branches."""
     if power == 0:
         return 0.5 * (torch.exp(x) - y) ** 2

@@ -321,7 +321,7 @@ def _pinball_element(x, y, quantile):
     return loss, d1, zero
 
 
-def _pinball_oracle(torch, input, target, *, reduction, quantile, weight=None):
+def _pinball_oracle(torch, input, target, *, reduction, quantile=0.5, weight=None):
     """scikit-learn's ``PinballLoss`` / ``mean_pinball_loss`` in torch: the weighted mean divides by ``sum(weight)``."""
     loss = torch.where(target >= input, quantile * (target - input), (1 - quantile) * (input - target))
     return _weighted_mean_by_weight_sum(loss, weight, reduction)
@@ -407,7 +407,7 @@ def _pseudo_huber_element(x, y, delta):
     return loss, z / h, one / (h * h * h)
 
 
-def _pseudo_huber_oracle(torch, input, target, *, reduction, delta, weight=None):
+def _pseudo_huber_oracle(torch, input, target, *, reduction, delta=1.0, weight=None):
     """XGBoost's ``reg:pseudohubererror`` / ``mphe``, ``delta^2 (sqrt(1 + r^2) - 1)`` written ``delta^2 r^2 /
     (sqrt(1 + r^2) + 1)`` (no cancellation near 0); the weighted mean divides by ``sum(weight)``."""
     r = (input - target) / delta

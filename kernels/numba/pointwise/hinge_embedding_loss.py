@@ -20,7 +20,7 @@ def element(x, y, margin):
     negative = y != one
     loss = (x if positive else zero) + ((zero if h < zero else h) if negative else zero)
     d1 = (one if positive else zero) - (one if negative and h >= zero else zero)
-    return loss, (zero if x != x else d1), zero
+    return loss, d1, zero
 
 @njit(**FUSED)
 def kernel(x, y, weight, margin, scale, upstream, grad, hess, loss_out):
