@@ -2,10 +2,9 @@
 
 ``lossk.jax.cross_entropy(logits, labels, reduction="mean", ...)`` takes lossk's arguments and options. Its
 forward pass computes the loss and its gradient together and keeps the gradient; the backward pass scales
-it by the upstream gradient. On the CPU, inputs of at least :data:`HOST_KERNEL_MIN_SIZE` elements go to
-lossk's fused Numba kernels through ``jax.pure_callback`` (JAX's CPU buffers are handed over as NumPy
-arrays); otherwise, and on other devices, the forward pass is lossk's reference traced by JAX, which XLA
-compiles.
+it by the upstream gradient. The forward pass is lossk's reference traced by JAX, which XLA compiles and
+fuses; on the CPU, lossk's Numba kernels can be called through ``jax.pure_callback`` instead, for inputs of
+at least :data:`HOST_KERNEL_MIN_SIZE` elements (off by default: slower than XLA where measured).
 
 Gradients reach every floating argument JAX differentiates: the input from the saved gradient, the target
 of a residual loss (``mse_loss``, ``l1_loss``, ...) as minus the input's gradient, any other floating
@@ -31,9 +30,12 @@ from lossk import _autodiff, _dispatch
 
 __all__: list[str] = []  # filled below: one function per loss
 
-HOST_KERNEL_MIN_SIZE = 1 << 14
-"""From this many input elements on, the CPU forward pass calls the Numba kernels (bench/NOTES.md, issue 12):
-below it the callback's fixed cost (~50 µs) outweighs XLA's several passes."""
+HOST_KERNEL_MIN_SIZE: int | None = None
+"""From this many input elements on, the CPU forward pass calls the Numba kernels through a callback; None
+(the default): never. Measured (bench/NOTES.md, issue 12 follow-up): the callback was 1.3-240x slower than
+XLA's compilation of lossk's reference at every loss and size tried (2^14 to 2^22 elements, cross-entropy
+up to 512x32768): it copies operands and results between XLA's buffers and NumPy and runs serially. Set an
+element count to opt in."""
 
 
 def _host_kernels_available() -> bool:
@@ -81,7 +83,8 @@ def _differentiable(name: str, options: tuple[tuple[str, Any], ...], array_names
 
     def forward(input: Any, target: Any, *arrays: Any) -> tuple[Any, Any]:
         named = dict(zip(array_names, arrays))
-        if _host_kernels_available() and input.size >= HOST_KERNEL_MIN_SIZE:
+        threshold = HOST_KERNEL_MIN_SIZE
+        if threshold is not None and input.size >= threshold and _host_kernels_available():
             value, grad = _value_and_grad_on_host(function, static, input, target, named)
         else:
             value, grad = function.value_and_grad(input, target, backend="array_api", **static, **named)

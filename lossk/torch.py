@@ -17,6 +17,12 @@ no graph of its own).
 
 The losses are generated from ``lossk.__all__`` (every :class:`lossk.LossFunction`), so a loss added to
 lossk appears here too.
+
+Threads: PyTorch and Numba each bring an OpenMP runtime whose threads spin after a parallel region, on the
+cores the other needs. Where lossk's kernels run between PyTorch's ops on few cores, start Python with
+``OMP_WAIT_POLICY=PASSIVE NUMBA_THREADING_LAYER=workqueue`` (both read when the runtimes load, so they
+cannot be set from here): measured, lossk then kept 87-96% of its stand-alone speed after PyTorch's ops and
+did not slow them (bench/NOTES.md, issue 12).
 """
 
 from __future__ import annotations
