@@ -438,7 +438,7 @@ PSEUDO_HUBER_LOSS = ElementwiseLoss(
     ),
     formula=_pseudo_huber,
     element=_pseudo_huber_element,
-    domain=Domain(residuals().draw, extremes=(1e30, -1e30)),
+    domain=Domain(residuals().draw, extremes=(3e4, -3e4)),  # within float16: the tests cast the data
     oracle=_pseudo_huber_oracle,
     class_positional=("delta", "reduction"),
     mean_divisor="weight_sum",
