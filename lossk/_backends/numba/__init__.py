@@ -8,6 +8,10 @@ import importlib.util
 import sys
 from types import ModuleType
 
+# The backend's probe: Numba itself is imported here, so that a Numba or llvmlite that cannot load makes the
+# backend unavailable when it registers (lossk._dispatch), not in the middle of a call.
+import numba  # noqa: F401
+
 
 def lazy_module(name: str) -> ModuleType:
     """The module ``name``, executed on its first attribute access (:class:`importlib.util.LazyLoader`)."""
