@@ -20,6 +20,11 @@ included. The gradient with respect to a floating target of any other loss is co
 lossk's reference (``backend="array_api"``) with the framework's own autodiff — exact, slower, and only
 when that gradient is asked for."""
 
+LABEL_TARGETS = frozenset({"sigmoid_focal_loss", "soft_margin_loss", "hinge_embedding_loss"})
+"""Losses whose ``target`` holds labels (binary labels for torchvision's focal loss, where lossk's reference
+chooses a branch per label value; ±1 for the margin losses, which PyTorch itself does not differentiate with
+respect to ``target``): the wrappers refuse a target that requires a gradient."""
+
 CLASS_AXIS_LOSSES = frozenset({"cross_entropy", "nll_loss"})
 """Losses whose unreduced value drops the class axis 1 of an (N, C, ...) input (an unbatched (C,) input gives
 a 0-d loss); every other loss's unreduced value has the input's shape."""

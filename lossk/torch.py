@@ -297,6 +297,9 @@ class _InPlace(torch.autograd.Function):
 def _call(op: _LossOp, input: torch.Tensor, target: torch.Tensor, arrays: tuple[Any, ...],
           scalars: tuple[Any, ...], inplace: bool, backend: str) -> torch.Tensor:
     """What every generated function does once its arguments are in the op's order."""
+    if op.name in _autodiff.LABEL_TARGETS and target.requires_grad:
+        raise ValueError(f"lossk.torch.{op.name}: target holds labels, which lossk does not differentiate; "
+                         "pass target.detach()")
     if inplace and not torch.compiler.is_compiling():
         wants_other = any(t is not None and t.requires_grad for t in (target, *arrays))
         if wants_other:
