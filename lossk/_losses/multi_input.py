@@ -67,7 +67,9 @@ def _check_var(xp, arrays):
 
 
 def _gaussian_draw(rng, shape, options, differentiable):
-    low = 0.1 if differentiable else 0.0  # 0: the clamp at eps (no finite differences across it)
+    # differentiable: var above the clamp at eps (the loss is flat below it, while its gradient, as PyTorch's, is
+    # taken at the clamped value); otherwise down to 0, across the clamp
+    low = options.get("eps", 0.0) + 0.1 if differentiable else 0.0
     return {"input": rng.normal(0, 2, shape), "target": rng.normal(0, 2, shape), "var": rng.uniform(low, 4.0, shape)}
 
 
