@@ -53,10 +53,12 @@ __device__ __forceinline__ void smooth_l1_loss_element(ACC x, ACC y, ACC beta, A
     d2 = inside ? (ACC)1 / beta : (ACC)0;
 }
 
-// log_cosh_loss: |d| + log1p(exp(-2 |d|)) - log 2 (no cosh to overflow); tanh d; 1 - tanh^2 d
+// log_cosh_loss: log1p(w^2 / (2 (1 + w))), w = expm1(-|d|), below |d| = 2 (no cancellation near 0);
+// |d| + log1p(exp(-2 |d|)) - log 2 beyond (no cosh to overflow; NaN lands here); tanh d; 1 - tanh^2 d
 __device__ __forceinline__ void log_cosh_loss_element(ACC x, ACC y, ACC& loss, ACC& d1, ACC& d2) {
-    const ACC d = x - y, magnitude = acc_abs(d);
-    loss = magnitude + acc_log1p(acc_exp(-(ACC)2 * magnitude)) - LOSSK_LOG_2;
+    const ACC d = x - y, magnitude = acc_abs(d), w = acc_expm1(-magnitude);
+    loss = magnitude < (ACC)2 ? acc_log1p(w * w / ((ACC)2 * ((ACC)1 + w)))
+                              : magnitude + acc_log1p(acc_exp(-(ACC)2 * magnitude)) - LOSSK_LOG_2;
     d1 = acc_tanh(d);
     d2 = (ACC)1 - d1 * d1;
 }

@@ -13,7 +13,7 @@ from types import MappingProxyType
 from .._spec import SCALAR_KIND, Anchor, Domain, ElementwiseLoss, Option, reduction_option, weight_option
 from .._validation import check_nonnegative, check_positive
 from .domains import residuals
-from .scalar import cast_like, exp_of, hypot_of, log1p_unit_of, tanh_of
+from .scalar import cast_like, exp_of, expm1_of, hypot_of, log1p_of, log1p_unit_of, tanh_of
 
 # ---- L1 ---------------------------------------------------------------------------------------------------
 
@@ -228,8 +228,13 @@ LOG_2 = math.log(2.0)
 def _log_cosh(xp, x, y, *, order):
     d = x - y
     magnitude = xp.abs(d)
-    # log cosh d = |d| + log1p(e^{-2|d|}) - log 2: cosh itself would overflow beyond |d| ~ 710 (89 in float32)
-    loss = magnitude + xp.log1p(xp.exp(-2 * magnitude)) - LOG_2
+    # log cosh a (a = |d|) = log1p(w^2 / (2 v)) with v = e^-a, w = v - 1 = expm1(-a) below a = 2: cosh a - 1 =
+    # (1 - v)^2 / (2 v), no cancellation near 0, where a + log1p(e^-2a) - log 2 leaves float32 roundoff
+    # (log_cosh(0) would be 6e-8); a + log1p(e^-2a) - log 2 from 2 on, where cosh itself would overflow (a ~ 710)
+    w = xp.expm1(-magnitude)
+    small = magnitude < 2
+    v = xp.where(small, 1 + w, xp.ones_like(w))  # no division by 0 in the branch the where() discards
+    loss = xp.where(small, xp.log1p(w * w / (2 * v)), magnitude + xp.log1p(xp.exp(-2 * magnitude)) - LOG_2)
     d1 = xp.tanh(d) if order >= 1 else None
     return loss, d1, 1 - d1 * d1 if order >= 2 else None
 
@@ -237,7 +242,12 @@ def _log_cosh(xp, x, y, *, order):
 def _log_cosh_element(x, y):
     d = x - y
     magnitude = abs(d)
-    loss = magnitude + log1p_unit_of(exp_of(-cast_like(2.0, d) * magnitude)) - cast_like(LOG_2, d)
+    two = cast_like(2.0, d)
+    if magnitude < two:
+        w = expm1_of(-magnitude)
+        loss = log1p_of(w * w / (two * (cast_like(1.0, d) + w)))
+    else:  # NaN lands here
+        loss = magnitude + log1p_unit_of(exp_of(-two * magnitude)) - cast_like(LOG_2, d)
     d1 = tanh_of(d)
     return loss, d1, cast_like(1.0, d) - d1 * d1
 

@@ -8,7 +8,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..elementwise import ELEMENT, FUSED, chunk_bounds, chunk_count, emit, option_at, sum_in_order
-from ..typed_math import cast_like, exp_of, log1p_unit_of, tanh_of
+from ..typed_math import cast_like, exp_of, expm1_of, log1p_of, log1p_unit_of, tanh_of
 
 LOG_2 = 0.6931471805599453
 
@@ -17,7 +17,12 @@ LOG_2 = 0.6931471805599453
 def element(x, y):
     d = x - y
     magnitude = abs(d)
-    loss = magnitude + log1p_unit_of(exp_of(-cast_like(2.0, d) * magnitude)) - cast_like(LOG_2, d)
+    two = cast_like(2.0, d)
+    if magnitude < two:
+        w = expm1_of(-magnitude)
+        loss = log1p_of(w * w / (two * (cast_like(1.0, d) + w)))
+    else:  # NaN lands here
+        loss = magnitude + log1p_unit_of(exp_of(-two * magnitude)) - cast_like(LOG_2, d)
     d1 = tanh_of(d)
     return loss, d1, cast_like(1.0, d) - d1 * d1
 
