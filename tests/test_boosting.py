@@ -109,10 +109,9 @@ def test_xgboost_multiclass_matches_numpy_objective_and_builtin_scale():
     X, y = _digits()
     weight = _weights(len(y))
     params = {**XGBOOST, "base_score": 0.0, "num_class": 10}
-    objective = boosting.xgboost_objective(lossk.cross_entropy)
     # in double, as the NumPy objective computes: a float32 rounding apart, a near-tie split may flip
-    ours = _xgboost_margins(xgb, X, y, params, boosting.xgboost_objective(lossk.cross_entropy, dtype=np.float64),
-                            weight)
+    objective = boosting.xgboost_objective(lossk.cross_entropy, dtype=np.float64)
+    ours = _xgboost_margins(xgb, X, y, params, objective, weight)
 
     def by_hand(predt, dtrain):
         return numpy_softmax_derivatives(predt, dtrain.get_label(), dtrain.get_weight())
@@ -218,6 +217,7 @@ CATBOOST = {"iterations": 3, "depth": 3, "learning_rate": 0.3, "verbose": False,
 CATBOOST_JIT_WARNINGS = [
     "ignore:Can't optimze method:UserWarning",  # CatBoost's own spelling: it cannot numba-compile a Python object
     "ignore:Failed to optimize method:UserWarning",
+    "ignore:Failed to import numba for optimizing:UserWarning",  # where Numba is not installed
 ]
 
 
