@@ -6,11 +6,20 @@ numba#6264), and so that a call loads only the kernel it needs. Each module hold
 formulation (its spec's ``element``, copied verbatim with the constants it reads) and one chunked
 ``prange`` loop, the same for every loss (see ``kernels/numba/elementwise.py``). ``--check`` exits 1 when a
 committed module differs from what the generator writes (the tests check the same).
+
+Numba's cache of a module is keyed on that file alone (its modification time and size), not on the kernel
+sources it inlines (``elementwise.py`` and what it imports). So each module's header carries a SHA-256 of
+those sources (:func:`inlined_sources_digest`): editing them changes every generated module, the
+regenerate-and-compare test fails until ``python -m lossk._losses.generate`` rewrites them, and the
+rewritten files miss the stale cache.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
+import functools
+import hashlib
 import inspect
 import sys
 import textwrap
@@ -29,6 +38,8 @@ _MODULE = '''"""Fused Numba kernel of ``{name}``: GENERATED from its spec in ``l
 
 Regenerate with ``python -m lossk._losses.generate``. ``element`` is the spec's scalar formulation,
 ``kernel`` the loop every elementwise loss shares (``kernels/numba/elementwise.py`` documents its arguments).
+Kernel sources inlined ({inlined}), SHA-256:
+{digest}
 """
 
 import numpy as np
@@ -75,9 +86,39 @@ def kernel({arrays}, weight, {options}scale, upstream, grad_0, grad_1, hess_0, h
 per input, ``x0`` the first, and a gradient and Hessian stream per differentiable argument, in its order."""
 
 
+INLINED_ROOTS = ("elementwise", "typed_math")
+"""The modules of ``kernels/numba`` that a generated module imports; with their own relative imports, the
+sources Numba compiles into every kernel."""
+
+
 def kernels_directory() -> Path:
     """``kernels/numba/pointwise`` of this checkout (the generator runs from a source tree)."""
     return Path(__file__).resolve().parents[2] / "kernels" / "numba" / PACKAGE
+
+
+def inlined_modules() -> list[str]:
+    """:data:`INLINED_ROOTS` and every ``kernels/numba`` module they import (relative imports), sorted."""
+    found: set[str] = set()
+    pending = list(INLINED_ROOTS)
+    while pending:
+        name = pending.pop()
+        if name in found:
+            continue
+        found.add(name)
+        tree = ast.parse((kernels_directory().parent / f"{name}.py").read_text(encoding="utf-8"))
+        pending += [node.module for node in ast.walk(tree)
+                    if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module]
+    return sorted(found)
+
+
+@functools.cache
+def inlined_sources_digest() -> str:
+    """SHA-256 of the sources of :func:`inlined_modules` (names and bytes, in order)."""
+    digest = hashlib.sha256()
+    for name in inlined_modules():
+        digest.update(f"{name}.py\0".encode())
+        digest.update((kernels_directory().parent / f"{name}.py").read_bytes())
+    return digest.hexdigest()
 
 
 def element_source(spec: ElementwiseLoss) -> str:
@@ -114,6 +155,7 @@ def module_source(spec: ElementwiseLoss) -> str:
         head = head.replace("emit, option_at", "emit, emit_derivative, option_at")
         arrays = [f"x{k}" for k in range(len(spec.inputs))]
         return head.format(
+            **_inlined_header(),
             name=spec.name,
             family=FAMILY_OF.get(spec.name, "multi_input"),
             helpers=f"from ..typed_math import {', '.join(helpers)}\n" if helpers else "",
@@ -128,6 +170,7 @@ def module_source(spec: ElementwiseLoss) -> str:
             arguments=arguments.replace("x[i]", "x0[i]"),
         ).lstrip("\n")
     return _MODULE.format(
+        **_inlined_header(),
         name=spec.name,
         family=FAMILY_OF.get(spec.name, "multi_input"),
         helpers=f"from ..typed_math import {', '.join(helpers)}\n" if helpers else "",
@@ -137,6 +180,10 @@ def module_source(spec: ElementwiseLoss) -> str:
         summary=f"Loss, d1 and d2 of lossk.{spec.name}, weighted, scaled and stored (see the module docstring).",
         arguments=arguments,
     )
+
+
+def _inlined_header() -> dict[str, str]:
+    return {"inlined": ", ".join(f"``{name}.py``" for name in inlined_modules()), "digest": inlined_sources_digest()}
 
 
 def expected_files() -> dict[Path, str]:

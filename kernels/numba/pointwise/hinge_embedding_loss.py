@@ -2,6 +2,8 @@
 
 Regenerate with ``python -m lossk._losses.generate``. ``element`` is the spec's scalar formulation,
 ``kernel`` the loop every elementwise loss shares (``kernels/numba/elementwise.py`` documents its arguments).
+Kernel sources inlined (``elementwise.py``, ``typed_math.py``, ``vecmath.py``), SHA-256:
+afb30ef66a050383d91640319fd4d43b2d373fcb4263ed03dc2ffcb2bd6db147
 """
 
 import numpy as np
