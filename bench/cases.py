@@ -241,7 +241,7 @@ def _several_pass(spec: ElementwiseLoss) -> Callable[..., tuple[Any, Any]]:
 
     def several_pass(xp: ModuleType, input: Any, target: Any, **options: Any) -> tuple[Any, Any]:
         loss, d1, _ = spec.formula(xp, input, target, order=1, **_formula_options(spec, options))
-        return xp.mean(loss), d1 * (1.0 / input.size)
+        return xp.mean(loss), d1 * (1.0 / math.prod(input.shape))  # math.prod: a tensor's size is a method
 
     several_pass.__name__ = f"several_pass_{spec.name}"
     return several_pass
@@ -289,6 +289,79 @@ def elementwise_cases() -> list[Case]:
 _FIRST = ("mse_loss", "l1_loss", "huber_loss", "smooth_l1_loss", "binary_cross_entropy_with_logits")
 
 
+class MultiInput(Layout):
+    """The inputs of a multi-input loss (``lossk._losses.multi_input``), each of n float32 values drawn from
+    its spec's domain, one gradient per differentiable input: 4 bytes per input and per gradient and element.
+    A row-mean loss takes (rows, classes): one number n means ``ROW_CLASSES`` classes, n // ``ROW_CLASSES`` rows.
+    """
+
+    ROW_CLASSES = 64
+
+    def __init__(self, spec: ElementwiseLoss) -> None:
+        self.spec = spec
+        self.description = (f"{', '.join(spec.inputs)} read once, {len(spec.differentiable)} gradient(s) written "
+                            f"once: {4 * (len(spec.inputs) + len(spec.differentiable))} bytes per element")
+
+    def shape(self, requested: Shape) -> Shape:
+        n = math.prod(requested)
+        if not self.spec.row_mean:
+            return (n,)
+        if len(requested) == 2:
+            return requested
+        classes = min(n, self.ROW_CLASSES)
+        return (max(1, n // classes), classes)
+
+    def sweep(self, *, quick: bool, gpu: bool) -> list[Shape]:
+        return [self.shape(s) for s in Elementwise(self.spec).sweep(quick=quick, gpu=gpu)]
+
+    def inputs(self, shape: Shape, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+        drawn = self.spec.domain.draw(rng, shape, _scalar_options(self.spec), True)
+        return tuple(np.asarray(drawn[name], dtype=np.float32) for name in self.spec.inputs)
+
+    def min_bytes(self, shape: Shape) -> int:
+        return (len(self.spec.inputs) + len(self.spec.differentiable)) * math.prod(shape) * FLOAT32_BYTES
+
+
+def _several_pass_multi(spec: ElementwiseLoss) -> Callable[..., tuple[Any, Any]]:
+    """The spec's array formulation and the mean's gradients (a row-mean loss's mean over rows of row means
+    is the mean over every element: the rows are equally long)."""
+
+    def several_pass(xp: ModuleType, *arrays: Any, **options: Any) -> tuple[Any, Any]:
+        loss, d1, _ = spec.formula(xp, *arrays, order=1, **_formula_options(spec, options))
+        scale = 1.0 / arrays[0].size
+        return xp.mean(loss), tuple(d * scale for d in d1) if isinstance(d1, tuple) else d1 * scale
+
+    several_pass.__name__ = f"several_pass_{spec.name}"
+    return several_pass
+
+
+def _jax_multi(spec: ElementwiseLoss) -> Callable[..., Any]:
+    """The spec's array formulation on ``jax.numpy`` (the mean over every element, as above)."""
+
+    def jax_loss(jnp: ModuleType, *arrays: Any, **options: Any) -> Any:
+        loss, _, _ = spec.formula(jnp, *arrays, order=0, **_formula_options(spec, options))
+        return jnp.mean(loss)
+
+    jax_loss.__name__ = f"jax_{spec.name}"
+    return jax_loss
+
+
+def multi_input_cases() -> list[Case]:
+    """A case per multi-input loss of the spec table (``lossk._losses.multi_input``): its domain's data, its
+    default options, its array formulation as the NumPy and JAX peers, PyTorch where PyTorch has the loss;
+    every differentiable input differentiated."""
+    from lossk._losses.multi_input import LOSSES
+
+    return [
+        Case(
+            spec.name.removesuffix("_loss"), spec.name, spec.torch_function, MultiInput(spec), _several_pass_multi(spec),
+            _jax_multi(spec), MappingProxyType(_scalar_options(spec)),
+            differentiable=tuple(spec.inputs.index(name) for name in spec.differentiable),
+        )
+        for spec in LOSSES
+    ]
+
+
 def _cross_entropy(xp: ModuleType, logits: Any, target: Any) -> tuple[Any, Any]:
     rows = xp.arange(logits.shape[0])
     shifted = logits - xp.max(logits, axis=1, keepdims=True)
@@ -334,6 +407,7 @@ CASES: dict[str, Case] = {
     case.name: case
     for case in (
         *elementwise_cases(),
+        *multi_input_cases(),
         Case(
             "cross_entropy",
             "cross_entropy",

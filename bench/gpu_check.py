@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-GPU_TESTS = "tests/test_cuda_gpu.py"
+GPU_TESTS = ("tests/test_cuda_gpu.py", "tests/test_cuda_gpu_multi_input.py")
 OUTPUT_FILES = ("state.json", "junit.xml", "failures.txt", "sanitizer.txt", "bench.json", "bench.png",
                 "determinism.json", "log.txt")
 VERSIONS = ("torch", "cupy", "triton", "numpy", "ml_dtypes", "array_api_compat", "liger_kernel", "cut_cross_entropy",
@@ -182,7 +182,7 @@ def pytest_selection(previous: Path | None, all_ids: Callable[[], list[str]]) ->
 def collect_gpu_tests() -> list[str]:
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "--collect-only", "-q", "-m", "gpu", "-o", "addopts=", "-p", "no:cacheprovider",
-         GPU_TESTS], capture_output=True, text=True, cwd=ROOT, check=False,
+         *GPU_TESTS], capture_output=True, text=True, cwd=ROOT, check=False,
     )
     return [line.strip() for line in result.stdout.splitlines() if "::" in line]
 
@@ -217,6 +217,10 @@ SANITIZER_CASES: dict[str, tuple[str, tuple[int, ...], dict[str, Any]]] = {
     "cross_entropy-streamed-long": ("cross_entropy", (3, 2**21), {}),
     "cross_entropy-forward-only": ("cross_entropy", (65, 4000), {"forward_only": True}),
     "nll_loss": ("nll_loss", (129, 33, 3), {"weight": True}),
+    # multi_input.cu (odd size: vector body and scalar tail; a broadcast var), and the row-mean elementwise loss
+    "gaussian_nll_loss": ("gaussian_nll_loss", (1031, 17), {"broadcast": "var"}),
+    "margin_ranking_loss": ("margin_ranking_loss", (1031, 17), {}),
+    "multilabel_soft_margin_loss": ("multilabel_soft_margin_loss", (1031, 17), {"weight": True}),
 }
 """Small inputs, one of each kernel path: compute-sanitizer slows every launch by orders of magnitude."""
 
@@ -254,6 +258,10 @@ def run_sanitizer_cases(names: list[str]) -> int:
             else:
                 for reduction in ("mean", "none"):
                     lossk.cross_entropy.value_and_grad(x.copy(), y, backend="cupy", reduction=reduction, **options)
+        elif loss in MULTI_INPUT:
+            arrays, options = multi_input_arrays(loss, shape, options, rng)
+            for reduction in ("mean", "none"):
+                getattr(lossk, loss).value_and_grad(*arrays, backend="cupy", reduction=reduction, **options)
         else:
             y = cupy.asarray(rng.integers(0, shape[1], (shape[0], *shape[2:])))
             weight = cupy.asarray(rng.uniform(size=shape[1]).astype(np.float32))
@@ -286,7 +294,34 @@ DETERMINISM_FAMILIES: dict[str, tuple[str, tuple[int, ...], dict[str, Any]]] = {
     "cross_entropy cluster of 8": ("cross_entropy", (257, 131072), {"z_loss": 1e-4}),
     "cross_entropy streamed (probabilities)": ("cross_entropy", (513, 2000), {"probability": True}),
     "nll_loss": ("nll_loss", (3001, 1031), {}),
+    "multi_input gaussian_nll_loss": ("gaussian_nll_loss", (2**22 + 3,), {}),
+    "multi_input gaussian_nll_loss, var per row": ("gaussian_nll_loss", (4097, 1025), {"broadcast": "var"}),
+    "multi_input margin_ranking_loss": ("margin_ranking_loss", (2**22 + 3,), {}),
+    "row mean multilabel_soft_margin_loss": ("multilabel_soft_margin_loss", (4097, 1025), {"weight": True}),
 }
+
+MULTI_INPUT = ("gaussian_nll_loss", "margin_ranking_loss", "multilabel_soft_margin_loss")
+"""The losses of ``lossk._losses.multi_input`` (their inputs drawn from their specs' domains)."""
+
+
+def multi_input_arrays(loss: str, shape: tuple[int, ...], options: dict[str, Any], rng: Any) -> tuple[tuple, dict]:
+    """CuPy float32 inputs of a multi-input loss, drawn from its spec's domain, and its options: ``broadcast``
+    names an input given with its last axis of length 1, ``weight`` asks for class weights."""
+    import cupy
+    import numpy as np
+
+    from lossk._losses.multi_input import LOSSES
+
+    spec = next(s for s in LOSSES if s.name == loss)
+    options = dict(options)
+    broadcast = options.pop("broadcast", None)
+    drawn = spec.domain.draw(rng, shape, {o.name: o.default for o in spec.keyword_options}, True)
+    arrays = tuple(
+        cupy.asarray(drawn[name][..., :1] if name == broadcast else drawn[name], dtype=np.float32) for name in spec.inputs
+    )
+    if options.pop("weight", False):
+        options["weight"] = cupy.asarray(rng.uniform(size=shape[-1]).astype(np.float32))
+    return arrays, options
 
 
 def check_determinism(names: list[str], runs: int = 3) -> dict[str, Any]:
@@ -312,6 +347,13 @@ def _determinism_of(name: str, runs: int, rng: Any) -> dict[str, Any]:
     import lossk
 
     loss, shape, options = DETERMINISM_FAMILIES[name]
+    if loss in MULTI_INPUT:
+        arrays, options = multi_input_arrays(loss, shape, options, rng)
+        results = [getattr(lossk, loss).value_and_grad(*arrays, backend="cupy", **options) for _ in range(runs)]
+        grad_bytes = {b"".join(g.get().tobytes() for g in (r[1] if isinstance(r[1], tuple) else (r[1],)))
+                      for r in results}
+        return {"loss_identical": len({r[0].get().tobytes() for r in results}) == 1,
+                "grad_identical": len(grad_bytes) == 1, "loss": float(results[0][0].get()), "runs": runs}
     options = dict(options)
     x = cupy.asarray(rng.normal(size=shape).astype(np.float32))
     if loss in ("cross_entropy", "nll_loss"):
@@ -400,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "pytest-args":
         # writes the tests to run, one per line, into the file named; exit status 3 when there is none
         selection = pytest_selection(previous, collect_gpu_tests)
-        lines = [GPU_TESTS] if selection is None else selection
+        lines = list(GPU_TESTS) if selection is None else selection
         (Path(args.rest[0])).write_text("\n".join(lines) + "\n")
         state = read_state(out)
         state["pytest_selection"] = "all" if selection is None else len(selection)

@@ -24,10 +24,11 @@ from pathlib import Path
 
 import pytest
 
-from lossk._backends.cupy import compiler, elementwise_losses, sources, specialisation
+from lossk._backends.cupy import compiler, elementwise_losses, multi_input, sources, specialisation
 from lossk._backends.cupy.specialisation import CrossEntropyLayout, OptionLayout, Specialisation
 from lossk._backends.cupy.class_losses import with_hessian
 from lossk._losses import ELEMENTWISE_LOSSES
+from lossk._losses.multi_input import LOSSES as MULTI_INPUT_LOSSES
 
 NVCC = shutil.which("nvcc")
 FLOATS = ("float32", "float64", "float16", "bfloat16")
@@ -36,6 +37,7 @@ INDICES = ("int64", "int32", "int16", "int8", "uint8")
 KERNELS = {
     "elementwise.cu": ("lossk_elementwise", "lossk_sum_partials", "lossk_finish", "lossk_finish_acc"),
     "cross_entropy.cu": ("lossk_cross_entropy", "lossk_cross_entropy_finish"),
+    "multi_input.cu": ("lossk_multi_input", "lossk_multi_input_finish"),
     "nll_loss.cu": (
         "lossk_nll_rows", "lossk_nll_finish", "lossk_nll_grad", "lossk_class_divisor_partials",
         "lossk_class_divisor_finish",
@@ -70,6 +72,38 @@ def _elementwise_variants(loss: str) -> list[Specialisation]:
     return found
 
 
+MULTI_INPUT = {spec.name: spec for spec in MULTI_INPUT_LOSSES}
+
+
+def _multi_input(loss: str, dtype: str, other: str | None = None, **changes: object) -> Specialisation:
+    options: dict[str, object] = {"compute_grad": True, "reduce": True, "grad_output_array": False}
+    options.update(changes)
+    return specialisation.multi_input(MULTI_INPUT[loss], dtype, other or dtype, **options)  # type: ignore[arg-type]
+
+
+def _multi_input_variants() -> list[Specialisation]:
+    """The multi-input losses: each two-gradient loss in every dtype between them, the Hessian, 'none' with an
+    upstream array, mixed dtypes and each flag's other value; the row-mean loss through elementwise.cu with
+    class weights (periodic) and 'none'. Few variants: each costs an nvcc and an NVRTC compile in CI."""
+    found = [
+        _multi_input("gaussian_nll_loss", "float32"),
+        _multi_input("gaussian_nll_loss", "float64"),
+        _multi_input("gaussian_nll_loss", "float16", "float32", flags={"full": True}, compute_hess=True, reduce=False,
+                     grad_output_array=True),
+        _multi_input("margin_ranking_loss", "float32"),
+        _multi_input("margin_ranking_loss", "bfloat16", compute_hess=True, reduce=False, grad_output_array=True),
+        _multi_input("margin_ranking_loss", "float32", compute_grad=False),
+    ]
+    row_mean = MULTI_INPUT["multilabel_soft_margin_loss"]
+    found += [
+        specialisation.elementwise(row_mean, "float32", "float32", weight=OptionLayout.PERIODIC, compute_grad=True,
+                                   reduce=True, grad_output_array=False),
+        specialisation.elementwise(row_mean, "bfloat16", "bfloat16", weight=OptionLayout.NONE, compute_grad=True,
+                                   compute_hess=True, reduce=False, grad_output_array=True),
+    ]
+    return found
+
+
 def _cross_entropy(dtype: str, target: str = "int64", **changes: object) -> Specialisation:
     options: dict[str, object] = {
         "probability_target": False, "weight": False, "smoothing": False, "softcap": False, "z_loss": False,
@@ -93,6 +127,7 @@ def variants() -> list[Specialisation]:
     found += [_elementwise("smooth_l1_loss", "float16", target="float32"), _elementwise("mse_loss", "float32", target="float64")]
     found += [_elementwise("mse_loss", "bfloat16", target="float16", weight=OptionLayout.FULL, reduce=False)]
     found += [specialisation.weight_sums(acc) for acc in ("float32", "float64")]
+    found += _multi_input_variants()
     # cross-entropy: every layout and cluster size in every dtype, then every option, target type and block size
     layouts = [(CrossEntropyLayout.ROWS_STREAMED, 1), (CrossEntropyLayout.THREAD_PER_ROW, 1)]
     layouts += [(CrossEntropyLayout.ROWS_SHARED, c) for c in (1, 2, 4, 8)]
@@ -153,6 +188,12 @@ OLDER_GPU_VARIANTS = older_gpu_variants()
 
 def test_the_variants_cover_every_source() -> None:
     assert {v.source for v in VARIANTS} == set(sources.cuda_sources()) == set(KERNELS)
+
+
+def test_every_multi_input_loss_served_on_the_gpu_is_compiled() -> None:
+    compiled = {dict(v.defines).get("LOSSK_ELEMENT") for v in VARIANTS}
+    assert {MULTI_INPUT[name].cuda_function for name in multi_input.IMPLEMENTATIONS} <= compiled
+    assert set(multi_input.IMPLEMENTATIONS) == set(MULTI_INPUT)  # every multi-input loss has a CUDA kernel
 
 
 @pytest.mark.skipif(NVCC is None, reason="nvcc is not installed here")

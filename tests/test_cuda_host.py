@@ -16,7 +16,7 @@ import torch
 from lossk import _dispatch
 from lossk._losses import ELEMENTWISE_LOSSES
 from lossk._backends.cupy import (
-    arguments, compiler, elementwise_losses, interop, launch, layout, scaling, sources, specialisation,
+    arguments, compiler, elementwise_losses, interop, launch, layout, multi_input, scaling, sources, specialisation,
 )
 from lossk._backends.cupy.launch import plan_cross_entropy
 from lossk._backends.cupy.specialisation import CrossEntropyLayout, OptionLayout
@@ -326,7 +326,7 @@ def test_contiguity_and_class_layout() -> None:
 
 
 def test_sources_inline_their_headers_once() -> None:
-    assert sources.cuda_sources() == ["cross_entropy.cu", "elementwise.cu", "nll_loss.cu"]
+    assert sources.cuda_sources() == ["cross_entropy.cu", "elementwise.cu", "multi_input.cu", "nll_loss.cu"]
     for name in sources.cuda_sources():
         text = sources.kernel_source(name)
         assert not re.search(r'^\s*#\s*include\s+"', text, re.MULTILINE), name
@@ -375,6 +375,8 @@ def _dummy_arguments(builder: object, accumulator: str) -> tuple:
             values[name] = ((16, 16),) * arguments.ELEMENTWISE_ARRAY_SLOTS
         if name == "scalars":
             values[name] = (0.5,) * arguments.ELEMENTWISE_SCALAR_SLOTS
+        if name in ("inputs", "grads", "hessians"):  # lossk_multi_input's pointer groups
+            values[name] = (16,) * (3 if name == "inputs" else 2)
     return builder(**values)  # type: ignore[operator]
 
 
@@ -393,6 +395,8 @@ def _dummy_arguments(builder: object, accumulator: str) -> tuple:
         ("nll_loss.cu", "lossk_nll_rows", arguments.nll_rows),
         ("nll_loss.cu", "lossk_nll_finish", arguments.nll_finish),
         ("nll_loss.cu", "lossk_nll_grad", arguments.nll_grad),
+        ("multi_input.cu", "lossk_multi_input", arguments.multi_input),
+        ("multi_input.cu", "lossk_multi_input_finish", arguments.multi_input_finish),
     ],
 )
 def test_argument_tuples_match_the_kernel_parameters(source: str, kernel: str, builder: object, accumulator: str) -> None:
@@ -406,6 +410,7 @@ def test_every_launched_kernel_exists_in_its_source() -> None:
     host = "".join(inspect.getsource(m) for m in (
         __import__("lossk._backends.cupy.elementwise_losses", fromlist=["x"]),
         __import__("lossk._backends.cupy.class_losses", fromlist=["x"]),
+        __import__("lossk._backends.cupy.multi_input", fromlist=["x"]),
     ))
     launched = set(re.findall(r'"(lossk_[a-z_]+)"', host))
     defined = set()
@@ -422,6 +427,7 @@ def test_host_constants_match_the_sources() -> None:
     assert define("elementwise.cu", "FINISH_THREADS") == launch.FINISH_THREADS
     assert define("nll_loss.cu", "CLASS_THREADS") == launch.CLASS_THREADS
     assert define("nll_loss.cu", "NLL_GRAD_THREADS") == launch.CLASS_THREADS
+    assert define("multi_input.cu", "MULTI_INPUT_THREADS") == launch.ELEMENTWISE_THREADS
 
 
 # ---- scaling and interop decisions --------------------------------------------------------------------------
@@ -481,7 +487,7 @@ def test_external_streams_use_from_external_where_cupy_has_it() -> None:
 
 # ---- registration and dispatch ------------------------------------------------------------------------------
 
-LOSSES = (*elementwise_losses.IMPLEMENTATIONS, "cross_entropy", "nll_loss")
+LOSSES = (*elementwise_losses.IMPLEMENTATIONS, *multi_input.IMPLEMENTATIONS, "cross_entropy", "nll_loss")
 
 
 @pytest.mark.parametrize("loss", LOSSES)
@@ -559,6 +565,7 @@ def launches(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
     recorded: list[dict] = []
     monkeypatch.setattr(elementwise_losses, "DeviceArrays", HostArrays)
     monkeypatch.setattr(class_losses, "DeviceArrays", HostArrays)
+    monkeypatch.setattr(multi_input, "DeviceArrays", HostArrays)
     monkeypatch.setattr(compiler, "device_properties", lambda device: (H100_SMS, H100_SHARED_OPTIN))
     monkeypatch.setattr(compiler, "compute_capability", lambda device: (9, 0))
     monkeypatch.setattr(compiler, "resident_blocks", lambda spec, kernel, threads, shared, device: 6)
@@ -1008,3 +1015,155 @@ def test_emulated_kernel_hessian_matches_the_reference(probability: bool, seed: 
         np.testing.assert_allclose(loss if reduction == "none" else loss.sum(), expected_loss, rtol=1e-11, atol=1e-11)
         np.testing.assert_allclose(grad, expected[1], rtol=1e-10, atol=1e-12)
         np.testing.assert_allclose(hess, expected[2], rtol=1e-10, atol=1e-12)
+
+
+# ---- the multi-input losses (multi_input.cu, and the row-mean loss on elementwise.cu) ------------------------
+
+MULTI_INPUT = {spec.name: spec for spec in multi_input.LOSSES}
+
+
+@pytest.mark.parametrize("loss", sorted(MULTI_INPUT))
+def test_every_multi_input_spec_has_its_device_function(loss: str) -> None:
+    spec = MULTI_INPUT[loss]
+    two_gradients = len(spec.differentiable) == 2
+    header = "multi_input.cuh" if two_gradients else "pointwise.cuh"
+    signature = re.search(rf"void {spec.cuda_function}\(([^)]*)\)", sources.read_text(header))
+    assert signature, f"kernels/cuda/{header} has no device function {spec.cuda_function} (see its header)"
+    parameters = [p.split()[0] for p in signature.group(1).split(",")]
+    kinds = [kind for kind, _ in specialisation.element_options(spec)]
+    outputs = 5 if two_gradients else 3  # loss, then d1 and d2 of each differentiable input
+    expected = [*("ACC" for _ in spec.inputs), *("bool" if k == "flag" else "ACC" for k in kinds), *("ACC&",) * outputs]
+    assert parameters == expected, f"{spec.cuda_function}({signature.group(1)}): options in the spec's order, {kinds}"
+    assert loss in multi_input.IMPLEMENTATIONS
+
+
+def _multi_arrays(loss: str, shape: tuple[int, ...], dtype: str, seed: int = 3) -> list[np.ndarray]:
+    spec = MULTI_INPUT[loss]
+    drawn = spec.domain.draw(np.random.default_rng(seed), shape, {o.name: o.default for o in spec.keyword_options}, False)
+    return [np.asarray(drawn[name], dtype=dtype) for name in spec.inputs]
+
+
+def _element_arguments(flags: dict, args: dict) -> list[object]:
+    """The option arguments the device function receives, read back from LOSSK_ELEMENT_OPTIONS and the launch."""
+    values: list[object] = []
+    for token in filter(None, str(flags["LOSSK_ELEMENT_OPTIONS"]).split("LOSSK_COMMA")):
+        scalar = re.fullmatch(r"\(LOSSK_SCALAR\((\d)\)\)", token)
+        values.append(float(args[f"scalar{scalar.group(1)}"]) if scalar else {"(true)": True, "(false)": False}[token])
+    return values
+
+
+def _emulated_multi_input(spec: object, launches: list[dict], arrays: list[np.ndarray], upstream: np.ndarray | None):
+    """lossk_multi_input and its finish, emulated in float64 from the recorded launches: the device function is
+    the spec's scalar element (the same operations as multi_input.cuh) on what the kernel reads, with the
+    options, grad_scale, upstream array and loss_scale the host passed."""
+    main = next(c for c in launches if c["kernel"] == "lossk_multi_input")
+    flags, args = dict(main["spec"].defines), _named(main)
+    options = _element_arguments(flags, args)
+    names = {code: name for name, code in specialisation.DTYPE_CODES.items()}
+    other = interop.numpy_dtype(names[flags["LOSSK_TARGET"]])
+    shape = arrays[0].shape
+    read = [arrays[0].astype(np.float64).reshape(-1)]
+    read += [np.broadcast_to(a, shape).astype(other).astype(np.float64).reshape(-1) for a in arrays[1:]]
+    n = int(args["n"])
+    assert n == read[0].size
+    values = np.array([spec.element(*(r[i] for r in read), *options) for i in range(n)]).reshape(n, 5).T
+    factor = float(args["grad_scale"]) * (upstream.astype(np.float64).reshape(-1) if flags["LOSSK_GRAD_OUTPUT"] else 1.0)
+    if flags["LOSSK_REDUCE"]:
+        finish = _named(next(c for c in launches if c["kernel"] == "lossk_multi_input_finish"))
+        assert int(finish["count"]) == main["grid"]
+        loss = values[0].sum() * float(finish["loss_scale"])
+    else:
+        loss = values[0].reshape(shape)
+    return loss, [(v * factor).reshape(shape) for v in values[1:3]], [(v * factor).reshape(shape) for v in values[3:5]]
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize(("loss", "options"), [
+    ("gaussian_nll_loss", {"full": False, "eps": 1e-6}), ("gaussian_nll_loss", {"full": True, "eps": 0.5}),
+    ("margin_ranking_loss", {"margin": 0.25}),
+])
+def test_emulated_multi_input_kernel_matches_the_reference(launches: list[dict], loss: str, options: dict,
+                                                           reduction: str) -> None:
+    """The host's launch of multi_input.cu (options, scales, upstream, buffers), emulated in float64 against
+    the reference's value, gradients and second derivatives; a broadcast second input is materialised."""
+    from lossk._hessian import key
+    from lossk._multi_input import evaluate
+
+    spec = MULTI_INPUT[loss]
+    arrays = _multi_arrays(loss, (7, 13), "float64")
+    arrays[1] = np.broadcast_to(arrays[1][:, :1], arrays[1].shape)  # a broadcast view
+    upstream = np.random.default_rng(4).normal(size=(7, 13)) if reduction == "none" else 2.5
+    hessian = _dispatch._REGISTRY[(key(loss), "cupy")].implementation
+    value, grads, hessians = hessian(*arrays, xp=np, reduction=reduction, grad_output=upstream, order=2, **options)
+    _check_signatures(launches)
+    assert [c["kernel"] for c in launches] == ["lossk_multi_input", *(["lossk_multi_input_finish"] if reduction != "none" else [])]
+    main = launches[0]
+    flags, args = dict(main["spec"].defines), _named(main)
+    assert (flags["LOSSK_ELEMENT"], flags["LOSSK_HESS"], flags["LOSSK_GRAD"]) == (spec.cuda_function, 1, 1)
+    pointer = HostArrays(None).pointer
+    assert [int(args[k]) for k in ("grad_first", "grad_second", "hess_first", "hess_second")] == [
+        pointer(a) for a in (*grads, *hessians)]
+    assert int(args["input1"]) != pointer(arrays[1])  # the broadcast view was made contiguous
+    emulated = _emulated_multi_input(spec, launches, arrays, upstream if reduction == "none" else None)
+    expected = evaluate(spec, *(np.broadcast_to(a, arrays[0].shape) for a in arrays), xp=np, reduction=reduction,
+                        grad_output=upstream, order=2, **options)
+    np.testing.assert_allclose(emulated[0], expected[0], rtol=1e-12)
+    for part in (1, 2):
+        for actual, reference in zip(emulated[part], expected[part], strict=True):
+            np.testing.assert_allclose(actual, reference, rtol=1e-12, atol=1e-15)
+    assert value.shape == (() if reduction != "none" else (7, 13)) and all(g.shape == (7, 13) for g in grads)
+
+
+@pytest.mark.parametrize(("dtypes", "other"), [
+    (("float32", "float32", "float32"), "float32"),
+    (("float32", "float64", "float64"), "float64"),  # read as given, cast to ACC in the kernel
+    (("float16", "float32", "float32"), "float32"),
+    (("float32", "float64", "float16"), "float32"),  # two dtypes: both cast to the accumulator
+])
+def test_multi_input_other_inputs_are_read_in_one_dtype(launches: list[dict], dtypes: tuple, other: str) -> None:
+    arrays = [a.astype(d) for a, d in zip(_multi_arrays("gaussian_nll_loss", (1001,), "float64"), dtypes)]
+    _, grads = multi_input.IMPLEMENTATIONS["gaussian_nll_loss"](
+        *arrays, xp=np, reduction="mean", grad_output=None, compute_grad=True, out=None, full=False, eps=1e-6)
+    flags, args = dict(launches[0]["spec"].defines), _named(launches[0])
+    assert flags["LOSSK_INPUT"] == specialisation.DTYPE_CODES[dtypes[0]]
+    assert flags["LOSSK_TARGET"] == specialisation.DTYPE_CODES[other]
+    assert all(g.dtype == np.dtype(dtypes[0]) and g.shape == (1001,) for g in grads)
+    assert math.isclose(float(args["grad_scale"]), 1 / 1001, rel_tol=1e-6)
+
+
+def test_multi_input_writes_into_out_and_in_place(launches: list[dict]) -> None:
+    arrays = _multi_arrays("margin_ranking_loss", (1001,), "float32")
+    out = (np.empty(1001, np.float32), None)
+    _, grads = multi_input.IMPLEMENTATIONS["margin_ranking_loss"](
+        *arrays, xp=np, reduction="sum", grad_output=None, compute_grad=True, out=out, margin=0.0)
+    args = _named(launches[0])
+    assert grads[0] is out[0] and int(args["grad_first"]) == HostArrays(None).pointer(out[0])
+    assert int(args["hess_first"]) == 0 and int(args["loss_out"]) == 0
+    launches.clear()
+    _, grads = multi_input.IMPLEMENTATIONS["margin_ranking_loss"](
+        *arrays, xp=np, reduction="mean", grad_output=None, compute_grad=True, out=(arrays[0], None), margin=0.0)
+    args = _named(launches[0])
+    assert grads[0] is arrays[0] and int(args["input0"]) == int(args["grad_first"])  # in place
+    launches.clear()
+    value, grads = multi_input.IMPLEMENTATIONS["margin_ranking_loss"](
+        *arrays, xp=np, reduction="mean", grad_output=None, compute_grad=False, margin=0.0)
+    args = _named(launches[0])
+    assert grads is None and dict(launches[0]["spec"].defines)["LOSSK_GRAD"] == 0 and int(args["grad_first"]) == 0
+
+
+def test_row_mean_loss_runs_the_elementwise_template(launches: list[dict]) -> None:
+    from lossk._hessian import key
+
+    x, y = _multi_arrays("multilabel_soft_margin_loss", (9, 5), "float32")
+    weight = np.broadcast_to(np.linspace(0.5, 1.5, 5, dtype=np.float32), x.shape)
+    for implementation in (multi_input.IMPLEMENTATIONS["multilabel_soft_margin_loss"],
+                           _dispatch._REGISTRY[(key("multilabel_soft_margin_loss"), "cupy")].implementation):
+        launches.clear()
+        extra = {"compute_grad": True} if implementation.__name__ == "multilabel_soft_margin_loss" else {"order": 2}
+        implementation(x, y, xp=np, reduction="mean", grad_output=None, out=None, weight=weight, **extra)
+        _check_signatures(launches)
+        main = next(c for c in launches if c["kernel"] == "lossk_elementwise")
+        flags, args = dict(main["spec"].defines), _named(main)
+        assert flags["LOSSK_ELEMENT"] == "multilabel_soft_margin_loss_element"
+        assert flags["LOSSK_WEIGHT"] == int(OptionLayout.PERIODIC) and int(args["weight_period"]) == 5
+        assert flags["LOSSK_HESS"] == ("order" in extra)

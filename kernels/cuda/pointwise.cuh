@@ -220,3 +220,15 @@ __device__ __forceinline__ void poisson_loss_element(ACC x, ACC y, ACC& loss, AC
     const ACC e = acc_exp(x);
     loss = e - y * x; d1 = e - y; d2 = e;
 }
+
+// ---- averaged per row (the spec's row_mean: lossk._multi_input applies the mean over the last axis) ----
+
+// multilabel_soft_margin_loss: BCE on logits with a 0/1 target, max(x, 0) - x y + log1p(exp(-|x|)) (no
+// overflow); sigmoid(x) - y with the sigmoid from the same exp(-|x|); sigmoid(x) (1 - sigmoid(x))
+__device__ __forceinline__ void multilabel_soft_margin_loss_element(ACC x, ACC y, ACC& loss, ACC& d1, ACC& d2) {
+    const ACC e = acc_exp(-acc_abs(x));
+    const ACC inv = (ACC)1 / ((ACC)1 + e);
+    loss = (x > (ACC)0 ? x : (ACC)0) - x * y + acc_log1p(e);
+    d1 = (x >= (ACC)0 ? inv : e * inv) - y;
+    d2 = e * inv * inv;
+}

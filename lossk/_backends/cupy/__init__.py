@@ -8,6 +8,6 @@ for sm_90 by ``tests/test_cuda_compile.py``; ``tests/test_cuda_gpu.py`` (``pytes
 kernels against the reference on a device.
 """
 
-from . import class_losses, elementwise_losses
+from . import class_losses, elementwise_losses, multi_input
 
-__all__ = ["class_losses", "elementwise_losses"]
+__all__ = ["class_losses", "elementwise_losses", "multi_input"]

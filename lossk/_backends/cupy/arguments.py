@@ -136,3 +136,25 @@ def nll_grad(
         _index(classes), _index(inner), _index(ignore_index), _flag(vectorised), _acc(grad_scale, accumulator),
         _pointer(upstream), _pointer(divisor),
     )
+
+
+def multi_input(
+    *, inputs: tuple[int, int, int], grad_output: int, grads: tuple[int, int], hessians: tuple[int, int],
+    loss_out: int, partials: int, n: int, vectorised: bool, scalars: tuple[float, ...], grad_scale: float,
+    upstream: int, accumulator: str,
+) -> tuple:
+    """``lossk_multi_input`` (multi_input.cu): the three inputs, then the gradient and second derivative of
+    each differentiable input in the spec's order; ``scalars`` the scalar options (unused slots: 0)."""
+    values = tuple(scalars) + (0.0,) * (ELEMENTWISE_SCALAR_SLOTS - len(scalars))
+    if len(values) != ELEMENTWISE_SCALAR_SLOTS:
+        raise ValueError(f"at most {ELEMENTWISE_SCALAR_SLOTS} scalar options")
+    return (
+        *(_pointer(p) for p in inputs), _pointer(grad_output), *(_pointer(p) for p in grads),
+        *(_pointer(p) for p in hessians), _pointer(loss_out), _pointer(partials), _index(n), _flag(vectorised),
+        *(_acc(v, accumulator) for v in values), _acc(grad_scale, accumulator), _pointer(upstream),
+    )
+
+
+def multi_input_finish(*, partials: int, count: int, loss_scale: float, out: int, accumulator: str) -> tuple:
+    """``lossk_multi_input_finish`` (multi_input.cu)."""
+    return (_pointer(partials), _index(count), _acc(loss_scale, accumulator), _pointer(out))

@@ -57,7 +57,7 @@ def run_elementwise(
 ) -> tuple[Any, Any, Any]:
     """``(loss, grad, hess)`` of the elementwise loss ``loss`` with its validated ``options``."""
     name, options = resolve(loss, options)
-    spec = ELEMENTWISE_LOSSES[name]
+    spec = loss if name == loss.name else ELEMENTWISE_LOSSES[name]  # a row-mean loss is not in the table
     arrays = DeviceArrays(input)
     with arrays.on_device():
         x = arrays.contiguous(input)

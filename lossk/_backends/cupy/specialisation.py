@@ -112,10 +112,11 @@ _DEVICE_FUNCTION = re.compile(r"__device__\s+__forceinline__\s+void\s+(\w+)\s*\(
 
 @functools.cache
 def device_functions() -> frozenset[str]:
-    """The names of the device functions defined in ``pointwise.cuh`` (what ``LOSSK_ELEMENT`` may name)."""
+    """The names of the device functions defined in ``pointwise.cuh`` and ``multi_input.cuh`` (what
+    ``LOSSK_ELEMENT`` may name)."""
     from .sources import read_text
 
-    return frozenset(_DEVICE_FUNCTION.findall(read_text("pointwise.cuh")))
+    return frozenset(_DEVICE_FUNCTION.findall(read_text("pointwise.cuh") + read_text("multi_input.cuh")))
 
 
 def _literal(value: float) -> str:
@@ -156,8 +157,25 @@ def elementwise(
     ``options`` are the layouts of the spec's array options in order (missing ones: NONE), ``flags`` the
     values of its flags (missing ones: their defaults); both are compile-time, scalar options are not.
     """
-    flags = flags or {}
     layouts = tuple(options) + (OptionLayout.NONE,) * (ARRAY_SLOTS - len(options))
+    return Specialisation(
+        "elementwise.cu",
+        (
+            *_element_defines(spec, layouts, flags),
+            ("LOSSK_INPUT", float_code(input_dtype)),
+            ("LOSSK_TARGET", float_code(target_dtype)),
+            ("LOSSK_WEIGHT", int(weight)),
+            *((f"LOSSK_OPTION{k}", int(layout)) for k, layout in enumerate(layouts)),
+            *_pass_defines(compute_grad, compute_hess, reduce, grad_output_array),
+        ),
+    )
+
+
+def _element_defines(
+    spec: ElementwiseLoss, layouts: tuple[OptionLayout, ...], flags: Mapping[str, bool] | None,
+) -> tuple[tuple[str, str], ...]:
+    """``LOSSK_ELEMENT`` and ``LOSSK_ELEMENT_OPTIONS``: the device function and its option arguments."""
+    flags = flags or {}
     arguments = []
     for option, (kind, slot) in zip(spec.formula_options, element_options(spec)):
         if kind == SCALAR_KIND:
@@ -168,31 +186,58 @@ def elementwise(
             arguments.append(_literal(option.neutral))
         else:
             arguments.append(f"(LOSSK_OPTION({slot}))")
-    derivatives = compute_grad or compute_hess
+    return (
+        ("LOSSK_ELEMENT", spec.cuda_function),
+        # no commas or spaces in a -D value (nvcc splits its options at commas): LOSSK_COMMA separates
+        ("LOSSK_ELEMENT_OPTIONS", "".join(a + "LOSSK_COMMA" for a in arguments)),
+    )
+
+
+def multi_input(
+    spec: ElementwiseLoss,
+    input_dtype: Any,
+    other_dtype: Any,
+    *,
+    flags: Mapping[str, bool] | None = None,
+    compute_grad: bool,
+    compute_hess: bool = False,
+    reduce: bool,
+    grad_output_array: bool,
+) -> Specialisation:
+    """The variant of ``multi_input.cu`` for the loss ``spec`` (three inputs, two differentiable, no array
+    options): ``other_dtype`` is the dtype of its second and third inputs, ``flags`` the values of its flags
+    (missing ones: their defaults)."""
+    if len(spec.inputs) != 3 or len(spec.differentiable) != 2 or any(o.kind == ARRAY_KIND for o in spec.formula_options):
+        raise NotImplementedError(f"{spec.name}: multi_input.cu takes three inputs, two differentiable, no array options")
     return Specialisation(
-        "elementwise.cu",
+        "multi_input.cu",
         (
-            ("LOSSK_ELEMENT", spec.cuda_function),
-            # no commas or spaces in a -D value (nvcc splits its options at commas): LOSSK_COMMA separates
-            ("LOSSK_ELEMENT_OPTIONS", "".join(a + "LOSSK_COMMA" for a in arguments)),
+            *_element_defines(spec, (), flags),
             ("LOSSK_INPUT", float_code(input_dtype)),
-            ("LOSSK_TARGET", float_code(target_dtype)),
-            ("LOSSK_WEIGHT", int(weight)),
-            *((f"LOSSK_OPTION{k}", int(layout)) for k, layout in enumerate(layouts)),
-            ("LOSSK_GRAD", int(compute_grad)),
-            ("LOSSK_HESS", int(compute_hess)),
-            ("LOSSK_REDUCE", int(reduce)),
-            ("LOSSK_GRAD_OUTPUT", int(derivatives and grad_output_array)),
-            *_spec_constants(),
+            ("LOSSK_TARGET", float_code(other_dtype)),
+            *_pass_defines(compute_grad, compute_hess, reduce, grad_output_array),
         ),
+    )
+
+
+def _pass_defines(compute_grad: bool, compute_hess: bool, reduce: bool, grad_output_array: bool) -> tuple[tuple[str, int | str], ...]:
+    """What one pass of the elementwise templates writes and reads, and every spec constant."""
+    return (
+        ("LOSSK_GRAD", int(compute_grad)),
+        ("LOSSK_HESS", int(compute_hess)),
+        ("LOSSK_REDUCE", int(reduce)),
+        # no derivative, no upstream array: one variant, not two
+        ("LOSSK_GRAD_OUTPUT", int((compute_grad or compute_hess) and grad_output_array)),
+        *_spec_constants(),
     )
 
 
 @functools.cache
 def _spec_constants() -> tuple[tuple[str, str], ...]:
     from ..._losses import ELEMENTWISE_LOSSES
+    from ..._losses.multi_input import LOSSES
 
-    return constant_defines(ELEMENTWISE_LOSSES)
+    return constant_defines({**ELEMENTWISE_LOSSES, **{spec.name: spec for spec in LOSSES}})
 
 
 def weight_sums(accumulator: Any) -> Specialisation:
