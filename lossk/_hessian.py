@@ -20,6 +20,11 @@ a CUDA Hessian takes the reference, on the device). Their contract::
 
 ``order`` 2 computes both derivatives; ``out`` / ``hess_out`` are passed to implementations registered with ``writes_out=True``, which write into
 them when they can; this module copies into them otherwise.
+
+The multi-input losses (``lossk._multi_input``: ``gaussian_nll_loss``, ``margin_ranking_loss``,
+``multilabel_soft_margin_loss``) register under the same key with their own contract (every input array
+positional; a tuple of gradients and a tuple of Hessian diagonals, one per differentiable argument); their
+``.hessian`` and ``.value_grad_hessian`` run through ``MultiInputLossFunction``, not :func:`value_grad_hessian`.
 """
 
 from __future__ import annotations

@@ -11,15 +11,22 @@ argument, the gradient itself. A gradient is shaped like its
 argument (summed over the axes the argument was broadcast along); an argument given as a Python number (a
 float ``var``) gets ``None``. ``out`` is an array (the first gradient's destination) or a tuple with one
 array or ``None`` per gradient; ``inplace=True`` overwrites the first differentiable argument with its
-gradient.
+gradient. ``.hessian`` returns the diagonal second derivatives, d² loss / d argument², in the same order and
+shapes (weighted, scaled by the reduction and ``grad_output`` like the gradients; ``out`` receives them), and
+``.value_grad_hessian`` ``(loss, grads, hessians)`` from one pass (``out`` the gradients, ``hess_out`` the
+Hessians, each an array or a tuple as above).
 
 The implementation contract (both backends): ``implementation(*arrays, xp, reduction, grad_output,
 compute_grad, **options) -> (loss, grads)``, the arrays all broadcast to the first's shape, ``grads`` a tuple
 of full-shaped gradients (or ``None``); the Numba one also takes ``out`` (a tuple of destinations or ``None``).
+The second derivatives are registered under ``lossk._hessian.key(name)``: ``implementation(*arrays, xp,
+reduction, grad_output, order, [out, hess_out,] **options) -> (loss, grads, hessians)``. A row-mean loss of
+``(input, target)`` has the elementwise contracts (single arrays instead of tuples).
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 from types import ModuleType
 from typing import Any
@@ -28,6 +35,7 @@ import math
 
 from ._array_api import Array, as_array, ieee_arithmetic
 from ._dispatch import register, select
+from ._hessian import key as hessian_key
 from ._loss_function import LossFunction
 from ._reduction import apply_reduction, compute_dtype, upstream_scale
 from ._spec import (
@@ -36,8 +44,25 @@ from ._spec import (
 from ._validation import check_grad_output, check_out
 
 
+_HESSIAN_DOC = """The diagonal second derivatives {hessians} of :func:`lossk.{name}`, each d² loss / d argument²
+shaped like its argument (summed over the axes it was broadcast along; ``None`` for a Python number).
+
+Weighted and scaled by the reduction and ``grad_output`` exactly like ``lossk.{name}.grad``. ``out`` receives
+them (an array for the first, or a tuple with one array or ``None`` per argument). The other arguments are
+those of :func:`lossk.{name}`.
+"""
+
+_VALUE_GRAD_HESSIAN_DOC = """``(loss, grads, hessians)`` of :func:`lossk.{name}` from one pass: the gradients as
+``lossk.{name}.grad`` returns them and the Hessian diagonals {hessians} as ``lossk.{name}.hessian`` does.
+
+``out`` receives the gradients and ``hess_out`` the Hessians (each an array for the first argument's, or a
+tuple with one array or ``None`` per argument; written directly where the backend can).
+"""
+
+
 class MultiInputLossFunction(LossFunction):
-    """A loss of several positional arrays (module docstring): ``.grad`` returns a tuple of gradients."""
+    """A loss of several positional arrays (module docstring): ``.grad`` returns a tuple of gradients and
+    ``.hessian`` a tuple of Hessian diagonals, one per differentiable argument."""
 
     def __init__(self, spec: ElementwiseLoss, module: str) -> None:
         check_supported(spec, multi_input=True)
@@ -51,32 +76,50 @@ class MultiInputLossFunction(LossFunction):
         super().__init__(prepare, name=spec.name, signature=signature, doc=docstring(spec), module=module)
         self._signature = signature
         grads = f"tuple[{', '.join('Array | None' for _ in spec.differentiable)}]" if len(spec.differentiable) > 1 else "Array"
-        self.grad.__signature__ = self.grad.__signature__.replace(return_annotation=grads)
-        self.value_and_grad.__signature__ = self.value_and_grad.__signature__.replace(
-            return_annotation=f"tuple[Array, {grads}]"
-        )
+        for entry, annotation in (
+            (self.grad, grads), (self.value_and_grad, f"tuple[Array, {grads}]"), (self.hessian, grads),
+            (self.value_grad_hessian, f"tuple[Array, {grads}, {grads}]"),
+        ):
+            entry.__signature__ = entry.__signature__.replace(return_annotation=annotation)
+        if len(spec.differentiable) > 1:
+            hessians = f"``({', '.join(f'hess_{n}' for n in spec.differentiable)})``"
+            self.hessian.__doc__ = _HESSIAN_DOC.format(name=spec.name, hessians=hessians)
+            self.value_grad_hessian.__doc__ = _VALUE_GRAD_HESSIAN_DOC.format(name=spec.name, hessians=hessians)
 
     def __call__(self, *arrays: Any, backend: str = "auto", **options: Any) -> Array:
-        loss, _ = self._run(arrays, backend, options, compute_grad=False)
+        loss, _, _ = self._run(arrays, backend, options, order=0)
         return loss
 
     def _grad(
         self, *arrays: Any, grad_output: Any = None, out: Any = None, inplace: bool = False, backend: str = "auto",
         **options: Any,
-    ) -> tuple[Array | None, ...]:
-        _, grads = self._run(arrays, backend, options, grad_output=grad_output, out=out, inplace=inplace)
-        return grads
+    ) -> Any:
+        return self._run(arrays, backend, options, grad_output=grad_output, out=out, inplace=inplace)[1]
 
     def _value_and_grad(
         self, *arrays: Any, grad_output: Any = None, out: Any = None, inplace: bool = False, backend: str = "auto",
         **options: Any,
-    ) -> tuple[Array, tuple[Array | None, ...]]:
-        return self._run(arrays, backend, options, grad_output=grad_output, out=out, inplace=inplace)
+    ) -> tuple[Array, Any]:
+        return self._run(arrays, backend, options, grad_output=grad_output, out=out, inplace=inplace)[:2]
+
+    def _hessian(
+        self, *arrays: Any, grad_output: Any = None, out: Any = None, backend: str = "auto", **options: Any,
+    ) -> Any:
+        return self._run(arrays, backend, options, order=2, grad_output=grad_output, hess_out=out, hess_name="out")[2]
+
+    def _value_grad_hessian(
+        self, *arrays: Any, grad_output: Any = None, out: Any = None, hess_out: Any = None, backend: str = "auto",
+        **options: Any,
+    ) -> tuple[Array, Any, Any]:
+        return self._run(arrays, backend, options, order=2, grad_output=grad_output, out=out, hess_out=hess_out)
 
     def _run(
-        self, arrays: tuple[Any, ...], backend: str, options: dict[str, Any], *, compute_grad: bool = True,
-        grad_output: Any = None, out: Any = None, inplace: bool = False,
-    ) -> tuple[Array, Any]:
+        self, arrays: tuple[Any, ...], backend: str, options: dict[str, Any], *, order: int = 1,
+        grad_output: Any = None, out: Any = None, inplace: bool = False, hess_out: Any = None,
+        hess_name: str = "hess_out",
+    ) -> tuple[Array, Any, Any]:
+        """``(loss, grads, hessians)``: the derivatives up to ``order`` (``None`` above it), each one array per
+        differentiable argument (a tuple of them with more than one); ``hess_name`` names ``hess_out`` in errors."""
         spec = self.spec
         bound = self._signature.bind(*arrays, **options)
         bound.apply_defaults()
@@ -100,61 +143,78 @@ class MultiInputLossFunction(LossFunction):
         shape = tuple(first.shape)
         if spec.row_mean and not shape:
             raise ValueError(f"{first_name} must have at least one dimension (its last axis is averaged), got 0-d")
-        outs: tuple[Any, ...] = ()
-        if compute_grad:
+        k = len(spec.differentiable)
+        outs = hess_outs = (None,) * k
+        if order >= 1:
             loss_shape = shape[:-1] if spec.row_mean else shape
             grad_output = check_grad_output(grad_output, reduction, loss_shape, first)
-            outs = self._destinations(out, inplace, given, constant)
+            if inplace:
+                if out is not None:
+                    raise ValueError("pass either out= or inplace=True, not both")
+                out = given[spec.differentiable[0]]
+            outs = self._destinations(out, "out", given, constant)
+        if order >= 2:
+            hess_outs = self._destinations(hess_out, hess_name, given, constant)
+            if any(o is not None and o is h for o, h in zip(outs, hess_outs)):
+                raise ValueError("out and hess_out must be different arrays")
         row_reduction = reduction
         if spec.row_mean:
             reduction, grad_output = _per_element(xp, reduction, grad_output, shape, first.dtype)
-        registration = select(spec.name, backend, first)
+        registration = select(hessian_key(spec.name) if order >= 2 else spec.name, backend, first)
         extra: dict[str, Any] = {}
         if registration.writes_out:  # only full-shaped destinations can be written by the kernel
-            full = tuple(
-                o if o is not None and tuple(o.shape) == shape else None for o in (outs or (None,) * len(spec.differentiable))
-            )
-            extra["out"] = full if len(spec.differentiable) > 1 else full[0]
-        loss, grads = registration.implementation(
-            *(inputs[n] for n in spec.inputs), xp=xp, reduction=reduction, grad_output=grad_output,
-            compute_grad=compute_grad, **extra, **prepared,
-        )
+            for name, destinations in (("out", outs), ("hess_out", hess_outs))[:max(order, 1)]:
+                full = tuple(o if o is not None and tuple(o.shape) == shape else None for o in destinations)
+                extra[name] = full if k > 1 else full[0]
+        call = {"xp": xp, "reduction": reduction, "grad_output": grad_output, **extra, **prepared}
+        if order >= 2:
+            loss, grads, hessians = registration.implementation(*(inputs[n] for n in spec.inputs), order=2, **call)
+        else:
+            loss, grads = registration.implementation(*(inputs[n] for n in spec.inputs), compute_grad=order >= 1, **call)
+            hessians = None
         if spec.row_mean:
             loss = _row_mean(xp, loss, row_reduction, shape)
-        if not compute_grad:
-            return loss, None
-        if len(spec.differentiable) == 1:
-            grads = (grads,)
-        result = []
-        for k, name in enumerate(spec.differentiable):
-            grad = None if name in constant else _sum_to(xp, grads[k], name, given[name], spec, first)
-            if grad is not None and outs[k] is not None and grad is not outs[k]:
-                outs[k][...] = grad
-                grad = outs[k]
-            result.append(grad)
-        return loss, tuple(result) if len(result) > 1 else result[0]
+        derivatives = [
+            None if d is None else _shaped(xp, d if k > 1 else (d,), destinations, spec, given, constant, first)
+            for d, destinations in ((grads, outs), (hessians, hess_outs))
+        ]
+        return loss, *derivatives
 
-    def _destinations(self, out: Any, inplace: bool, given: dict[str, Any], constant: set[str]) -> tuple[Any, ...]:
-        """``out`` / ``inplace`` as one destination (or ``None``) per differentiable argument, checked."""
+    def _destinations(self, out: Any, name: str, given: dict[str, Any], constant: set[str]) -> tuple[Any, ...]:
+        """``out`` (the argument ``name``) as one destination (or ``None``) per differentiable argument, checked."""
         names = self.spec.differentiable
-        if inplace:
-            if out is not None:
-                raise ValueError("pass either out= or inplace=True, not both")
-            out = given[names[0]]
         if out is None:
             return (None,) * len(names)
         if not isinstance(out, tuple):
             out = (out,) + (None,) * (len(names) - 1)
         if len(out) != len(names):
-            raise ValueError(f"out must be an array or a tuple of {len(names)} (one per gradient: "
+            raise ValueError(f"{name} must be an array or a tuple of {len(names)} (one per derivative: "
                              f"{', '.join(names)}), got a tuple of {len(out)}")
-        for name, destination in zip(names, out):
+        for argument, destination in zip(names, out):
             if destination is None:
                 continue
-            if name in constant:
-                raise ValueError(f"out for {name}: {name} is a Python number, it has no gradient")
-            check_out(destination, given[name], name=f"out for {name}")
+            if argument in constant:
+                raise ValueError(f"{name} for {argument}: {argument} is a Python number, it has no derivative")
+            check_out(destination, given[argument], name=f"{name} for {argument}")
         return out
+
+
+def _shaped(
+    xp: ModuleType, derivatives: tuple[Array, ...], destinations: tuple[Any, ...], spec: ElementwiseLoss,
+    given: dict[str, Any], constant: set[str], first: Array,
+) -> Any:
+    """Full-shaped derivatives (gradients or Hessian diagonals) as the caller gets them: each summed to its
+    argument's shape (the diagonal of a broadcast argument's Hessian is the sum of the per-element second
+    derivatives it feeds, as its gradient is of the first), written into its destination, ``None`` for a Python
+    number; a tuple with several differentiable arguments."""
+    result = []
+    for derivative, destination, name in zip(derivatives, destinations, spec.differentiable):
+        value = None if name in constant else _sum_to(xp, derivative, name, given[name], spec, first)
+        if value is not None and destination is not None and value is not destination:
+            destination[...] = value
+            value = destination
+        result.append(value)
+    return tuple(result) if len(result) > 1 else result[0]
 
 
 def _per_element(xp: ModuleType, reduction: str, grad_output: Any, shape: tuple[int, ...], dtype: Any) -> tuple[str, Any]:
@@ -257,14 +317,17 @@ def implementation(spec: ElementwiseLoss):
 
 
 def register_all() -> None:
-    """Register every multi-input loss of the table as the ``array_api`` backend."""
+    """Register every multi-input loss of the table as the ``array_api`` backend: its ``(loss, grads)`` and,
+    under ``lossk._hessian.key``, its ``(loss, grads, hessians)``."""
     from ._losses.multi_input import LOSSES
 
     from ._reference import _elementwise
     from ._spec import is_multi_input
 
     for spec in LOSSES:  # a row-mean loss of (input, target) runs the elementwise reference
-        register(spec.name, "array_api")(implementation(spec) if is_multi_input(spec) else _elementwise.implementation(spec))
+        multi = is_multi_input(spec)
+        register(spec.name, "array_api")(implementation(spec) if multi else _elementwise.implementation(spec))
+        register(hessian_key(spec.name), "array_api")(functools.partial(evaluate if multi else _elementwise.evaluate, spec))
 
 
 # ---- public functions and classes -------------------------------------------------------------------------

@@ -36,8 +36,8 @@ Hessians
 ``hessian="exact"`` hands the library the exact second derivative. Some losses have a Hessian that is zero
 on a set the booster cannot step from (a leaf whose Hessian sums to zero gets no split and no Newton
 step: XGBoost's ``min_child_weight``, LightGBM's ``min_sum_hessian_in_leaf``), or negative (cross-entropy
-through a soft-cap); ``hessian="surrogate"`` (default) gives a positive stand-in,
-``max(exact, c · weight)``, with ``c`` from :data:`SURROGATE_CURVATURE`:
+through a soft-cap, the focal loss, some Tweedie powers); ``hessian="surrogate"`` (default) gives a positive
+stand-in, ``max(exact, floor · weight)``. The floor is a constant ``c`` from :data:`SURROGATE_CURVATURE`:
 
 - ``l1_loss``: ``c = 1``, as LightGBM's ``regression_l1`` and XGBoost's ``reg:absoluteerror`` (which then
   refit each leaf to the residuals' median) and scikit-learn's ``AbsoluteError`` (Hessian 1, "a placeholder");
@@ -47,7 +47,26 @@ through a soft-cap); ``hessian="surrogate"`` (default) gives a positive stand-in
 - ``pinball_loss``: ``c = 1``, as LightGBM's ``quantile`` objective (``RegressionQuantileloss``: Hessian =
   weight, leaves refit to the residuals' quantile);
 - every other loss: ``c = 0`` — negative values clipped to 0, as XGBoost does with custom objectives
-  (its maintainers, dmlc/xgboost#10105).
+  (its maintainers, dmlc/xgboost#10105),
+
+or, for the losses of :data:`SURROGATE_HESSIAN`, a positive value per element:
+
+- ``sigmoid_focal_loss``: ``a_t q^gamma p (1 - p)`` (``p = sigmoid(x)``, ``q = 1 - p_t``, ``a_t`` the class
+  weight; ``lossk._losses.binary``): the focal loss's Hessian with its modulating factor ``a_t q^gamma`` held
+  fixed at the current margin, i.e. the BCE Hessian reweighted per sample by the focal factor — the first
+  term of the exact Hessian, whose other terms carry ``gamma`` and turn it negative on the well-classified
+  side. A generalised Gauss-Newton (IRLS) step, equal to the exact Hessian at ``gamma = 0`` (BCE), positive
+  wherever ``p (1 - p)`` is (derived here; the exact expansion is in ``lossk._losses.binary``);
+- ``tweedie_loss`` with ``power`` 0 or above 2 (where the exact Hessian turns negative for targets far from
+  the mean): ``exp((2 - power) x)``, the expected (Fisher) Hessian ``E_y[d² loss / dx²]`` at
+  ``E[y] = mu = exp(x)`` — the working weight ``(d mu / d x)² / V(mu) = mu^(2 - power)`` of Fisher scoring
+  (IRLS) for a log-link GLM with variance ``mu^power`` (McCullagh and Nelder, *Generalized Linear Models*,
+  2nd ed., 1989, chapter 2); at ``power = 0`` the Gauss-Newton Hessian ``exp(2x)`` of half the squared
+  error of ``exp(x)``. For ``1 <= power <= 2`` the exact Hessian is positive and is kept as it is: it is
+  what LightGBM's ``tweedie`` computes (``RegressionTweedieLoss::GetGradients``,
+  ``src/objective/regression_objective.hpp``: ``-y (1 - rho) exp((1 - rho) s) + (2 - rho) exp((2 - rho) s)``),
+  as do XGBoost's ``reg:tweedie`` and scikit-learn's ``HalfTweedieLoss`` (the two boosting libraries take
+  powers between 1 and 2 only); ``tests/test_boosting.py`` trains against the built-in objectives at ``power=1.5``.
 
 Multi-class Hessian scale: lossk gives the exact diagonal ``p (1 - p)``; XGBoost's ``multi:softprob``
 uses ``2 p (1 - p)`` and LightGBM's ``multiclass`` ``K / (K - 1) · p (1 - p)``, so a lossk objective takes
@@ -67,10 +86,10 @@ from typing import Any
 
 import numpy as np
 
-from ._array_api import Array, is_numpy_namespace, namespace_of
+from ._array_api import Array, ieee_arithmetic, is_numpy_namespace, namespace_of
 from ._loss_function import LossFunction
 
-__all__ = ["catboost_objective", "lightgbm_objective", "xgboost_objective", "SURROGATE_CURVATURE"]
+__all__ = ["catboost_objective", "lightgbm_objective", "xgboost_objective", "SURROGATE_CURVATURE", "SURROGATE_HESSIAN"]
 
 HESSIANS = ("exact", "surrogate")
 
@@ -82,7 +101,33 @@ SURROGATE_CURVATURE: dict[str, Callable[[dict[str, Any]], float]] = {
 }
 """``c(options)``: the curvature of a loss's surrogate Hessian ``max(exact, c · weight)`` (module docstring),
 at least the largest value its exact Hessian takes, so that the surrogate is the constant ``c · weight``. Losses not
-listed have ``c = 0``."""
+listed here or in :data:`SURROGATE_HESSIAN` have ``c = 0``."""
+
+
+def _focal_floor(xp: Any, x: Array, t: Array, options: dict[str, Any]) -> Array:
+    """``a_t q^gamma p (1 - p)``: the focal Hessian with its factor ``a_t q^gamma`` held fixed (module docstring)."""
+    alpha, gamma = options["alpha"], options["gamma"]
+    e = xp.exp(-xp.abs(x))
+    inv = 1 / (1 + e)
+    p = xp.where(x >= 0, inv, e * inv)
+    not_p = xp.where(x >= 0, e * inv, inv)  # 1 - p, not formed by subtraction (no cancellation at large x)
+    q = p * (1 - t) + not_p * t
+    a_t = alpha * t + (1 - alpha) * (1 - t) if alpha >= 0 else 1.0
+    return a_t * q**gamma * (p * not_p)
+
+
+def _tweedie_floor(xp: Any, x: Array, y: Array, options: dict[str, Any]) -> Array | None:
+    """``exp((2 - power) x)``, the expected (Fisher) Hessian, for the powers whose exact Hessian can be negative."""
+    power = options["power"]
+    return xp.exp((2 - power) * x) if power == 0 or power > 2 else None
+
+
+SURROGATE_HESSIAN: dict[str, Callable[[Any, Array, Array, dict[str, Any]], Array | None]] = {
+    "sigmoid_focal_loss": _focal_floor,
+    "tweedie_loss": _tweedie_floor,
+}
+"""``floor(xp, margin, label, options)``: a loss's per-element surrogate floor, unweighted (the surrogate is
+``max(exact, floor · weight)``; module docstring); ``None`` where the exact Hessian needs none."""
 
 CLASS_LOSSES = frozenset({"cross_entropy", "nll_loss"})
 """Losses whose margins are ``(n_samples, n_classes)`` and whose labels are class indices."""
@@ -117,7 +162,8 @@ class Objective:
         self.dtype = dtype
         self.backend = backend
         self.options = options
-        self.curvature = SURROGATE_CURVATURE.get(function.name, lambda options: 0.0)({**defaults, **options})
+        self._settings = {**defaults, **options}
+        self.curvature = SURROGATE_CURVATURE.get(function.name, lambda options: 0.0)(self._settings)
         self._device_labels: weakref.WeakKeyDictionary[Any, Array] = weakref.WeakKeyDictionary()
         self._buffers: tuple[Any, np.ndarray, np.ndarray] | None = None
 
@@ -174,7 +220,11 @@ class Objective:
             return grad, hess
         _, grad, hess = self.function.value_grad_hessian(prediction, label, out=out, hess_out=hess_out, **call)
         if self.hessian == "surrogate":
-            floor = xp.asarray(self.curvature, dtype=hess.dtype)
+            floor = None
+            if self.function.name in SURROGATE_HESSIAN:
+                with ieee_arithmetic(xp):  # exp((2 - p) x) may overflow to inf, as the exact Hessian does
+                    floor = SURROGATE_HESSIAN[self.function.name](xp, prediction, label, self._settings)
+            floor = xp.asarray(self.curvature, dtype=hess.dtype) if floor is None else xp.astype(floor, hess.dtype)
             if weight is not None:
                 floor = floor * (weight[:, None] if self.is_multiclass else weight)
             if isinstance(hess, np.ndarray):

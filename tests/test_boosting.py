@@ -400,3 +400,72 @@ def test_log_link_losses_match_builtins(loss, options, xgboost_name, lightgbm_na
     objective = _scaled(boosting.lightgbm_objective(function, **options), lightgbm_factor)
     ours = _lightgbm_margins(lgb, X, y, {**LIGHTGBM, **power}, objective)
     _assert_same_margins(ours, _lightgbm_margins(lgb, X, y, {**LIGHTGBM, **power}, lightgbm_name))
+
+
+def _sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+def test_focal_surrogate_is_the_hessian_with_the_focal_factor_held_fixed():
+    """max(exact, a_t (1 - p_t)^gamma p (1 - p) · weight), the floor written here from its definition; the exact
+    Hessian is negative on the well-classified side, the surrogate positive; at gamma = 0 it is BCE's, exact."""
+    rng = np.random.default_rng(4)
+    x = rng.uniform(-6, 6, 60)
+    t = np.where(rng.random(60) < 0.5, 0.0, 1.0)
+    t[:10] = rng.uniform(0.1, 0.9, 10)  # soft labels
+    weight = rng.uniform(0.5, 2.0, 60)
+    for alpha, gamma in ((0.25, 2.0), (-1.0, 0.5)):
+        options = {"alpha": alpha, "gamma": gamma}
+        exact = boosting.xgboost_objective(lossk.sigmoid_focal_loss, hessian="exact", **options)(t, x, sample_weight=weight)
+        grad, hess = boosting.xgboost_objective(lossk.sigmoid_focal_loss, **options)(t, x, sample_weight=weight)
+        p = _sigmoid(x)
+        p_t = p * t + (1 - p) * (1 - t)
+        a_t = alpha * t + (1 - alpha) * (1 - t) if alpha >= 0 else 1.0
+        floor = a_t * (1 - p_t) ** gamma * p * (1 - p) * weight
+        assert np.any(exact[1] < 0)
+        np.testing.assert_array_equal(grad, exact[0])
+        np.testing.assert_allclose(hess, np.maximum(exact[1], floor), rtol=1e-12, atol=0)
+        assert np.all(hess > 0)
+    bce_like = {"alpha": 0.25, "gamma": 0.0}
+    exact = boosting.xgboost_objective(lossk.sigmoid_focal_loss, hessian="exact", **bce_like)(t, x)[1]
+    np.testing.assert_allclose(boosting.xgboost_objective(lossk.sigmoid_focal_loss, **bce_like)(t, x)[1], exact,
+                               rtol=1e-14)
+
+
+@pytest.mark.parametrize("power", [0.0, 3.0, 1.5])
+def test_tweedie_surrogate_is_the_expected_hessian_where_the_exact_turns_negative(power):
+    """power 0 and > 2: max(exact, exp((2 - power) x) · weight), positive; 1 <= power <= 2: the exact Hessian,
+    positive already (LightGBM's and XGBoost's tweedie objectives)."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(0, 1, 80)
+    y = rng.gamma(2.0, 2.0, 80) * np.where(rng.random(80) < 0.5, 0.05, 1.0)
+    weight = rng.uniform(0.5, 2.0, 80)
+    _, exact = boosting.lightgbm_objective(lossk.tweedie_loss, power=power, hessian="exact")(y, x, weight)
+    _, hess = boosting.lightgbm_objective(lossk.tweedie_loss, power=power)(y, x, weight)
+    if power == 1.5:
+        assert np.all(exact > 0)
+        np.testing.assert_array_equal(hess, exact)
+        return
+    assert np.any(exact < 0)
+    np.testing.assert_allclose(hess, np.maximum(exact, np.exp((2 - power) * x) * weight), rtol=1e-12, atol=0)
+    assert np.all(hess > 0)
+    # the floor is the expected Hessian: averaged over targets of mean exp(x), the exact Hessian equals it
+    mean_target = np.exp(x)
+    _, at_the_mean = boosting.lightgbm_objective(lossk.tweedie_loss, power=power, hessian="exact")(mean_target, x)
+    np.testing.assert_allclose(at_the_mean, np.exp((2 - power) * x), rtol=1e-12)
+
+
+def test_focal_surrogate_objective_trains():
+    """XGBoost with the focal loss's surrogate Hessian: Newton steps that lower the training loss."""
+    xgb = pytest.importorskip("xgboost")
+    X, y = _binary()
+    objective = boosting.xgboost_objective(lossk.sigmoid_focal_loss, alpha=0.25, gamma=2.0)
+    labels = y.astype(np.float64)
+
+    def mean_loss(margins):
+        return float(lossk.sigmoid_focal_loss(np.asarray(margins, np.float64), labels, reduction="mean"))
+
+    start = mean_loss(np.zeros(len(y)))
+    one, four = (mean_loss(_xgboost_margins(xgb, X, y, {**XGBOOST, "base_score": 0.0}, objective, rounds=rounds))
+                 for rounds in (1, 4))
+    assert four < one < start

@@ -6,7 +6,8 @@ Cross-entropy's diagonal is checked three ways: against central differences of t
 torch-written z-loss / soft-cap oracle where PyTorch has neither), and the fused Numba kernel against the
 reference. The elementwise losses' ``d2`` is checked against finite differences and the reference by the
 spec's own tests (``test_finite_differences.py``, ``test_numba_elementwise.py``); here against
-``torch.func.hessian`` and through the public entry point (dispatch, ``out=``/``hess_out=``, weights).
+``torch.func.hessian`` and through the public entry point (dispatch, ``out=``/``hess_out=``, weights). The
+multi-input losses' Hessians are checked in ``test_multi_input.py``; here that every backend registers them.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import pytest
 import lossk
 from lossk import _dispatch
 from lossk._hessian import key, value_grad_hessian
-from lossk._losses import ELEMENTWISE_LOSSES
+from lossk._losses import ELEMENTWISE_LOSSES, multi_input
 from lossk._reference import classification as reference
 
 CROSS_ENTROPY_OPTIONS = {
@@ -313,3 +314,47 @@ def test_public_hessian_entry_points(name, rng):
     assert function.hessian(input, target, out=hess_out) is hess_out
     assert "hess_out" in str(inspect.signature(function.value_grad_hessian))
     assert "hess_out" not in str(inspect.signature(function.hessian))
+
+
+@pytest.mark.parametrize("name", [spec.name for spec in multi_input.LOSSES])
+def test_multi_input_losses_have_a_hessian_on_every_backend_that_has_their_gradient(name, rng):
+    """The multi-input losses register ``(loss, grads, hessians)`` beside their gradients (the CUDA ones excepted,
+    as above); ``.value_grad_hessian``'s loss and gradients are ``.value_and_grad``'s (``tests/test_multi_input.py``
+    checks the Hessians themselves)."""
+    spec = next(s for s in multi_input.LOSSES if s.name == name)
+    function = getattr(lossk, name)
+    arrays = spec.domain.draw(rng, (3, 11), {o.name: o.default for o in spec.options}, True)
+    arrays = [arrays[n] for n in spec.inputs]
+    for backend_name in _dispatch.implementations(name):
+        if backend_name == "cupy":
+            continue
+        assert backend_name in _dispatch.implementations(key(name)), backend_name
+        loss, grads, hessians = function.value_grad_hessian(*arrays, backend=backend_name)
+        expected_loss, expected_grads = function.value_and_grad(*arrays, backend=backend_name)
+        np.testing.assert_allclose(loss, expected_loss, rtol=1e-13)
+        grads, hessians, expected_grads = (g if isinstance(g, tuple) else (g,) for g in (grads, hessians, expected_grads))
+        assert len(hessians) == len(spec.differentiable)
+        for got, expected, hess in zip(grads, expected_grads, hessians):
+            np.testing.assert_allclose(got, expected, rtol=1e-13, atol=1e-300)
+            assert hess.shape == got.shape and hess.dtype == got.dtype
+
+
+@pytest.mark.parametrize("backend_name", ["array_api", "numba"])
+def test_cross_entropy_ignored_row_with_an_infinite_logit_and_label_smoothing(backend_name):
+    """An ignored row holding a -inf logit, with label smoothing: its loss, gradient and Hessian are 0 (PyTorch
+    fills ignored rows' smoothing term with 0), the other rows' are finite and the mean is PyTorch's."""
+    if not _dispatch.is_available(backend_name):
+        pytest.skip(f"backend {backend_name!r} is not available here")
+    z = np.array([[1.0, -np.inf, 0.5], [0.2, 0.1, -0.3], [0.0, 1.0, 2.0]])
+    target = np.array([-100, 1, 2])
+    for weight in (None, np.array([0.5, 1.0, 2.0])):
+        call = {"label_smoothing": 0.1, "weight": weight, "backend": backend_name}
+        rows, grad, hess = value_grad_hessian(lossk.cross_entropy, z, target, reduction="none", **call)
+        assert rows[0] == 0 and not np.any(grad[0]) and not np.any(hess[0])
+        assert np.all(np.isfinite(rows)) and np.all(np.isfinite(grad)) and np.all(np.isfinite(hess))
+        mean = lossk.cross_entropy(z, target, reduction="mean", **call)
+        torch = pytest.importorskip("torch")
+        expected = torch.nn.functional.cross_entropy(
+            torch.from_numpy(z), torch.from_numpy(target), label_smoothing=0.1,
+            weight=None if weight is None else torch.from_numpy(weight))
+        np.testing.assert_allclose(mean, expected.item(), rtol=1e-12)

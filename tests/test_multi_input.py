@@ -2,6 +2,9 @@
 checked from their specs with no per-loss code: PyTorch float64 autograd (the gradients of both arguments),
 central differences of d1 and d2 for both arguments, the scalar formulation against the array one, the fused
 kernels against the reference, the return order, ``out``/``inplace``, broadcasting, errors and signatures.
+Their Hessian diagonals (``.hessian``, ``.value_grad_hessian``) through the public entry points: central
+differences of the public gradient, ``torch.func.hessian``'s diagonal, fused against the reference,
+``out``/``hess_out``.
 """
 
 from __future__ import annotations
@@ -120,6 +123,17 @@ def test_fused_matches_reference(spec, shape, dtype, rng):
         for g, e in zip(_tuple(got[1]), _tuple(expected[1])):
             assert g.dtype == dtype and g.shape == shape
             np.testing.assert_allclose(g, e, rtol=rtol, atol=rtol)
+        # the Hessian streams, written by the same kernel pass as the loss and the gradients: float32 with an
+        # upstream array, float64 with a scalar scale (each a kernel specialisation to compile: not all four)
+        if (reduction == "none") != (dtype == np.float32):
+            continue
+        call = {"reduction": reduction, "grad_output": upstream, **options}
+        expected = function.value_grad_hessian(*arrays, backend="array_api", **call)
+        got = function.value_grad_hessian(*arrays, backend="numba", **call)
+        np.testing.assert_allclose(got[0], expected[0], rtol=rtol, atol=rtol)
+        for g, e in zip((*_tuple(got[1]), *_tuple(got[2])), (*_tuple(expected[1]), *_tuple(expected[2]))):
+            assert g.dtype == dtype and g.shape == shape
+            np.testing.assert_allclose(g, e, rtol=rtol, atol=rtol)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -209,7 +223,13 @@ def test_signatures_docstrings_and_classes(spec, rng):
         assert list(inspect.signature(entry).parameters) == [
             *spec.inputs, *options, "grad_output", "out", "inplace", "backend"
         ]
-    assert ("tuple" in str(inspect.signature(function.grad).return_annotation)) == (len(spec.differentiable) > 1)
+    assert list(inspect.signature(function.hessian).parameters) == [*spec.inputs, *options, "grad_output", "out",
+                                                                    "backend"]
+    assert list(inspect.signature(function.value_grad_hessian).parameters) == [
+        *spec.inputs, *options, "grad_output", "out", "hess_out", "backend"
+    ]
+    for entry in (function.grad, function.hessian):
+        assert ("tuple" in str(inspect.signature(entry).return_annotation)) == (len(spec.differentiable) > 1)
     for section in ("Parameters\n----------", "Returns\n-------", "Examples\n--------"):
         assert section in function.__doc__
     for name in spec.differentiable[1:]:
@@ -255,3 +275,108 @@ def test_extreme_inputs_give_finite_losses_and_gradients(spec, backend, rng):
         )
         assert np.isfinite(loss).all()
         assert all(np.isfinite(g).all() for g in _tuple(grads))
+
+
+# ---- Hessian diagonals ------------------------------------------------------------------------------------
+
+HESSIAN_CASES = [
+    # spec, shapes of its inputs (broadcast to the first's), reduction
+    (multi_input.GAUSSIAN_NLL_LOSS, ((4, 3), (4, 3), (4, 1)), "mean"),
+    (multi_input.GAUSSIAN_NLL_LOSS, ((5, 3), (5, 3), (5, 3)), "none"),
+    (multi_input.MARGIN_RANKING_LOSS, ((4, 3), (1, 3), (4, 3)), "sum"),
+    (multi_input.MULTILABEL_SOFT_MARGIN_LOSS, ((4, 5), (4, 5)), "none"),
+    (multi_input.MULTILABEL_SOFT_MARGIN_LOSS, ((4, 5), (4, 5)), "sum"),
+]
+HESSIAN_IDS = [f"{spec.name}-{reduction}" for spec, _, reduction in HESSIAN_CASES]
+
+
+def _hessian_arguments(spec, shapes, reduction, rng):
+    """Inputs from the differentiable domain at the given shapes, the examples' options (a class weight where
+    the loss has one) and an upstream gradient."""
+    options = _options(spec, "examples")
+    full = _draw(spec, rng, shapes[0], options, differentiable=True)
+    arrays = [np.ascontiguousarray(a[tuple(slice(0, n) for n in shape)]) for a, shape in zip(full, shapes)]
+    if spec.weighted:
+        options["weight"] = rng.uniform(0.5, 2.0, shapes[0][-1])
+    loss_shape = shapes[0][:-1] if spec.row_mean else shapes[0]
+    upstream = rng.uniform(0.5, 2.0, loss_shape) if reduction == "none" else 1.7
+    return arrays, {"reduction": reduction, "grad_output": upstream, **options}
+
+
+@pytest.mark.parametrize(("spec", "shapes", "reduction"), HESSIAN_CASES, ids=HESSIAN_IDS)
+def test_hessian_matches_central_differences_of_the_gradient(spec, shapes, reduction, rng):
+    """``.hessian`` against (grad(a + h) - grad(a - h)) / 2h of the public gradient, float64, for each
+    differentiable argument (broadcast ones included), on the reference (the fused kernels are checked against
+    it in ``test_fused_matches_reference``). Every element's gradient depends on that element's entries only,
+    so all entries of one argument are stepped at once."""
+    backend = "array_api"
+    arrays, call = _hessian_arguments(spec, shapes, reduction, rng)
+    function = getattr(lossk, spec.name)
+    hessians = _tuple(function.hessian(*arrays, backend=backend, **call))
+    assert len(hessians) == len(spec.differentiable)
+    step = 1e-6
+    for k, name in enumerate(spec.differentiable):
+        index = spec.inputs.index(name)
+        plus, minus = list(arrays), list(arrays)
+        plus[index], minus[index] = arrays[index] + step, arrays[index] - step
+        numeric = (_tuple(function.grad(*plus, backend=backend, **call))[k]
+                   - _tuple(function.grad(*minus, backend=backend, **call))[k]) / (2 * step)
+        assert hessians[k].shape == arrays[index].shape
+        np.testing.assert_allclose(hessians[k], numeric, rtol=1e-6, atol=1e-7, err_msg=name)
+    if spec is multi_input.MARGIN_RANKING_LOSS:
+        assert not any(np.any(h) for h in hessians), "piecewise linear: exactly 0"
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")  # inside torch.func
+@pytest.mark.parametrize(("spec", "shapes", "reduction"), HESSIAN_CASES, ids=HESSIAN_IDS)
+def test_hessian_matches_torch_func_hessian(spec, shapes, reduction, rng):
+    """The diagonal of ``torch.func.hessian`` of PyTorch's own function, for each differentiable argument."""
+    torch = pytest.importorskip("torch")
+    arrays, call = _hessian_arguments(spec, shapes, reduction, rng)
+    hessians = _tuple(getattr(lossk, spec.name).hessian(*arrays, backend="array_api", **call))
+    options = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in call.items()}
+    factor = torch.as_tensor(options.pop("grad_output"), dtype=torch.float64)
+    tensors = [torch.from_numpy(a) for a in arrays]
+    function = getattr(torch.nn.functional, spec.torch_function)
+    for k, name in enumerate(spec.differentiable):
+        index = spec.inputs.index(name)
+
+        def scalar(argument):
+            return (factor * function(*tensors[:index], argument, *tensors[index + 1:], **options)).sum()
+
+        full = torch.func.hessian(scalar)(tensors[index])
+        n = arrays[index].size
+        diagonal = full.reshape(n, n).diagonal().reshape(arrays[index].shape).numpy()
+        np.testing.assert_allclose(hessians[k], diagonal, rtol=1e-10, atol=1e-12, err_msg=name)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_hessian_out_and_hess_out(backend, rng):
+    """``.hessian(out=)`` and ``.value_grad_hessian(out=, hess_out=)``: arrays or tuples, filled in place
+    (contiguous destinations by the kernel itself), errors naming the argument; a float var has none."""
+    x, y, var = rng.normal(size=(5, 6)), rng.normal(size=(5, 6)), rng.uniform(0.5, 2, (5, 6))
+    function = lossk.gaussian_nll_loss
+    loss, grads, hessians = function.value_grad_hessian(x, y, var, reduction="sum", backend=backend)
+    np.testing.assert_array_equal(loss, function(x, y, var, reduction="sum", backend=backend))
+    for got, expected in zip(grads, function.grad(x, y, var, reduction="sum", backend=backend)):
+        np.testing.assert_allclose(got, expected, rtol=1e-13)
+    out = (np.empty_like(x), np.empty((6, 5)).T)  # the second strided: copied into
+    hess_out = (np.empty_like(x), np.empty_like(var))
+    result = function.value_grad_hessian(x, y, var, reduction="sum", out=out, hess_out=hess_out, backend=backend)
+    assert all(a is b for a, b in zip((*result[1], *result[2]), (*out, *hess_out)))
+    for got, expected in zip((*out, *hess_out), (*grads, *hessians)):
+        np.testing.assert_array_equal(got, expected)
+    only_input = np.empty_like(x)
+    got = function.hessian(x, y, var, reduction="sum", out=only_input, backend=backend)
+    assert got[0] is only_input
+    np.testing.assert_array_equal(got[1], hessians[1])
+    hess_input, hess_var = function.hessian(x, y, 0.7, backend=backend)
+    assert hess_var is None and hess_input.shape == x.shape
+    with pytest.raises(ValueError, match="different arrays"):
+        function.value_grad_hessian(x, y, var, out=only_input, hess_out=only_input)
+    with pytest.raises(ValueError, match="hess_out must be an array or a tuple of 2"):
+        function.value_grad_hessian(x, y, var, hess_out=(only_input,))
+    with pytest.raises(ValueError, match="out for var"):
+        function.hessian(x, y, 1.0, out=(None, np.empty_like(var)))
+    with pytest.raises(TypeError, match="hess_out for input"):
+        function.value_grad_hessian(x, y, var, hess_out=np.empty(x.shape, np.float32))

@@ -281,7 +281,8 @@ SIGMOID_FOCAL_LOSS = ElementwiseLoss(
     included (torchvision's own formula gives NaN gradients there; optax #1267, kornia #2115). Targets in
     [0, 1]; soft targets are allowed. ``alpha < 0`` (torchvision's -1) turns the class weight off. The default
     reduction is ``'none'``, as torchvision's; the mean divides by the element count. The second derivative
-    is negative on the well-classified side for ``gamma > 0``: ``lossk.boosting`` clips it at 0.
+    is negative on the well-classified side for ``gamma > 0``: ``lossk.boosting``'s surrogate floors it at
+    ``a_t q^gamma p (1 - p)``.
     """,
     options=(
         Option("alpha", 0.25, SCALAR_KIND, "The weight of the positive class, in [0, 1]; negative: no weighting.",

@@ -245,7 +245,7 @@ TWEEDIE_LOSS = ElementwiseLoss(
     :func:`poisson_loss` and ``p = 2`` :func:`gamma_loss` (scikit-learn's branches: the loss is not continuous
     in ``p`` there). ``power`` is 0 or at least 1; targets are >= 0 for ``p < 2`` and > 0 for ``p >= 2``
     (any real target at ``p = 0``). The second derivative is negative for ``p = 0`` where ``y > 2 exp(x)`` and
-    for ``p > 2`` where ``y`` is small: ``lossk.boosting`` clips it at 0.
+    for ``p > 2`` where ``y`` is small: ``lossk.boosting``'s surrogate floors it at ``exp((2 - p) x)``.
     """ + _MEAN_NOTE,
     options=(
         Option("power", 1.5, SCALAR_KIND, "The Tweedie power: 0, or at least 1 (1 < p < 2: compound Poisson-gamma).",

@@ -82,12 +82,20 @@ GAUSSIAN_NLL_LOSS = ElementwiseLoss(
     \ell_i = \tfrac12 \left(\log v_i + \frac{(x_i - y_i)^2}{v_i}\right) \; [+ \tfrac12 \log 2\pi],
     \quad v_i = \max(\mathrm{var}_i, \epsilon),
     \qquad \frac{\partial \ell_i}{\partial x_i} = \frac{x_i - y_i}{v_i},
-    \qquad \frac{\partial \ell_i}{\partial \mathrm{var}_i} = \frac{1 - q_i}{2 v_i}, \quad q_i = \frac{(x_i - y_i)^2}{v_i}
+    \qquad \frac{\partial \ell_i}{\partial \mathrm{var}_i} = \frac{1 - q_i}{2 v_i}, \quad q_i = \frac{(x_i - y_i)^2}{v_i},
+
+.. math::
+    \frac{\partial^2 \ell_i}{\partial x_i^2} = \frac{1}{v_i},
+    \qquad \frac{\partial^2 \ell_i}{\partial \mathrm{var}_i^2} = \frac{q_i - 1/2}{v_i^2}
 """,
     notes="""
     ``var`` is clamped to ``eps`` as PyTorch does it: the clamp does not block the gradient (d/dvar is taken at
     the clamped value). A ``var`` broadcast from a smaller shape gets its gradient summed over the broadcast
     axes. ``.grad`` returns ``(grad_input, grad_var)``; ``grad_var`` is ``None`` for a Python float ``var``.
+    ``.hessian`` returns the diagonal second derivatives ``(hess_input, hess_var)`` in the same order (summed
+    over broadcast axes like the gradients; the mixed derivative is not returned). ``hess_var`` is negative
+    where ``q < 1/2``: the loss is not convex in ``var``. Below ``eps`` it is, like ``grad_var``, the derivative
+    taken at the clamped value (``torch.func.hessian`` of PyTorch's function gives the same).
     """,
     options=(
         Option("full", False, FLAG_KIND, "Add the constant 0.5 log(2 pi).", examples=(True,)),
@@ -162,12 +170,20 @@ MARGIN_RANKING_LOSS = ElementwiseLoss(
     math=r"""
 .. math:: \ell_i = \max(0, -y_i (x_{1,i} - x_{2,i}) + m),
           \qquad \frac{\partial \ell_i}{\partial x_{1,i}} = -y_i [h_i \ge 0],
-          \qquad \frac{\partial \ell_i}{\partial x_{2,i}} = y_i [h_i \ge 0]
+          \qquad \frac{\partial \ell_i}{\partial x_{2,i}} = y_i [h_i \ge 0],
+          \qquad \frac{\partial^2 \ell_i}{\partial x_{1,i}^2} = \frac{\partial^2 \ell_i}{\partial x_{2,i}^2} = 0
 """,
     notes="""
     ``.grad`` returns ``(grad_input1, grad_input2)``. At the kink (``h = 0``) the gradient passes, as PyTorch's
     ``clamp_min``. ``input2`` and ``target`` must have ``input1``'s number of dimensions and broadcast to its
     shape (their gradient is summed back to their own shape).
+
+    The loss is piecewise linear in both scores: ``.hessian`` returns ``(0, 0)``, exact wherever ``h != 0`` (at
+    the kink the second derivative is a Dirac mass, which no array can hold). A Newton method (gradient
+    boosting) needs a positive stand-in there, as for the L1 loss (``lossk.boosting``): a constant curvature
+    per active pair (LightGBM's and XGBoost's convention for their L1 and quantile objectives), or a smooth
+    pairwise loss instead: RankNet's logistic ``softplus(-y (x_1 - x_2))``, the objective of XGBoost's
+    ``rank:pairwise``, has the positive second derivative ``s (1 - s)``, ``s = sigmoid(y (x_1 - x_2))``.
     """,
     options=(
         Option("margin", 0.0, SCALAR_KIND, "The margin m.", examples=(0.5, -0.25)),
@@ -226,10 +242,10 @@ MULTILABEL_SOFT_MARGIN_LOSS = ElementwiseLoss(
     summary="Multi-label one-versus-all loss on logits: the mean over classes (the last axis) of BCE on logits.",
     math=r"""
 .. math::
-    \ell_n = rac{1}{C} \sum_c w_c \left[y_{nc} \operatorname{softplus}(-x_{nc})
-             + (1 - y_{nc}) \operatorname{softplus}(x_{nc})
-ight],
-    \qquad rac{\partial \ell_n}{\partial x_{nc}} = rac{w_c}{C} (\sigma(x_{nc}) - y_{nc})
+    \ell_n = \frac{1}{C} \sum_c w_c \left[y_{nc} \operatorname{softplus}(-x_{nc})
+             + (1 - y_{nc}) \operatorname{softplus}(x_{nc})\right],
+    \qquad \frac{\partial \ell_n}{\partial x_{nc}} = \frac{w_c}{C} (\sigma(x_{nc}) - y_{nc}),
+    \qquad \frac{\partial^2 \ell_n}{\partial x_{nc}^2} = \frac{w_c}{C} \sigma(x_{nc}) (1 - \sigma(x_{nc}))
 """,
     notes="""
     One loss per row (``reduction="none"`` returns ``input.shape[:-1]``); ``"mean"`` divides by the row count.

@@ -131,8 +131,9 @@ def cross_entropy_derivatives(
         nll = -xp.sum(xp.where(is_target, log_p, xp.zeros_like(log_p)), axis=-1)
         loss = (1 - eps) * w_y * nll
         smooth_weight = kept[..., None] * (1.0 if w is None else w)
-        if eps > 0:
-            loss = loss + eps_per_class * -xp.sum(smooth_weight * log_p, axis=-1)
+        if eps > 0:  # where(): an ignored row's -inf logit gives 0 * -inf; PyTorch fills those rows with 0
+            smooth = -xp.sum(smooth_weight * log_p, axis=-1)
+            loss = loss + eps_per_class * xp.where(kept != 0, smooth, xp.zeros_like(smooth))
         divisor = xp.sum(w_y)
         z_divisor = xp.sum(kept)
         if compute_grad:

@@ -1,6 +1,7 @@
-"""Host side of the fused multi-input kernels (``lossk._multi_input``'s contract): every input flattened to one
+"""Host side of the fused multi-input kernels (``lossk._multi_input``'s contracts): every input flattened to one
 contiguous buffer of the compute dtype (a broadcast input is materialised), one gradient stream per
-differentiable argument, written straight into a full-shaped ``out`` when it can be.
+differentiable argument and, for ``.hessian`` (``lossk._hessian.key``), one Hessian stream per differentiable
+argument written by the same pass, each straight into a full-shaped ``out`` / ``hess_out`` when it can be.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from lossk._dispatch import register
+from lossk._hessian import key as hessian_key
 from lossk._losses.multi_input import LOSSES
 from lossk._spec import ARRAY_KIND, ElementwiseLoss, check_supported, is_multi_input, mean_divisor
 
@@ -21,7 +23,7 @@ from .elementwise import NUMBA_CROSSOVER_SIZE, _compute_dtype, _flat, _flat_opti
 
 def _destination(out: np.ndarray | None, dtype: np.dtype, reads: list[np.ndarray]) -> np.ndarray | None:
     """``out`` flattened when the kernel may write into it: its dtype, C-contiguous, sharing no read buffer."""
-    if out is None or out.dtype != dtype or not out.flags.c_contiguous:
+    if out is None or out.dtype != dtype or not out.flags.c_contiguous:  # (None: no destination)
         return None
     return None if any(np.may_share_memory(out, a) for a in reads) else out.reshape(-1)
 
@@ -34,9 +36,12 @@ def _weight_sum(weight: np.ndarray) -> float:
 
 def evaluate(
     spec: ElementwiseLoss, *arrays: np.ndarray, reduction: str, grad_output: Any, order: int,
-    out: tuple[np.ndarray | None, ...] | None = None, **options: Any,
+    out: tuple[np.ndarray | None, ...] | None = None, hess_out: tuple[np.ndarray | None, ...] | None = None,
+    **options: Any,
 ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None, tuple[np.ndarray, ...] | None]:
-    """``(loss, grads, hessians)`` of ``spec`` by its generated kernel (``None`` below ``order``)."""
+    """``(loss, grads, hessians)`` of ``spec`` by its generated kernel (``None`` below ``order``); ``out`` and
+    ``hess_out`` (one destination or ``None`` per differentiable argument) are written by the kernel where
+    :func:`_destination` allows."""
     first = arrays[0]
     shape = tuple(first.shape)
     dtype = _compute_dtype(first.dtype)
@@ -59,13 +64,15 @@ def evaluate(
     reads = [*flat, *(a for a in (weight, upstream, *operands) if isinstance(a, np.ndarray))]
     k = len(spec.differentiable)
     outs = tuple(out) if out is not None else (None,) * k
+    hess_outs = tuple(hess_out) if hess_out is not None else (None,) * k
     grads = [None, None]
     hessians = [None, None]
     if order >= 1:
-        grads[:k] = [_destination(o, dtype, reads) if o is not None else None for o in outs]
+        grads[:k] = [_destination(o, dtype, reads) for o in outs]
         grads[:k] = [g if g is not None else np.empty(n, dtype) for g in grads[:k]]
-    if order >= 2:
-        hessians[:k] = [np.empty(n, dtype) for _ in range(k)]
+    if order >= 2:  # a Hessian destination may not overlap what the kernel reads or its gradient streams
+        hessians[:k] = [_destination(o, dtype, [*reads, *grads[:k]]) for o in hess_outs]
+        hessians[:k] = [h if h is not None else np.empty(n, dtype) for h in hessians[:k]]
     with np.errstate(divide="ignore", invalid="ignore"):
         total = kernel_of(spec)(*flat, weight, *operands, scale, upstream, *grads, *hessians, loss_out)
         if loss_out is not None:
@@ -82,7 +89,7 @@ def evaluate(
     return (
         loss,
         shaped(grads, outs) if order >= 1 else None,
-        shaped(hessians, (None,) * k) if order >= 2 else None,
+        shaped(hessians, hess_outs) if order >= 2 else None,
     )
 
 
@@ -104,7 +111,28 @@ def implementation(spec: ElementwiseLoss):
     return value_and_grad
 
 
+def derivatives(spec: ElementwiseLoss):
+    """``spec``'s fused ``(loss, grads, hessians)`` (``lossk._multi_input``'s second contract): the gradient and
+    Hessian streams of every differentiable argument from one pass of its kernel."""
+    check_supported(spec, multi_input=True)
+
+    def value_grad_hessian(
+        *arrays: np.ndarray, xp: ModuleType, reduction: str, grad_output: Any, order: int,
+        out: tuple[np.ndarray | None, ...] | None = None, hess_out: tuple[np.ndarray | None, ...] | None = None,
+        **options: Any,
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None, tuple[np.ndarray, ...] | None]:
+        return evaluate(spec, *arrays, reduction=reduction, grad_output=grad_output, order=order, out=out,
+                        hess_out=hess_out, **options)
+
+    value_grad_hessian.__name__ = value_grad_hessian.__qualname__ = f"{spec.name}_value_grad_hessian"
+    return value_grad_hessian
+
+
 for _spec in LOSSES:  # a row-mean loss of (input, target) runs the elementwise kernel (lossk._multi_input)
+    _multi = is_multi_input(_spec)
     register(_spec.name, "numba", auto_min_size=NUMBA_CROSSOVER_SIZE, writes_out=True)(
-        implementation(_spec) if is_multi_input(_spec) else elementwise.implementation(_spec)
+        implementation(_spec) if _multi else elementwise.implementation(_spec)
+    )
+    register(hessian_key(_spec.name), "numba", auto_min_size=NUMBA_CROSSOVER_SIZE, writes_out=True)(
+        derivatives(_spec) if _multi else elementwise.derivatives(_spec)
     )
