@@ -3,7 +3,9 @@ they pass, and how a saved gradient meets the upstream gradient.
 
 Both wrappers run ``lossk.<loss>.value_and_grad`` once in the forward pass, keep the gradient, and scale
 it in the backward pass. Every loss listed in ``lossk.__all__`` as a :class:`lossk.LossFunction` is wrapped,
-so a loss added to lossk appears in both without code here.
+so a loss added to lossk appears in both without code here; the multi-input losses
+(``lossk._multi_input``) included: their positional arrays and the arguments their fused gradients belong to
+come from their specs (:func:`arrays_of`, :func:`differentiable_of`).
 """
 
 from __future__ import annotations
@@ -13,12 +15,15 @@ from collections.abc import Callable
 from typing import Any
 
 import lossk
+from lossk._multi_input import MultiInputLossFunction
 
-NEGATED_TARGET_GRADIENT = frozenset({"l1_loss", "mse_loss", "huber_loss", "smooth_l1_loss"})
-"""Losses of the residual ``input - target`` alone: d loss / d target = -(d loss / d input), exactly, weights
-included. The gradient with respect to a floating target of any other loss is computed by differentiating
-lossk's reference (``backend="array_api"``) with the framework's own autodiff — exact, slower, and only
-when that gradient is asked for."""
+NEGATED_TARGET_GRADIENT = frozenset({"l1_loss", "mse_loss", "huber_loss", "smooth_l1_loss", "gaussian_nll_loss"})
+"""Losses whose ``input`` and ``target`` enter through the residual ``input - target`` alone (the other
+arguments, gaussian_nll_loss's ``var``, aside): d loss / d target = -(d loss / d input), exactly, weights
+included (summed back to the target's shape where it was broadcast). The gradient with respect to a
+floating target of any other loss is computed by differentiating lossk's reference
+(``backend="array_api"``) with the framework's own autodiff — exact, slower, and only when that gradient is
+asked for."""
 
 LABEL_TARGETS = frozenset({"sigmoid_focal_loss", "soft_margin_loss", "hinge_embedding_loss"})
 """Losses whose ``target`` holds labels (binary labels for torchvision's focal loss, where lossk's reference
@@ -27,30 +32,58 @@ respect to ``target``): the wrappers refuse a target that requires a gradient.""
 
 CLASS_AXIS_LOSSES = frozenset({"cross_entropy", "nll_loss"})
 """Losses whose unreduced value drops the class axis 1 of an (N, C, ...) input (an unbatched (C,) input gives
-a 0-d loss); every other loss's unreduced value has the input's shape."""
+a 0-d loss); the row-mean losses (a spec's ``row_mean``) drop the last axis; every other loss's unreduced
+value has the input's shape."""
 
 UNWRAPPED_OPTIONS = frozenset({"return_z_loss"})
 """Options that change the number of results; the wrappers return the loss alone."""
 
 
 def loss_functions() -> dict[str, lossk.LossFunction]:
-    """Every ``lossk.LossFunction`` that ``lossk`` exports, by name, in ``lossk.__all__``'s order, except the
-    multi-input ones (``lossk._multi_input``: more positional arrays than ``(input, target)`` and a tuple of
-    gradients), which the wrappers do not map yet."""
-    from lossk._multi_input import MultiInputLossFunction
-
+    """Every ``lossk.LossFunction`` that ``lossk`` exports, by name, in ``lossk.__all__``'s order."""
     return {
-        name: function
-        for name in lossk.__all__
-        if isinstance(function := getattr(lossk, name), lossk.LossFunction)
-        and not isinstance(function, MultiInputLossFunction)
+        name: function for name in lossk.__all__ if isinstance(function := getattr(lossk, name), lossk.LossFunction)
     }
 
 
+def _multi_input_spec(function: Callable[..., Any]) -> Any:
+    """The spec of a multi-input loss (``lossk._multi_input``), else None."""
+    return function.spec if isinstance(function, MultiInputLossFunction) else None
+
+
+def arrays_of(function: Callable[..., Any]) -> tuple[str, ...]:
+    """The positional arrays of a loss: its spec's ``inputs`` for a multi-input loss, else input and target."""
+    spec = _multi_input_spec(function)
+    return ("input", "target") if spec is None else tuple(spec.inputs)
+
+
+def differentiable_of(function: Callable[..., Any]) -> tuple[str, ...]:
+    """The positional arrays whose gradients ``value_and_grad`` returns, in its order (the first array first)."""
+    spec = _multi_input_spec(function)
+    return ("input",) if spec is None else tuple(spec.differentiable)
+
+
+def broadcast_shape(function: Callable[..., Any], name: str, first: tuple[int, ...],
+                    shape: tuple[int, ...]) -> tuple[int, ...] | None:
+    """The shape positional array ``name`` (of ``shape``) takes before it broadcasts to the first array's
+    ``first`` (its spec's ``input_shape``; raises ``ValueError`` naming the argument for a shape lossk refuses);
+    None for a loss whose arrays all have the first's shape."""
+    spec = _multi_input_spec(function)
+    if spec is None or spec.input_shape is None:
+        return None
+    return tuple(spec.input_shape(name, first, shape))
+
+
+def is_row_mean(name: str) -> bool:
+    """Whether a loss averages each row (the last axis) before its reduction (a spec's ``row_mean``)."""
+    spec = _multi_input_spec(getattr(lossk, name))
+    return spec is not None and spec.row_mean
+
+
 def options_of(function: Callable[..., Any]) -> dict[str, inspect.Parameter]:
-    """The keyword options of a lossk loss (its parameters after ``input`` and ``target``), minus
+    """The keyword options of a lossk loss (its parameters after its positional arrays), minus
     :data:`UNWRAPPED_OPTIONS` and ``backend``."""
-    parameters = list(inspect.signature(function).parameters.values())[2:]
+    parameters = list(inspect.signature(function).parameters.values())[len(arrays_of(function)):]
     return {
         p.name: p
         for p in parameters
@@ -72,22 +105,28 @@ def is_array_option(parameter: inspect.Parameter) -> bool:
     return "Array" in text or "Tensor" in text
 
 
-def upstream_axes(loss_shape: tuple[int, ...], input_shape: tuple[int, ...]) -> tuple[int, ...] | None:
+def dropped_axis(name: str, ndim: int) -> int | None:
+    """The input axis a loss's unreduced value drops (:data:`CLASS_AXIS_LOSSES`: the class axis 1, or 0 for an
+    unbatched (C,) input; row-mean losses: the last), None for losses whose unreduced value has the input's shape."""
+    if name in CLASS_AXIS_LOSSES:
+        return 1 if ndim >= 2 else 0
+    return ndim - 1 if is_row_mean(name) and ndim else None
+
+
+def upstream_axes(name: str, loss_shape: tuple[int, ...], input_shape: tuple[int, ...]) -> tuple[int, ...] | None:
     """Where the unreduced loss's upstream gradient needs a new axis to broadcast against the input.
 
-    ``()`` when the loss has the input's shape (elementwise losses); ``(1,)`` when the loss drops the class
-    axis 1 of an (N, C, ...) input (PyTorch's convention for class losses); ``None`` when neither holds.
-    A 0-d loss (an unbatched (C,) input) broadcasts as it is.
+    ``()`` when the loss has the input's shape (elementwise losses) or is 0-d; the axis the loss drops
+    (:func:`dropped_axis`) when it has the input's shape without that axis; ``None`` when neither holds.
     """
     if loss_shape in (input_shape, ()):
         return ()
-    if len(input_shape) >= 2 and loss_shape == (input_shape[0], *input_shape[2:]):
-        return (1,)
+    if loss_shape == unreduced_shape(name, input_shape):
+        return (dropped_axis(name, len(input_shape)),)
     return None
 
 
 def unreduced_shape(name: str, input_shape: tuple[Any, ...]) -> tuple[Any, ...]:
     """The shape of a loss's unreduced value (reduction='none') for an input of ``input_shape``."""
-    if name not in CLASS_AXIS_LOSSES:
-        return input_shape
-    return (input_shape[0], *input_shape[2:]) if len(input_shape) >= 2 else ()
+    axis = dropped_axis(name, len(input_shape))
+    return input_shape if axis is None else (*input_shape[:axis], *input_shape[axis + 1:])

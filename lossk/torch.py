@@ -9,11 +9,15 @@ the CUDA kernels (DLPack), tensors of other devices lossk's reference.
 
 Each loss is a ``torch.library.custom_op`` (``torch.ops.lossk.<loss>``) with a fake implementation and an
 autograd formula, so ``torch.compile(model, fullgraph=True)`` compiles models that call them without graph
-breaks. Gradients reach every floating tensor argument that asks for one: the input by the fused kernel,
-the target of a residual loss (``mse_loss``, ``l1_loss``, ...) as minus the input's gradient, any other
-floating argument (a probability target, ``kl_div``'s target, a ``weight``) by differentiating lossk's
-reference with PyTorch's autograd in the backward pass. Double backward raises (the fused gradient has
-no graph of its own).
+breaks. Gradients reach every floating tensor argument that asks for one: the input by the fused kernel
+(and a multi-input loss's other differentiable arrays — ``gaussian_nll_loss``'s ``var``,
+``margin_ranking_loss``'s ``input2`` — by the same kernel), the target of a residual loss (``mse_loss``,
+``l1_loss``, ``gaussian_nll_loss``, ...) as minus the input's gradient, any other floating argument (a
+probability target, ``kl_div``'s or ``margin_ranking_loss``'s target, a ``weight``) by differentiating
+lossk's reference with PyTorch's autograd in the backward pass. With ``reduction="none"``, an array that
+broadcasts (a ``var`` of one value per row) is expanded to the first array's shape before the op, so that
+its gradient scales element by element; PyTorch's ``expand`` sums it back. Double backward raises (the
+fused gradient has no graph of its own).
 
 The losses are generated from ``lossk.__all__`` (every :class:`lossk.LossFunction`), so a loss added to
 lossk appears here too.
@@ -96,46 +100,75 @@ def _schema_type(parameter: inspect.Parameter) -> str:
 
 @dataclass(frozen=True)
 class _LossOp:
-    """A lossk loss as ``torch.ops.lossk.<name>(input, target, *arrays, *options, backend) -> (loss, grad)``."""
+    """A lossk loss as ``torch.ops.lossk.<name>(*arrays, *tensor options, *options, backend) -> (loss, *grads)``,
+    one gradient per argument that lossk's fused ``value_and_grad`` differentiates (in its order)."""
 
     name: str
     function: lossk.LossFunction
+    arrays: tuple[str, ...]
+    """The positional arrays (``input, target``; a multi-input loss's spec's ``inputs``)."""
+    differentiable: tuple[int, ...]
+    """Where, among :attr:`arrays`, the arguments of the fused gradients are (the first array first)."""
     array_options: tuple[str, ...]
-    """Tensor-valued options, in the op's order (after input and target)."""
+    """Tensor-valued options, in the op's order (after the arrays)."""
     scalar_options: tuple[str, ...]
     """Every other option, ``reduction`` included, in the op's order (after the tensors)."""
     schema_types: tuple[str, ...]
 
     @property
+    def n_tensors(self) -> int:
+        return len(self.arrays) + len(self.array_options)
+
+    @property
+    def others(self) -> tuple[int, ...]:
+        """Where, among the op's tensors, those without a fused gradient are (a label or probability target,
+        the tensor options)."""
+        return tuple(k for k in range(self.n_tensors) if k not in self.differentiable)
+
+    @property
+    def negated_target(self) -> int | None:
+        """Where the target is, for losses of the residual ``input - target`` (its gradient: minus the input's)."""
+        return self.arrays.index("target") if self.name in _autodiff.NEGATED_TARGET_GRADIENT else None
+
+    @property
     def schema(self) -> str:
-        names = ("input", "target", *self.array_options, *self.scalar_options, "backend")
-        types = ("Tensor", "Tensor", *self.schema_types, "str")
-        return "(" + ", ".join(f"{t} {n}" for t, n in zip(types, names)) + ") -> (Tensor, Tensor)"
+        names = (*self.arrays, *self.array_options, *self.scalar_options, "backend")
+        types = (*("Tensor" for _ in self.arrays), *self.schema_types, "str")
+        results = ", ".join("Tensor" for _ in range(1 + len(self.differentiable)))
+        return "(" + ", ".join(f"{t} {n}" for t, n in zip(types, names)) + f") -> ({results})"
 
-    def lossk_options(self, arrays: Sequence[Any], scalars: Sequence[Any]) -> dict[str, Any]:
-        return {**dict(zip(self.array_options, arrays)), **dict(zip(self.scalar_options, scalars))}
+    def lossk_options(self, tensors: Sequence[Any], scalars: Sequence[Any]) -> dict[str, Any]:
+        return {**dict(zip(self.array_options, tensors)), **dict(zip(self.scalar_options, scalars))}
 
-    def split(self, rest: Sequence[Any]) -> tuple[Sequence[Any], Sequence[Any], str]:
-        """The op's arguments after input and target as (tensors, scalars, backend)."""
-        n = len(self.array_options)
-        return rest[:n], rest[n:-1], rest[-1]
+    def split(self, args: Sequence[Any]) -> tuple[Sequence[Any], Sequence[Any], Sequence[Any], str]:
+        """The op's arguments as (arrays, tensor options, scalars, backend)."""
+        n, m = len(self.arrays), self.n_tensors
+        return args[:n], args[n:m], args[m:-1], args[-1]
+
+    def gradients(self, grads: Any) -> tuple[Any, ...]:
+        """``value_and_grad``'s gradients as a tuple (one differentiable argument: the gradient itself)."""
+        return tuple(grads) if len(self.differentiable) > 1 else (grads,)
 
 
 def _describe(name: str, function: lossk.LossFunction) -> _LossOp:
     options = _autodiff.options_of(function)
-    arrays = tuple(n for n, p in options.items() if _autodiff.is_array_option(p))
-    scalars = tuple(n for n in options if n not in arrays)
-    return _LossOp(name, function, arrays, scalars, tuple(_schema_type(options[n]) for n in (*arrays, *scalars)))
+    arrays = _autodiff.arrays_of(function)
+    differentiable = tuple(arrays.index(n) for n in _autodiff.differentiable_of(function))
+    tensors = tuple(n for n, p in options.items() if _autodiff.is_array_option(p))
+    scalars = tuple(n for n in options if n not in tensors)
+    return _LossOp(name, function, arrays, differentiable, tensors, scalars,
+                   tuple(_schema_type(options[n]) for n in (*tensors, *scalars)))
 
 
-def _value_and_grad(op: _LossOp, input: torch.Tensor, target: torch.Tensor, *rest: Any) -> tuple[torch.Tensor, ...]:
+def _value_and_grad(op: _LossOp, *args: Any) -> tuple[torch.Tensor, ...]:
     """The op's real implementation: lossk's fused value_and_grad on views of the tensors' memory."""
-    arrays, scalars, backend = op.split(rest)
-    loss, grad = op.function.value_and_grad(
-        _to_lossk(input), _to_lossk(target), backend=backend,
-        **op.lossk_options([_to_lossk(a) for a in arrays], scalars),
+    arrays, tensors, scalars, backend = op.split(args)
+    loss, grads = op.function.value_and_grad(
+        *(_to_lossk(a) for a in arrays), backend=backend,
+        **op.lossk_options([_to_lossk(t) for t in tensors], scalars),
     )
-    return _from_lossk(loss, input), _from_lossk(grad, input)
+    return (_from_lossk(loss, arrays[0]),
+            *(_from_lossk(g, arrays[k]) for g, k in zip(op.gradients(grads), op.differentiable)))
 
 
 def _loss_shape(op: _LossOp, input: torch.Tensor, scalars: Sequence[Any]) -> tuple[int, ...]:
@@ -149,32 +182,34 @@ def _loss_shape(op: _LossOp, input: torch.Tensor, scalars: Sequence[Any]) -> tup
     return _autodiff.unreduced_shape(op.name, tuple(input.shape))
 
 
-def _fake(op: _LossOp, input: torch.Tensor, target: torch.Tensor, *rest: Any) -> tuple[torch.Tensor, ...]:
-    _, scalars, _ = op.split(rest)
-    return input.new_empty(_loss_shape(op, input, scalars)), torch.empty_like(input)
+def _fake(op: _LossOp, *args: Any) -> tuple[torch.Tensor, ...]:
+    arrays, _, scalars, _ = op.split(args)
+    return (arrays[0].new_empty(_loss_shape(op, arrays[0], scalars)),
+            *(torch.empty_like(arrays[k]) for k in op.differentiable))
 
 
-def _reference_vjp(op: _LossOp, input: torch.Tensor, target: torch.Tensor, *rest: Any) -> list[torch.Tensor]:
-    """Gradients of ``grad_output · loss`` with respect to the tensors ``wanted`` flags (target, then the
-    tensor options), by PyTorch's autodiff over lossk's reference."""
-    *rest, grad_output, wanted = rest
-    arrays, scalars, _ = op.split(rest)
-    others = [t for t, w in zip((target, *arrays), wanted) if w]
+def _reference_vjp(op: _LossOp, *args: Any) -> list[torch.Tensor]:
+    """Gradients of ``grad_output · loss`` with respect to the tensors ``wanted`` flags (those of
+    :attr:`_LossOp.others`, in order), by PyTorch's autodiff over lossk's reference."""
+    *args, grad_output, wanted = args
+    tensors, scalars = list(args[:op.n_tensors]), args[op.n_tensors:-1]
+    chosen_at = [k for k, w in zip(op.others, wanted) if w]
 
     def loss_of(*chosen: torch.Tensor) -> torch.Tensor:
-        given = iter(chosen)
-        target_, *arrays_ = [next(given) if w else t for t, w in zip((target, *arrays), wanted)]
-        return op.function(input, target_, backend="array_api", **op.lossk_options(arrays_, scalars))
+        given = list(tensors)
+        for k, tensor in zip(chosen_at, chosen):
+            given[k] = tensor
+        arrays, options = given[:len(op.arrays)], given[len(op.arrays):]
+        return op.function(*arrays, backend="array_api", **op.lossk_options(options, scalars))
 
     # torch.func rather than torch.autograd: the op runs below PyTorch's autograd dispatch
-    _, pullback = torch.func.vjp(loss_of, *others)
+    _, pullback = torch.func.vjp(loss_of, *(tensors[k] for k in chosen_at))
     return list(pullback(grad_output))
 
 
-def _reference_vjp_fake(op: _LossOp, input: torch.Tensor, target: torch.Tensor, *rest: Any) -> list[torch.Tensor]:
-    *rest, _, wanted = rest
-    arrays, _, _ = op.split(rest)
-    return [torch.empty_like(t) for t, w in zip((target, *arrays), wanted) if w]
+def _reference_vjp_fake(op: _LossOp, *args: Any) -> list[torch.Tensor]:
+    *args, _, wanted = args
+    return [torch.empty_like(args[k]) for k, w in zip(op.others, wanted) if w]
 
 
 def _owned(grad: torch.Tensor, grad_output: torch.Tensor) -> bool:
@@ -197,15 +232,16 @@ def _keep_graph() -> bool:
     return True if query is None else bool(query())
 
 
-def _scale(grad: torch.Tensor, grad_output: torch.Tensor) -> torch.Tensor:
-    """The saved gradient times the upstream gradient (a scalar, or one value per element or row).
+def _scale(name: str, grad: torch.Tensor, grad_output: torch.Tensor) -> torch.Tensor:
+    """The saved gradient of loss ``name`` times the upstream gradient (a scalar, or one value per element or
+    row).
 
     When the saved buffer is :func:`_owned`, no new tensor is made: an upstream gradient of exactly 1 on the
     CPU (``loss.backward()``) passes the buffer on as it is, any other upstream gradient scales it in place
     (one pass). Otherwise the product is a new tensor.
     """
     if grad_output.ndim != 0:
-        axes = _autodiff.upstream_axes(tuple(grad_output.shape), tuple(grad.shape))
+        axes = _autodiff.upstream_axes(name, tuple(grad_output.shape), tuple(grad.shape))
         if axes is None:
             raise NotImplementedError(
                 f"an upstream gradient of shape {tuple(grad_output.shape)} does not broadcast to the input's "
@@ -227,88 +263,125 @@ def _register(op: _LossOp) -> Any:
         f"{_LIBRARY}::{op.name}", lambda *args: _value_and_grad(op, *args), mutates_args=(), schema=op.schema
     )
     forward.register_fake(lambda *args: _fake(op, *args))
-    vjp_schema = op.schema.replace(") -> (Tensor, Tensor)", ", Tensor grad_output, bool[] wanted) -> Tensor[]")
+    vjp_schema = op.schema.split(" -> ")[0][:-1] + ", Tensor grad_output, bool[] wanted) -> Tensor[]"
     vjp = torch.library.custom_op(
         f"{_LIBRARY}::{op.name}_reference_vjp", lambda *args: _reference_vjp(op, *args), mutates_args=(),
         schema=vjp_schema,
     )
     vjp.register_fake(lambda *args: _reference_vjp_fake(op, *args))
+    negated = op.negated_target
 
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor, ...]) -> None:
-        _, grad = output
-        ctx.mark_non_differentiable(grad)
-        ctx.set_materialize_grads(False)  # no zero-filled, input-sized upstream gradient for `grad` in backward
-        n_tensors = 2 + len(op.array_options)
-        others = list(ctx.needs_input_grad[1:n_tensors])  # target and the tensor options
-        ctx.others = others
-        ctx.arguments = inputs[n_tensors:]  # the scalar options and backend
-        ctx.save_for_backward(grad, *(inputs[:n_tensors] if any(others) else ()))
+        _, *grads = output
+        ctx.mark_non_differentiable(*grads)
+        ctx.set_materialize_grads(False)  # no zero-filled, input-sized upstream gradients for the grads
+        needs = list(ctx.needs_input_grad[:op.n_tensors])
+        ctx.others = [needs[k] for k in op.others]
+        ctx.negate = negated is not None and needs[negated] and not any(
+            w for k, w in zip(op.others, ctx.others) if k != negated)
+        # the input's gradient also gives the target's where it is its negative
+        kept = [needs[k] or (k == 0 and ctx.negate) for k in op.differentiable]
+        ctx.needs = needs
+        ctx.target_shape = inputs[negated].shape if ctx.negate else None
+        ctx.arguments = inputs[op.n_tensors:]  # the scalar options and backend
+        by_reference = any(ctx.others) and not ctx.negate
+        ctx.save_for_backward(*(g if k else None for g, k in zip(grads, kept)),
+                              *(inputs[:op.n_tensors] if by_reference else ()))
 
-    def backward(ctx: Any, grad_output: torch.Tensor, _grad_of_grad: Any) -> tuple[Any, ...]:
+    def backward(ctx: Any, grad_output: torch.Tensor, *_grads_of_grads: Any) -> tuple[Any, ...]:
         if torch.is_grad_enabled():
             raise RuntimeError(_DOUBLE_BACKWARD.format(name=op.name))
+        result: list[Any] = [None] * (op.n_tensors + len(ctx.arguments))
         if grad_output is None:  # (materialize_grads off: only the loss has an upstream gradient)
-            return (None,) * (1 + len(ctx.others) + len(ctx.arguments))
-        grad, *tensors = ctx.saved_tensors
-        grad_input = _scale(grad, grad_output)
-        others: list[Any] = [None] * len(ctx.others)
-        if any(ctx.others):
-            if op.name in _autodiff.NEGATED_TARGET_GRADIENT and not any(ctx.others[1:]):
-                others[0] = -grad_input
-            else:
-                computed = iter(vjp(*tensors, *ctx.arguments, grad_output, ctx.others))
-                others = [next(computed) if w else None for w in ctx.others]
-        return (grad_input, *others, *(None for _ in ctx.arguments))
+            return tuple(result)
+        saved = ctx.saved_tensors
+        grads, tensors = saved[:len(op.differentiable)], saved[len(op.differentiable):]
+        for k, grad in zip(op.differentiable, grads):
+            if grad is not None:
+                result[k] = _scale(op.name, grad, grad_output)
+        if ctx.negate:
+            result[negated] = _sum_to(-result[0], ctx.target_shape)
+            if not ctx.needs[0]:
+                result[0] = None
+        elif any(ctx.others):
+            computed = iter(vjp(*tensors, *ctx.arguments, grad_output, ctx.others))
+            for k, wanted in zip(op.others, ctx.others):
+                result[k] = next(computed) if wanted else None
+        return tuple(result)
 
     forward.register_autograd(backward, setup_context=setup_context)
     return forward
 
 
+def _sum_to(grad: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+    """A gradient summed over the axes its argument (of ``shape``) was broadcast along."""
+    return grad if tuple(grad.shape) == tuple(shape) else grad.sum_to_size(shape)
+
+
 class _InPlace(torch.autograd.Function):
-    """Eager in-place variant: lossk writes the gradient over ``input``; autograd is told (``mark_dirty``)."""
+    """Eager in-place variant: lossk writes the first array's gradient over it; autograd is told
+    (``mark_dirty``). The other fused gradients (a multi-input loss's) are kept as usual."""
 
     @staticmethod
-    def forward(ctx: Any, op: _LossOp, input: torch.Tensor, target: torch.Tensor, *rest: Any) -> Any:
-        arrays, scalars, backend = op.split(rest)
-        view = _to_lossk(input)
-        loss, _ = op.function.value_and_grad(
-            view, _to_lossk(target), inplace=True, backend=backend,
-            **op.lossk_options([_to_lossk(a) for a in arrays], scalars),
+    def forward(ctx: Any, op: _LossOp, *args: Any) -> Any:
+        arrays, tensors, scalars, backend = op.split(args)
+        input = arrays[0]
+        views = [_to_lossk(a) for a in arrays]
+        loss, grads = op.function.value_and_grad(
+            *views, inplace=True, backend=backend, **op.lossk_options([_to_lossk(t) for t in tensors], scalars),
         )
-        if isinstance(view, np.ndarray) and input.dtype == torch.bfloat16:  # lossk wrote into a float32 copy
-            input.copy_(torch.from_numpy(view))
-        ctx.name = op.name
-        ctx.n_rest = len(rest)
+        if isinstance(views[0], np.ndarray) and input.dtype == torch.bfloat16:  # lossk wrote into a float32 copy
+            input.copy_(torch.from_numpy(views[0]))
+        others = [_from_lossk(g, arrays[k]) for g, k in zip(op.gradients(grads)[1:], op.differentiable[1:])]
+        ctx.op = op
+        ctx.n_args = len(args)
         ctx.mark_dirty(input)
         ctx.set_materialize_grads(False)
-        ctx.save_for_backward(input)
+        ctx.save_for_backward(input, *others)
         return _from_lossk(loss, input), input
 
     @staticmethod
     def backward(ctx: Any, grad_output: torch.Tensor, _grad_of_input: Any) -> tuple[Any, ...]:
+        op = ctx.op
         if torch.is_grad_enabled():
-            raise RuntimeError(_DOUBLE_BACKWARD.format(name=ctx.name))
-        if grad_output is None:
-            return (None,) * (3 + ctx.n_rest)
-        (grad,) = ctx.saved_tensors
-        return (None, _scale(grad, grad_output), None, *(None for _ in range(ctx.n_rest)))
+            raise RuntimeError(_DOUBLE_BACKWARD.format(name=op.name))
+        result: list[Any] = [None] * ctx.n_args
+        if grad_output is not None:
+            for k, grad in zip(op.differentiable, ctx.saved_tensors):
+                result[k] = _scale(op.name, grad, grad_output)
+        return (None, *result)
 
 
-def _call(op: _LossOp, input: torch.Tensor, target: torch.Tensor, arrays: tuple[Any, ...],
-          scalars: tuple[Any, ...], inplace: bool, backend: str) -> torch.Tensor:
+def _call(op: _LossOp, arrays: tuple[Any, ...], tensors: tuple[Any, ...], scalars: tuple[Any, ...],
+          inplace: bool, backend: str) -> torch.Tensor:
     """What every generated function does once its arguments are in the op's order."""
+    input = arrays[0]
+    # a Python number where an array goes (gaussian_nll_loss's float var, as PyTorch allows): a constant
+    arrays = tuple(a if isinstance(a, torch.Tensor) else torch.full_like(input, float(a)) for a in arrays)
+    target = arrays[op.arrays.index("target")]
     if op.name in _autodiff.LABEL_TARGETS and target.requires_grad:
         raise ValueError(f"lossk.torch.{op.name}: target holds labels, which lossk does not differentiate; "
                          "pass target.detach()")
+    if dict(zip(op.scalar_options, scalars)).get("reduction") == "none":
+        arrays = (input, *(_expanded(op, name, a, input) for name, a in zip(op.arrays[1:], arrays[1:])))
     if inplace and not torch.compiler.is_compiling():
-        wants_other = any(t is not None and t.requires_grad for t in (target, *arrays))
-        if wants_other:
-            raise ValueError(f"lossk.torch.{op.name}: inplace=True overwrites input, so no gradient with "
+        if any(t is not None and t.requires_grad for k, t in enumerate((*arrays, *tensors)) if k in op.others):
+            raise ValueError(f"lossk.torch.{op.name}: inplace=True overwrites {op.arrays[0]}, so no gradient with "
                              "respect to target or another tensor argument can be computed; pass them detached")
-        loss, _ = _InPlace.apply(op, input, target, *arrays, *scalars, backend)
+        loss, *_ = _InPlace.apply(op, *arrays, *tensors, *scalars, backend)
         return loss
-    loss, _ = getattr(getattr(torch.ops, _LIBRARY), op.name)(input, target, *arrays, *scalars, backend)
+    loss, *_ = getattr(getattr(torch.ops, _LIBRARY), op.name)(*arrays, *tensors, *scalars, backend)
     return loss
+
+
+def _expanded(op: _LossOp, name: str, array: torch.Tensor, first: torch.Tensor) -> torch.Tensor:
+    """For reduction='none': a broadcast array that requires grad expanded to the first array's shape (a view),
+    so that its fused gradient is full-shaped and scales element by element; PyTorch's ``expand`` then sums it
+    back. Arrays of the first's shape, or of a loss that does not broadcast them, as they are."""
+    if not array.requires_grad or array.shape == first.shape:
+        return array
+    shape = _autodiff.broadcast_shape(op.function, name, tuple(first.shape), tuple(array.shape))
+    return array if shape is None else array.reshape(shape).expand(first.shape)
 
 
 def _legacy_reduction(size_average: bool | None, reduce: bool | None, reduction: str) -> str:
@@ -324,8 +397,8 @@ _INPLACE_DOC = """
     lossk additions (keyword-only): lossk's own options of the loss (see ``lossk.{name}``),
     ``backend`` (``"auto"``, ``"numba"``, ``"cupy"``, ``"array_api"``) and ``inplace``.
 
-    .. warning:: ``inplace=True`` overwrites ``input`` with the loss's gradient during the forward pass (as
-       Liger-Kernel does), saving one input-sized buffer. After the call ``input`` no longer holds what the
+    .. warning:: ``inplace=True`` overwrites ``{first}`` with its gradient during the forward pass (as
+       Liger-Kernel does), saving one input-sized buffer. After the call ``{first}`` no longer holds what the
        caller passed: use it only for tensors nothing else reads (the logits of a final linear layer). A
        tensor some other operation saved for its own backward makes ``backward()`` fail with PyTorch's
        "modified by an inplace operation" error, and a leaf that requires grad is refused. Under
@@ -337,12 +410,12 @@ def _parameters(name: str, op: _LossOp) -> list[inspect.Parameter]:
     """PyTorch's parameters for the loss, then lossk's own options and ``inplace``, ``backend`` keyword-only."""
     keyword = inspect.Parameter.KEYWORD_ONLY
     namesake = getattr(F, name, None)
-    known = {"input", "target", "size_average", "reduce", *op.array_options, *op.scalar_options}
+    known = {*op.arrays, "size_average", "reduce", *op.array_options, *op.scalar_options}
     if namesake is not None and set(inspect.signature(namesake).parameters) <= known:
         parameters = list(inspect.signature(namesake).parameters.values())
     else:
         positional = inspect.Parameter.POSITIONAL_OR_KEYWORD
-        parameters = [inspect.Parameter("input", positional), inspect.Parameter("target", positional)]
+        parameters = [inspect.Parameter(n, positional) for n in op.arrays]
     present = {p.name for p in parameters}
     lossk_options = _autodiff.options_of(op.function)
     parameters += [p.replace(kind=keyword) for n, p in lossk_options.items() if n not in present]
@@ -362,7 +435,8 @@ def _function(name: str, op: _LossOp) -> Callable[..., torch.Tensor]:
     keyword_only = [p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY]
     source = (
         f"def {name}({', '.join(positional)}, *, {', '.join(keyword_only)}):\n"
-        f"    return _call(_OP, input, target, ({', '.join(op.array_options)}{',' if op.array_options else ''}), "
+        f"    return _call(_OP, ({', '.join(op.arrays)},), "
+        f"({', '.join(op.array_options)}{',' if op.array_options else ''}), "
         f"({scalars}{',' if op.scalar_options else ''}), inplace, backend)\n"
     )
     namespace: dict[str, Any] = {"_call": _call, "_OP": op, "_legacy_reduction": _legacy_reduction}
@@ -377,7 +451,7 @@ def _function(name: str, op: _LossOp) -> Callable[..., torch.Tensor]:
     function.__doc__ = (
         f"``torch.nn.functional.{name}`` computed by ``lossk.{name}``'s fused forward and backward.\n\n"
         f"    See :func:`lossk.{name}` for the formula, its gradient and the options."
-        + _INPLACE_DOC.format(name=name)
+        + _INPLACE_DOC.format(name=name, first=op.arrays[0])
     )
     return function
 
@@ -395,8 +469,8 @@ def _module_class(name: str, function: Callable[..., torch.Tensor]) -> type | No
         return None
     base = getattr(torch.nn, class_name, None)
     signature = inspect.signature(function)
-    forwarded = [p for p in signature.parameters.values()
-                 if p.name not in ("input", "target", "size_average", "reduce")]
+    arrays = _autodiff.arrays_of(getattr(lossk, name))
+    forwarded = [p for p in signature.parameters.values() if p.name not in (*arrays, "size_average", "reduce")]
     if base is None:
         return _plain_module_class(class_name, name, function, forwarded)
     torch_options = {p.name for p in forwarded} & set(inspect.signature(base.__init__).parameters)
@@ -407,9 +481,9 @@ def _module_class(name: str, function: Callable[..., torch.Tensor]) -> type | No
         base.__init__(self, *args, **kwargs)
         self.lossk_options = lossk_kwargs
 
-    def forward(self: Any, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def forward(self: Any, *arrays: torch.Tensor) -> torch.Tensor:
         options = {p.name: getattr(self, p.name, p.default) for p in forwarded if p.name not in self.lossk_options}
-        return function(input, target, **options, **self.lossk_options)
+        return function(*arrays, **options, **self.lossk_options)
 
     doc = (f"``torch.nn.{class_name}`` whose forward is :func:`lossk.torch.{name}`. Takes PyTorch's arguments, "
            f"and lossk's keyword-only options ({', '.join(p.name for p in extra)}).")
@@ -533,7 +607,7 @@ def _linear_backward_formula(ctx: Any, grad_output: torch.Tensor, *_grads_of_gra
     if ctx.reduction == "none":
         d_input, d_weight, d_bias = _linear_backward(*ctx.saved_tensors, *ctx.arguments, grad_output)
     else:
-        d_input, d_weight, d_bias = (_scale(g, grad_output) for g in ctx.saved_tensors)
+        d_input, d_weight, d_bias = (_scale("linear_cross_entropy", g, grad_output) for g in ctx.saved_tensors)
     return (d_input, d_weight, None, d_bias if ctx.has_bias else None, None, *(None for _ in ctx.arguments))
 
 

@@ -4,6 +4,7 @@
 Every configuration of ``tests/loss_cases.py`` is checked against PyTorch's values through lossk's own
 reference (the jax.numpy formulation of each loss is lossk's reference traced by JAX, an independent
 implementation from the fused forward pass that runs here); optax is the outside oracle where it has the loss.
+The multi-input losses are checked against ``jax.grad`` of plain ``jax.numpy`` formulations written here.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ jnp = pytest.importorskip("jax.numpy")
 import lossk  # noqa: E402
 import lossk.jax as lj  # noqa: E402
 from lossk import _autodiff  # noqa: E402
+
+from lossk._losses.multi_input import LOSSES as MULTI_INPUT  # noqa: E402
+from lossk._multi_input import MultiInputLossFunction  # noqa: E402
 
 from loss_cases import CASES, LARGE, draw, reductions  # noqa: E402
 
@@ -40,6 +44,7 @@ def path(request, monkeypatch):
 
 def test_every_loss_is_wrapped():
     assert set(_autodiff.loss_functions()) <= set(lj.__all__)
+    assert {spec.name for spec in MULTI_INPUT} <= set(lj.__all__)
 
 
 @pytest.mark.parametrize("case", JAX_CASES, ids=lambda c: c.id)
@@ -132,3 +137,93 @@ def test_weight_gradient(path, seed):
 def test_unknown_option():
     with pytest.raises(TypeError, match="unexpected option"):
         lj.mse_loss(jnp.zeros(3), jnp.zeros(3), delta=1.0)
+
+
+# --- the multi-input losses: plain jax.numpy formulations of PyTorch's definitions ----------------------------
+
+
+def _reduce(loss, reduction):
+    return {"mean": jnp.mean, "sum": jnp.sum, "none": lambda v: v}[reduction](loss)
+
+
+def _plain_gaussian_nll_loss(x, y, var, *, full=False, eps=1e-6, reduction="mean"):
+    if var.ndim == x.ndim - 1:
+        var = var[..., None]
+    # PyTorch clamps a clone of var under no_grad: the value is clamped, the gradient passes as the identity
+    clamped = var + jax.lax.stop_gradient(jnp.maximum(var, eps) - var)
+    loss = 0.5 * (jnp.log(clamped) + (x - y) ** 2 / clamped) + (0.5 * np.log(2 * np.pi) if full else 0.0)
+    return _reduce(loss, reduction)
+
+
+def _plain_margin_ranking_loss(x1, x2, y, *, margin=0.0, reduction="mean"):
+    h = -y * (x1 - x2) + margin
+    return _reduce(jnp.where(h >= 0, h, 0.0), reduction)
+
+
+def _plain_multilabel_soft_margin_loss(x, y, weight=None, *, reduction="mean"):
+    loss = -(y * jax.nn.log_sigmoid(x) + (1 - y) * jax.nn.log_sigmoid(-x))
+    loss = loss if weight is None else loss * weight
+    return _reduce(jnp.mean(loss, axis=-1), reduction)
+
+
+PLAIN = {"gaussian_nll_loss": _plain_gaussian_nll_loss, "margin_ranking_loss": _plain_margin_ranking_loss,
+         "multilabel_soft_margin_loss": _plain_multilabel_soft_margin_loss}
+
+
+def test_every_multi_input_loss_has_a_plain_formulation():
+    multi_input = {n for n, f in _autodiff.loss_functions().items() if isinstance(f, MultiInputLossFunction)}
+    assert multi_input == set(PLAIN)
+
+
+@pytest.mark.parametrize("spec", MULTI_INPUT, ids=lambda s: s.name)
+def test_multi_input_against_plain_jax(spec, path, seed):
+    """float64: value and the gradients of every floating argument (the class weight included) under jit,
+    with a random upstream gradient, against jax.grad of the plain formulation."""
+    rng = np.random.default_rng(seed)
+    options = {o.name: o.examples[0] for o in spec.keyword_options if o.examples}
+    drawn = spec.domain.draw(rng, (6, 5), options, True)
+    arrays = [drawn[n] for n in spec.inputs]
+    if spec.name == "gaussian_nll_loss":
+        arrays[2] = arrays[2][:, 0]  # one variance per row: broadcast, its gradient summed back
+    weights = {o.name: o.draw(rng, (6, 5)) for o in spec.keyword_options if o.kind == "array"}
+    ours, plain = getattr(lj, spec.name), PLAIN[spec.name]
+    with jax.enable_x64(True):
+        arguments = [jnp.asarray(a) for a in (*arrays, *weights.values())]
+        n = len(arrays)
+        for reduction in ("mean", "sum", "none"):
+            def weighted(function, upstream, *leaves):
+                named = dict(zip(weights, leaves[n:]))
+                return jnp.sum(function(*leaves[:n], **named, reduction=reduction, **options) * upstream)
+
+            expected = plain(*arguments[:n], **dict(zip(weights, arguments[n:])), reduction=reduction, **options)
+            value = jax.jit(lambda *a: ours(*a[:n], **dict(zip(weights, a[n:])), reduction=reduction, **options))(
+                *arguments)
+            np.testing.assert_allclose(value, expected, rtol=1e-12, atol=1e-14)
+            upstream = rng.uniform(0.5, 1.5, np.shape(expected))
+            argnums = tuple(range(len(arguments)))
+            grads = jax.jit(jax.grad(lambda *a: weighted(ours, upstream, *a), argnums))(*arguments)
+            expected_grads = jax.grad(lambda *a: weighted(plain, upstream, *a), argnums)(*arguments)
+            for g, e, a in zip(grads, expected_grads, arguments):
+                assert g.shape == a.shape
+                np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-13)
+
+
+def test_multi_input_vmap(path, seed):
+    rng = np.random.default_rng(seed)
+    x, y = (jnp.asarray(rng.normal(0, 2, (4, 7, 3)), dtype=jnp.float32) for _ in range(2))
+    var = jnp.asarray(rng.uniform(0.2, 2, (4, 7)), dtype=jnp.float32)
+    per_batch = jax.vmap(lambda *a: lj.gaussian_nll_loss(*a, full=True))(x, y, var)
+    expected = jax.vmap(lambda *a: _plain_gaussian_nll_loss(*a, full=True))(x, y, var)
+    np.testing.assert_allclose(per_batch, expected, rtol=1e-5)
+    grads = jax.jit(jax.vmap(jax.grad(lambda *a: lj.gaussian_nll_loss(*a), (0, 2))))(x, y, var)
+    expected = jax.vmap(jax.grad(lambda *a: _plain_gaussian_nll_loss(*a), (0, 2)))(x, y, var)
+    for g, e in zip(grads, expected):
+        np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-7)
+
+
+def test_multi_input_float_var_and_arity():
+    x = jnp.arange(6.0).reshape(2, 3)
+    expected = _plain_gaussian_nll_loss(x, x + 1, jnp.full_like(x, 0.5))
+    np.testing.assert_allclose(lj.gaussian_nll_loss(x, x + 1, 0.5), expected, rtol=1e-6)
+    with pytest.raises(TypeError, match="takes 3 positional arrays"):
+        lj.margin_ranking_loss(x, x)

@@ -2,7 +2,8 @@
 in-place mode and a training run that must end with PyTorch's own weights.
 
 The configurations are those of ``tests/loss_cases.py`` (every loss, odd and empty shapes, weights, ignored
-rows, probability targets, saturated logits); every loss lossk exports must have one.
+rows, probability targets, saturated logits); every loss lossk exports must have one. The multi-input losses
+(``lossk._losses.multi_input``) are drawn from their specs' domains instead.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ F = torch.nn.functional
 import lossk  # noqa: E402
 import lossk.torch as lt  # noqa: E402
 from lossk import _autodiff, _dispatch  # noqa: E402
+from lossk._losses.multi_input import LOSSES as MULTI_INPUT  # noqa: E402
+from lossk._multi_input import MultiInputLoss, MultiInputLossFunction  # noqa: E402
+from lossk._spec import ARRAY_KIND  # noqa: E402
 
 from loss_cases import CASES, LARGE, draw, reductions, strided  # noqa: E402
 
@@ -64,12 +68,16 @@ def test_every_lossk_loss_is_wrapped_with_pytorchs_signature():
         assert list(ours)[: len(theirs)] == list(theirs), name
         for p in theirs.values():
             assert ours[p.name].default == p.default and ours[p.name].kind == p.kind, (name, p.name)
-    classes = {n for n in lossk.__all__ if isinstance(c := getattr(lossk, n), type) and issubclass(c, lossk.Loss)}
+    classes = {n for n in lossk.__all__
+               if isinstance(c := getattr(lossk, n), type) and issubclass(c, (lossk.Loss, MultiInputLoss))}
     assert classes - {"Loss"} <= set(lt.__all__)
+    assert {spec.class_name for spec in MULTI_INPUT} <= classes
 
 
 def test_every_loss_has_a_case():
-    assert set(_autodiff.loss_functions()) <= {case.loss for case in CASES}
+    multi_input = {n for n, f in _autodiff.loss_functions().items() if isinstance(f, MultiInputLossFunction)}
+    assert multi_input == {spec.name for spec in MULTI_INPUT}  # their tests below run over the specs
+    assert set(_autodiff.loss_functions()) - multi_input <= {case.loss for case in CASES}
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
@@ -363,3 +371,170 @@ def test_unreduced_loss_under_dynamic_shapes():
     expected = x.detach().clone().requires_grad_()
     (F.cross_entropy(expected, labels, reduction="none") * weights).sum().backward()
     torch.testing.assert_close(x.grad, expected.grad)
+
+
+# --- the multi-input losses (gaussian_nll_loss, margin_ranking_loss, multilabel_soft_margin_loss) -----------
+
+
+def _multi_input_tensors(spec, rng, shape, options, *, differentiable=False):
+    """The spec's positional arrays drawn from its domain, and its tensor options (``weight``), float64."""
+    drawn = spec.domain.draw(rng, shape, options, differentiable)
+    arrays = [torch.tensor(drawn[n], dtype=torch.float64) for n in spec.inputs]
+    tensors = {o.name: torch.from_numpy(o.draw(rng, shape)) for o in spec.keyword_options if o.kind == ARRAY_KIND}
+    return arrays, tensors
+
+
+def _example_options(spec):
+    """Each scalar and flag option at its first example value (the defaults are F.*'s defaults)."""
+    return {o.name: o.examples[0] for o in spec.keyword_options if o.examples}
+
+
+def _call_with(function, spec, leaves, tensor_names, **options):
+    n = len(spec.inputs)
+    return function(*leaves[:n], **dict(zip(tensor_names, leaves[n:])), **options)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("spec", MULTI_INPUT, ids=lambda s: s.name)
+def test_multi_input_value_and_gradients_match_torch(spec, backend, seed):
+    """Every floating argument requires grad (var across its clamp at eps, margin ranking's target, the
+    class weight): lossk.torch's gradients of all of them against F.*'s autograd, random upstream gradient."""
+    rng = np.random.default_rng(seed)
+    for options in ({}, _example_options(spec)):
+        arrays, tensors = _multi_input_tensors(spec, rng, (6, 5), options)
+        for reduction in ("mean", "sum", "none"):
+            leaves = [t.clone().requires_grad_() for t in (*arrays, *tensors.values())]
+            mirror = [t.clone().requires_grad_() for t in (*arrays, *tensors.values())]
+            ours = _call_with(getattr(lt, spec.name), spec, leaves, tensors, reduction=reduction, backend=backend,
+                              **options)
+            theirs = _call_with(getattr(F, spec.name), spec, mirror, tensors, reduction=reduction, **options)
+            torch.testing.assert_close(ours, theirs, rtol=1e-10, atol=1e-12)
+            upstream = _upstream(theirs, rng)
+            grads = torch.autograd.grad(ours, leaves, upstream)
+            expected = torch.autograd.grad(theirs, mirror, upstream)
+            for g, e in zip(grads, expected):
+                torch.testing.assert_close(g, e, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize(("name", "shapes"), [
+    ("gaussian_nll_loss", ((6, 5), (6, 5), (6,))),  # var: one value per row, as PyTorch's homoscedastic case
+    ("gaussian_nll_loss", ((6, 5), (1, 5), (6, 1))),
+    ("margin_ranking_loss", ((6, 5), (6, 1), (1, 5))),
+])
+def test_multi_input_broadcast_arguments(name, shapes, seed):
+    """Arrays that broadcast to the first's shape get their gradients summed back, for every reduction
+    ('none': expanded before the op, so each element's upstream gradient scales its own term)."""
+    rng = np.random.default_rng(seed)
+    draws = {"gaussian_nll_loss": (lambda s: rng.normal(0, 2, s), lambda s: rng.normal(0, 2, s),
+                                   lambda s: rng.uniform(0.1, 4, s)),
+             "margin_ranking_loss": (lambda s: rng.normal(0, 2, s), lambda s: rng.normal(0, 2, s),
+                                     lambda s: np.where(rng.random(s) < 0.5, -1.0, 1.0))}[name]
+    arrays = [torch.from_numpy(draw(shape)) for draw, shape in zip(draws, shapes)]
+    for reduction in ("mean", "sum", "none"):
+        leaves = [a.clone().requires_grad_() for a in arrays]
+        mirror = [a.clone().requires_grad_() for a in arrays]
+        ours = getattr(lt, name)(*leaves, reduction=reduction, backend=FUSED)
+        theirs = getattr(F, name)(*mirror, reduction=reduction)
+        torch.testing.assert_close(ours, theirs, rtol=1e-10, atol=1e-12)
+        upstream = _upstream(theirs, rng)
+        for g, e in zip(torch.autograd.grad(ours, leaves, upstream), torch.autograd.grad(theirs, mirror, upstream)):
+            assert g.shape == e.shape
+            torch.testing.assert_close(g, e, rtol=1e-9, atol=1e-12)
+
+
+def test_gaussian_nll_loss_of_a_float_var(seed):
+    rng = np.random.default_rng(seed)
+    x, y = torch.from_numpy(rng.normal(0, 2, (4, 3))), torch.from_numpy(rng.normal(0, 2, (4, 3)))
+    for reduction in ("mean", "none"):
+        ours, theirs = x.clone().requires_grad_(), x.clone().requires_grad_()
+        loss = lt.gaussian_nll_loss(ours, y, 0.7, reduction=reduction)
+        expected = F.gaussian_nll_loss(theirs, y, 0.7, reduction=reduction)
+        torch.testing.assert_close(loss, expected)
+        loss.sum().backward()
+        expected.sum().backward()
+        torch.testing.assert_close(ours.grad, theirs.grad)
+    with pytest.raises(ValueError, match="var has negative"):
+        lt.gaussian_nll_loss(x, y, -1.0)
+
+
+@pytest.mark.parametrize("spec", MULTI_INPUT, ids=lambda s: s.name)
+def test_multi_input_gradcheck(spec, seed):
+    rng = np.random.default_rng(seed)
+    options = _example_options(spec)
+    arrays, tensors = _multi_input_tensors(spec, rng, (3, 4), options, differentiable=True)
+    inputs = tuple(t.requires_grad_() for t in (*arrays, *tensors.values()))
+    loss = getattr(lt, spec.name)
+    for reduction in ("mean", "sum", "none"):
+        # fast mode: v^T J u for random u, v (every argument at once), a fraction of the full Jacobian's calls
+        assert torch.autograd.gradcheck(
+            lambda *leaves: _call_with(loss, spec, leaves, tensors, reduction=reduction, backend=FUSED, **options),
+            inputs, fast_mode=True,
+        )
+
+
+def test_multi_input_opcheck(seed):
+    rng = np.random.default_rng(seed)
+    x, y = (torch.from_numpy(rng.normal(0, 2, (6, 5))).requires_grad_() for _ in range(2))
+    var = torch.from_numpy(rng.uniform(0.1, 2, (6, 5))).requires_grad_()
+    # the three-array op whose target's gradient is the input's negated (margin ranking's is by the reference)
+    torch.library.opcheck(torch.ops.lossk.gaussian_nll_loss.default, (x, y, var, True, 1e-6, "none", "auto"))
+
+
+def test_multi_input_module_classes_match_torch(seed):
+    rng = np.random.default_rng(seed)
+    x, y = torch.from_numpy(rng.normal(0, 2, (6, 5))), torch.from_numpy(rng.normal(0, 2, (6, 5)))
+    var, weight = torch.from_numpy(rng.uniform(0.1, 2, (6,))), torch.from_numpy(rng.uniform(0.5, 2, 5))
+    labels = torch.from_numpy((rng.random((6, 5)) < 0.5).astype(np.float64))
+    signs = 2 * labels - 1
+    for ours, theirs, arrays in (
+        (lt.GaussianNLLLoss(full=True, eps=0.5, reduction="sum"),
+         torch.nn.GaussianNLLLoss(full=True, eps=0.5, reduction="sum"), (x, y, var)),
+        (lt.MarginRankingLoss(0.5, reduction="none"), torch.nn.MarginRankingLoss(0.5, reduction="none"),
+         (x, y, signs)),
+        (lt.MultiLabelSoftMarginLoss(weight), torch.nn.MultiLabelSoftMarginLoss(weight), (x, labels)),
+    ):
+        assert isinstance(ours, type(theirs))
+        torch.testing.assert_close(ours(*arrays), theirs(*arrays))
+    assert lt.MarginRankingLoss(backend="array_api").lossk_options["backend"] == "array_api"
+
+
+def test_multi_input_inplace(seed):
+    """inplace=True: input1's gradient overwrites it, input2's is kept as usual; a target that requires grad
+    is refused (its gradient would need the overwritten input)."""
+    rng = np.random.default_rng(seed)
+    a, b = torch.from_numpy(rng.normal(0, 2, (5, 4))), torch.from_numpy(rng.normal(0, 2, (5, 4)))
+    t = torch.from_numpy(np.where(rng.random((5, 4)) < 0.5, -1.0, 1.0))
+    scale, second = torch.tensor(1.0, dtype=torch.float64, requires_grad=True), b.clone().requires_grad_()
+    (3 * lt.margin_ranking_loss(a * scale, second, t, margin=0.5, inplace=True)).backward()
+    expected_scale, expected_second = scale.detach().clone().requires_grad_(), b.clone().requires_grad_()
+    (3 * F.margin_ranking_loss(a * expected_scale, expected_second, t, margin=0.5)).backward()
+    torch.testing.assert_close(scale.grad, expected_scale.grad)
+    torch.testing.assert_close(second.grad, expected_second.grad)
+    with pytest.raises(ValueError, match="inplace=True overwrites input1"):
+        lt.margin_ranking_loss(a * scale, b, t.clone().requires_grad_(), inplace=True)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
+def test_multi_input_torch_compile_fullgraph():
+    """A model predicting a mean and one variance per row, trained on gaussian_nll_loss(reduction='none')
+    under torch.compile(fullgraph=True): the variance is expanded inside the graph."""
+    torch.manual_seed(0)
+    model = torch.nn.Linear(8, 6)
+    x, y, w = torch.randn(16, 8), torch.randn(16, 5), torch.rand(16, 5)
+
+    def step(x, y, w):
+        out = model(x)
+        mean, var = out[:, :5], F.softplus(out[:, 5])
+        return (lt.gaussian_nll_loss(mean, y, var, reduction="none") * w).sum()
+
+    compiled = torch.compile(step, fullgraph=True, backend="aot_eager")
+    loss = compiled(x, y, w)
+    loss.backward()
+    compiled_grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    out = model(x)
+    expected = (F.gaussian_nll_loss(out[:, :5], y, F.softplus(out[:, 5]), reduction="none") * w).sum()
+    expected.backward()
+    torch.testing.assert_close(loss, expected)
+    for a, p in zip(compiled_grads, model.parameters()):
+        torch.testing.assert_close(a, p.grad)
