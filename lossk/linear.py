@@ -6,6 +6,11 @@ chunks: a chunk's logits come from the namespace's own matrix product (the BLAS 
 CuPy and PyTorch), ``cross_entropy.value_and_grad(..., inplace=True)`` overwrites them with their gradient
 (a fused kernel on the Numba and CUDA backends, no further memory), and the two gradient products are
 accumulated. Peak extra memory is one chunk, whatever N.
+
+This module speaks the Array API only. The products are dispatched as a loss's implementation is
+(``lossk._reference.linear``: the Array API's, or a backend's own, such as NumPy's into reused buffers), and
+the mean's divisors stay 0-d arrays of the input's library: nothing here synchronises a GPU or computes a
+lazy (Dask) graph.
 """
 
 from __future__ import annotations
@@ -17,12 +22,11 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-import numpy as np
-
 from . import classification
-from ._array_api import Array, as_array, is_numpy_namespace, namespace_of
-from ._dispatch import select
+from ._array_api import Array, as_array, namespace_of
+from ._dispatch import Implementation, implementations, select
 from ._reduction import compute_dtype
+from ._reference.linear import PRODUCTS
 from ._validation import (
     check_array,
     check_class_indices,
@@ -43,11 +47,6 @@ UNFUSED_TEMPORARIES = 8
 """A cross-entropy that does not write its gradient in place (the reference) makes about this many
 chunk-sized temporaries, so its chunks are this many times smaller."""
 
-WEIGHT_GRADIENT_BLOCK_BYTES = 8 * 2**20
-"""d_linear_weight += g.T @ x goes over the vocabulary in blocks: the product of a block (block, H) and the
-block of g it reads (rows, block) each take at most about this many bytes (the Array API has no in-place
-matrix product, and NumPy's product copies the transposed block of g before calling the BLAS)."""
-
 
 @dataclass(frozen=True)
 class ChunkedCall:
@@ -64,6 +63,8 @@ class ChunkedCall:
     chunk_rows: int
     cross_entropy_options: dict[str, Any]
     """weight, ignore_index, label_smoothing, softcap and backend, passed to every chunk's cross-entropy."""
+    products: Implementation
+    """``products(linear_weight, xp=, chunk_rows=)``: the chunks' matrix products (``lossk._reference.linear``)."""
 
 
 class LinearCrossEntropy:
@@ -184,6 +185,9 @@ def linear_cross_entropy(
     registration = select("cross_entropy", backend, input, n_elements=automatic_rows * n_classes)
     if chunk_size is None:
         chunk_size = automatic_rows if registration.writes_out else max(1, automatic_rows // UNFUSED_TEMPORARIES)
+    # the matrix products of the backend asked for where it registers its own (else the Array API's)
+    products_backend = backend if backend == "auto" or backend in implementations(PRODUCTS) else "array_api"
+    products = select(PRODUCTS, products_backend, input)
     options = {
         "weight": weight,
         "ignore_index": ignore_index,
@@ -202,6 +206,7 @@ def linear_cross_entropy(
         return_z_loss,
         min(chunk_size, max(n_tokens, 1)),
         options,
+        products.implementation,
     )
 
 
@@ -210,58 +215,87 @@ def _check_input_dtype(name: str, x: Array, input: Array) -> None:
         raise TypeError(f"{name} must have the input's dtype {input.dtype}, got {x.dtype}")
 
 
-def _mean_divisors(call: ChunkedCall) -> tuple[float, float]:
-    """(Σ w_y over the tokens not ignored, their count): what the mean divides the cross-entropy and the
-    z-loss parts by, over all tokens."""
+def _mean_divisors(call: ChunkedCall) -> tuple[Array, Array]:
+    """(Σ w_y over the tokens not ignored, their count) as 0-d arrays of the compute dtype: what the mean
+    divides the cross-entropy and the z-loss parts by, over all tokens. Arrays, not numbers: reading them
+    would synchronise a GPU or compute a lazy (Dask) graph."""
     xp, target = call.xp, call.target
     dtype = compute_dtype(xp, call.input.dtype)
     kept = target != call.cross_entropy_options["ignore_index"]
-    count = float(xp.sum(xp.astype(kept, dtype)))
+    count = xp.sum(xp.astype(kept, dtype))
     weight = call.cross_entropy_options["weight"]
     if weight is None:
         return count, count
     safe_target = xp.where(kept, target, xp.zeros_like(target))
     w_y = xp.take(xp.astype(weight, dtype), safe_target)
-    return float(xp.sum(xp.where(kept, w_y, xp.zeros_like(w_y)))), count
+    return xp.sum(xp.where(kept, w_y, xp.zeros_like(w_y))), count
 
 
-def _chunk_plan(call: ChunkedCall, grad_output: Any) -> tuple[str, float, Any, Any]:
-    """(each chunk's reduction, its z_loss coefficient, the factor on the summed chunk losses, the upstream
-    gradient of a 'sum' chunk) such that the chunks add up to the requested reduction over all tokens.
+@dataclass(frozen=True)
+class ChunkPlan:
+    """How every chunk is computed so that the chunks add up to the requested reduction over all tokens."""
 
-    The mean divides the cross-entropy part by D (Σ w_y) and the z part by D_z (tokens kept): a chunk
-    reduced by 'sum' with z_loss · D / D_z, times 1 / D, gives both. A mean over no tokens (D or D_z zero)
-    is NaN, as in PyTorch.
+    reduction: str
+    """Each chunk's reduction: 'none' for 'none', else 'sum'."""
+    weight: Array | None
+    """The class weights each chunk's cross-entropy takes."""
+    factor: Any
+    """What the summed chunk losses are multiplied by: 1, or a 0-d array for 'mean'."""
+    upstream: Any
+    """The upstream gradient of every 'sum' chunk (for 'none', the caller's, sliced per chunk)."""
+
+
+def _chunk_plan(call: ChunkedCall, grad_output: Any) -> ChunkPlan:
+    """The chunks' reduction, class weights and factors (see :class:`ChunkPlan`).
+
+    The mean divides the cross-entropy part by D (Σ w_y) and the z part by D_z (tokens kept):
+
+        Σ w_y ce / D + λ Σ lse² / D_z = (Σ (w_y D_z / D) ce + λ Σ lse²) / D_z,
+
+    so with class weights and a z-loss the chunks take the class weights times D_z / D and 'sum', and the
+    total is divided by D_z; otherwise (no class weights: D = D_z; no z-loss) the weights stay and the total
+    is divided by D. D and D_z stay arrays (:func:`_mean_divisors`). A mean over no tokens (D or D_z zero) is
+    NaN, as in PyTorch.
     """
+    weight = call.cross_entropy_options["weight"]
+    if call.reduction == "none":
+        return ChunkPlan("none", weight, 1.0, grad_output)
     upstream = 1.0 if grad_output is None else grad_output
     if call.reduction == "sum":
-        return "sum", call.z_loss, 1.0, upstream
+        return ChunkPlan("sum", weight, 1.0, upstream)
+    xp = call.xp
     divisor, z_divisor = _mean_divisors(call)
-    if divisor == 0 or z_divisor == 0:
-        return "sum", call.z_loss, float("nan"), upstream * float("nan")
-    return "sum", call.z_loss * divisor / z_divisor, 1.0 / divisor, upstream / divisor
+    empty = (divisor == 0) | (z_divisor == 0)
+    one = xp.ones_like(z_divisor)
+    rescale = weight is not None and call.z_loss != 0
+    total_divisor = z_divisor if rescale else divisor
+    # as_array: NumPy's arithmetic on 0-d arrays gives NumPy scalars
+    factor = as_array(xp, xp.where(empty, xp.full_like(one, float("nan")), one / xp.where(empty, one, total_divisor)))
+    if rescale:
+        ratio = as_array(xp, xp.where(empty, one, z_divisor / xp.where(empty, one, divisor)))
+        weight = xp.astype(weight, ratio.dtype) * ratio
+    return ChunkPlan("sum", weight, factor, as_array(xp, upstream * factor))
 
 
 def _run(call: ChunkedCall, *, compute_grad: bool, grad_output: Any) -> tuple[Any, Any]:
     xp, input, linear_weight, target, bias = call.xp, call.input, call.linear_weight, call.target, call.linear_bias
     n_tokens = input.shape[0]
     dtype = compute_dtype(xp, input.dtype)
-    if call.reduction == "none":
-        chunk_reduction, chunk_z_loss, factor = "none", call.z_loss, 1.0
-    else:
-        chunk_reduction, chunk_z_loss, factor, chunk_upstream = _chunk_plan(call, grad_output)
+    plan = _chunk_plan(call, grad_output)
     options = {
         **call.cross_entropy_options,
-        "reduction": chunk_reduction,
-        "z_loss": chunk_z_loss,
+        "weight": plan.weight,
+        "reduction": plan.reduction,
+        "z_loss": call.z_loss,
         "return_z_loss": call.return_z_loss,
     }
-    products = _Products(xp, linear_weight, min(call.chunk_rows, n_tokens))
+    products = call.products(linear_weight, xp=xp, chunk_rows=min(call.chunk_rows, n_tokens))
     if compute_grad:
         d_input = xp.empty_like(input)
         d_weight = xp.zeros_like(linear_weight)
         d_bias = None if bias is None else xp.zeros_like(bias)
     losses, z_terms = [], []
+    chunk_upstream = plan.upstream
     for start in range(0, n_tokens, call.chunk_rows):
         stop = min(start + call.chunk_rows, n_tokens)
         x = input[start:stop, ...]
@@ -269,8 +303,8 @@ def _run(call: ChunkedCall, *, compute_grad: bool, grad_output: Any) -> tuple[An
         if bias is not None:
             logits += bias
         if compute_grad:
-            if call.reduction == "none":
-                chunk_upstream = None if grad_output is None else grad_output[start:stop]
+            if call.reduction == "none" and plan.upstream is not None:
+                chunk_upstream = plan.upstream[start:stop]
             value, g = classification.cross_entropy.value_and_grad(
                 logits, target[start:stop], grad_output=chunk_upstream, inplace=True, **options
             )
@@ -286,13 +320,13 @@ def _run(call: ChunkedCall, *, compute_grad: bool, grad_output: Any) -> tuple[An
         del logits, value, loss  # the chunk's logits (and gradient) go before the next chunk's are made
         if compute_grad:
             del g
-    result = _combine(xp, losses, call.reduction, factor, dtype, input.dtype)
+    result = _combine(xp, losses, call.reduction, plan.factor, dtype, input.dtype)
     if call.return_z_loss:
-        result = (result, _combine(xp, z_terms, call.reduction, factor, dtype, input.dtype))
+        result = (result, _combine(xp, z_terms, call.reduction, plan.factor, dtype, input.dtype))
     return result, ((d_input, d_weight, d_bias) if compute_grad else None)
 
 
-def _combine(xp: ModuleType, chunks: list[Array], reduction: str, factor: float, dtype: Any, out_dtype: Any) -> Array:
+def _combine(xp: ModuleType, chunks: list[Array], reduction: str, factor: Any, dtype: Any, out_dtype: Any) -> Array:
     """The chunks' losses as one: concatenated for 'none', else their sum (in ``dtype``) times ``factor``."""
     if reduction == "none":
         return xp.concat(chunks) if chunks else xp.zeros((0,), dtype=out_dtype)
@@ -300,48 +334,3 @@ def _combine(xp: ModuleType, chunks: list[Array], reduction: str, factor: float,
     for loss in chunks:
         total = total + xp.astype(loss, dtype)
     return xp.astype(as_array(xp, total * factor), out_dtype)
-
-
-class _Products:
-    """The three matrix products of a chunk, with x (rows, H), W (V, H) and the logits' gradient g (rows, V):
-
-    logits = x W^T,   d_input[rows] = g W,   d_weight += g^T x   (over W's rows in blocks).
-
-    The Array API has no ``out=``: its products allocate their results. For NumPy they are written into
-    buffers allocated once per call (NumPy's ``matmul(..., out=)``), which saves one chunk of fresh pages —
-    and their page faults — per chunk.
-    """
-
-    def __init__(self, xp: ModuleType, linear_weight: Array, chunk_rows: int) -> None:
-        self.xp = xp
-        self.weight = linear_weight
-        self.weight_t = xp.matrix_transpose(linear_weight)
-        n_classes, n_features = linear_weight.shape
-        itemsize = xp.finfo(linear_weight.dtype).bits // 8
-        self.block_rows = max(1, WEIGHT_GRADIENT_BLOCK_BYTES // (max(1, n_features, chunk_rows) * itemsize))
-        self.numpy = is_numpy_namespace(xp)
-        if self.numpy:
-            self.logits_buffer = np.empty((chunk_rows, n_classes), dtype=linear_weight.dtype)
-            self.block_buffer = np.empty((min(self.block_rows, n_classes), n_features), dtype=linear_weight.dtype)
-
-    def logits(self, x: Array) -> Array:
-        if not self.numpy:
-            return self.xp.matmul(x, self.weight_t)
-        return np.matmul(x, self.weight_t, out=self.logits_buffer[: x.shape[0]])
-
-    def set_input_gradient(self, d_input: Array, start: int, stop: int, g: Array) -> None:
-        if self.numpy:
-            np.matmul(g, self.weight, out=d_input[start:stop])
-        else:
-            d_input[start:stop, ...] = self.xp.matmul(g, self.weight)
-
-    def accumulate_weight_gradient(self, d_weight: Array, g: Array, x: Array) -> None:
-        xp = self.xp
-        for start in range(0, d_weight.shape[0], self.block_rows):
-            stop = min(start + self.block_rows, d_weight.shape[0])
-            g_t = xp.matrix_transpose(g[:, start:stop])
-            if self.numpy:
-                block = np.matmul(g_t, x, out=self.block_buffer[: stop - start])
-                np.add(d_weight[start:stop], block, out=d_weight[start:stop])
-            else:
-                d_weight[start:stop, ...] += xp.matmul(g_t, x)

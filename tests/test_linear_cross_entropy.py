@@ -215,6 +215,35 @@ def test_array_api_strict(rng, seed):
     assert_gradients_close(grads, expected_grads, np.float64, seed)
 
 
+def refuse_to_compute(*args: Any, **kwargs: Any) -> None:
+    raise AssertionError("linear_cross_entropy computed a Dask graph (a float() or bool() of an array)")
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_dask_stays_lazy(reduction, rng, seed):
+    """The mean's divisors (Σ w_y, tokens kept) stay 0-d arrays: on Dask nothing is computed until the caller
+    computes the results (on a GPU, nothing synchronises)."""
+    da = pytest.importorskip("dask.array")
+    import dask
+
+    arrays = draw(rng, bias=True, class_weight=True, ignored=True)
+    settings = {"reduction": reduction, "z_loss": 0.05, "softcap": None, "label_smoothing": 0.1}
+    expected_loss, expected_z, expected_grads = torch_linear_cross_entropy(arrays, grad_output=1.5, **settings)
+    lazy = {name: da.from_array(a, chunks=4) for name, a in arrays.items()}
+    positional, keywords = call_arguments(lazy)
+    with dask.config.set(scheduler=refuse_to_compute):
+        (loss, z_term), grads = lossk.linear_cross_entropy.value_and_grad(
+            *positional, **keywords, **settings, grad_output=1.5, return_z_loss=True, chunk_size=3
+        )
+        forward = lossk.linear_cross_entropy(*positional, **keywords, **settings, chunk_size=3)
+    for result in (loss, z_term, forward, *grads):
+        assert isinstance(result, da.Array), type(result)
+    assert_close(loss.compute(), expected_loss, np.float64, "loss", seed)
+    assert_close(z_term.compute(), expected_z, np.float64, "z-term", seed)
+    assert_close(forward.compute(), expected_loss, np.float64, "forward-only loss", seed)
+    assert_gradients_close(tuple(g.compute() for g in grads), expected_grads, np.float64, seed)
+
+
 def test_float16_matches_float32_reference(rng):
     """Half precision: products in float16, cross-entropy in float32; within float16's resolution."""
     arrays = draw(rng, bias=True, class_weight=False, ignored=True)

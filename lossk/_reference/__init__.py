@@ -10,12 +10,13 @@ so lazy libraries (Dask) stay lazy.
 
 from .._dispatch import register
 from .._hessian import key as hessian_key
-from . import _elementwise, classification
+from . import _elementwise, classification, linear
 from .. import _multi_input
 
 register("cross_entropy", "array_api")(classification.cross_entropy)
 register("nll_loss", "array_api")(classification.nll_loss)
 register(hessian_key("cross_entropy"), "array_api")(classification.cross_entropy_derivatives)
 register(hessian_key("nll_loss"), "array_api")(classification.nll_loss_derivatives)
+register(linear.PRODUCTS, "array_api")(linear.chunk_products)
 _elementwise.register_all()
 _multi_input.register_all()

@@ -27,4 +27,5 @@ def lazy_module(name: str) -> ModuleType:
 
 from . import classification  # noqa: F401  (registers cross_entropy and nll_loss)
 from . import elementwise  # noqa: F401  (registers the fused elementwise losses)
+from . import linear  # noqa: F401,E402  (registers linear_cross_entropy's NumPy chunk products)
 from . import multi_input  # noqa: F401,E402  (registers the fused multi-input losses)
