@@ -2,12 +2,12 @@
 
 Run from the repository root, in one call on a GPU machine (H200, sm_90); ``bench/gpu_check.sh`` runs it::
 
-    python bench/gpu_benchmark.py --json out/bench.json --png out/bench.png    # the issue's goals table
+    python bench/gpu_benchmark.py --json out/bench.json --png out/bench.png    # the goals table (bench/GPU.md)
     python bench/gpu_benchmark.py --headline                                   # the headline rows only
     python bench/gpu_benchmark.py --sweep                                      # also the cross-entropy layouts
     python bench/gpu_benchmark.py --dry-run --json x.json --png x.png          # no GPU: the plan, stub figures
 
-The work follows the issue's goals table, most important first, so that a deadline (SIGINT) cuts the tail
+The work follows the goals table of bench/GPU.md, most important first, so that a deadline (SIGINT) cuts the tail
 only: the JSON is rewritten after every measurement and the plot drawn from whatever was measured. Every
 time is the median of ``--repeats`` runs measured with CUDA events after warm-up; every figure is reported
 as GB/s counting the minimum bytes a fused forward+backward moves (elementwise: read input and target, write
@@ -36,7 +36,7 @@ ELEMENTWISE = ("mse_loss", "binary_cross_entropy_with_logits", "l1_loss", "huber
 ELEMENTWISE_N = 1 << 28
 CROSS_ENTROPY_SIZES = ((4096, 131072), (16384, 32768))
 LINEAR_CROSS_ENTROPY = (8192, 4096, 128256)
-"""(tokens BT, hidden H, vocabulary V) of the issue's linear_cross_entropy goal."""
+"""(tokens BT, hidden H, vocabulary V) of the linear_cross_entropy goal (bench/GPU.md)."""
 ALL_OPTIONS = {"label_smoothing": 0.1, "z_loss": 1e-4, "softcap": 30.0}
 COPY_BYTES = 1 << 30
 
@@ -116,63 +116,34 @@ def measure(name: str, run: Callable[[], Any], bytes_moved: int, copy_gb_per_s: 
 # ---- elementwise ---------------------------------------------------------------------------------------------
 
 
-def analytic(loss: str) -> Callable[[Any, Any], tuple[Any, Any]]:
-    """(mean loss, gradient) in closed form, for torch.compile to fuse."""
-    import torch
+def elementwise_case(loss: str) -> Any:
+    """The bench case (``bench/cases.py``, built from the loss-spec table) of lossk function ``loss``."""
+    sys.path.insert(0, str(ROOT))
+    from bench.cases import CASES
 
-    def mse(x: Any, y: Any) -> tuple[Any, Any]:
-        d = x - y
-        return (d * d).mean(), 2 * d / d.numel()
-
-    def l1(x: Any, y: Any) -> tuple[Any, Any]:
-        d = x - y
-        return d.abs().mean(), torch.sign(d) / d.numel()
-
-    def huber(x: Any, y: Any, delta: float = 1.0) -> tuple[Any, Any]:
-        d = x - y
-        m = d.abs()
-        value = torch.where(m < delta, 0.5 * d * d, delta * (m - 0.5 * delta))
-        return value.mean(), d.clamp(-delta, delta) / d.numel()
-
-    def smooth_l1(x: Any, y: Any, beta: float = 1.0) -> tuple[Any, Any]:
-        d = x - y
-        m = d.abs()
-        value = torch.where(m < beta, 0.5 * d * d / beta, m - 0.5 * beta)
-        return value.mean(), (d / beta).clamp(-1, 1) / d.numel()
-
-    def bce_with_logits(x: Any, y: Any) -> tuple[Any, Any]:
-        value = (1 - y) * x + torch.nn.functional.softplus(-x)
-        return value.mean(), (torch.sigmoid(x) - y) / x.numel()
-
-    return {
-        "mse_loss": mse,
-        "l1_loss": l1,
-        "huber_loss": huber,
-        "smooth_l1_loss": smooth_l1,
-        "binary_cross_entropy_with_logits": bce_with_logits,
-    }[loss]
+    return next(case for case in CASES.values() if case.lossk_name == loss)
 
 
 def elementwise_providers(lossk: Any, loss: str, x: Any, y: Any, grad: Any) -> dict[str, Callable[[], Any]]:
-    """One forward+backward of ``loss`` on 1-d ``x``, ``y`` by each provider."""
-    import torch
-
-    function = getattr(lossk, loss)
-    torch_function = getattr(torch.nn.functional, loss)
+    """One forward+backward of ``loss`` on 1-d ``x``, ``y`` by each provider (the peers those of
+    bench/providers.py: eager PyTorch, and torch.compile of the spec's formulation with its gradient)."""
+    case = elementwise_case(loss)
+    providers = peer_providers()
+    eager = providers["torch"].loss_function(case)
     leaf = x.clone().requires_grad_(True)
 
-    def eager() -> None:
+    def autograd() -> None:
         leaf.grad = None
-        torch_function(leaf, y).backward()
+        eager(leaf, y).backward()
 
-    providers: dict[str, Callable[[], Any]] = {
-        "lossk.cupy (out=)": lambda: function.value_and_grad(x, y, backend="cupy", out=grad),
-        "torch": eager,
+    calls: dict[str, Callable[[], Any]] = {
+        "lossk.cupy (out=)": lambda: getattr(lossk, loss).value_and_grad(x, y, backend="cupy", out=grad, **case.options),
+        "torch": autograd,
     }
-    if unavailable("torch.compile") is None:
-        compiled = torch.compile(analytic(loss), dynamic=False)
-        providers["torch.compile (analytic)"] = lambda: compiled(x, y)
-    return providers
+    if unavailable("torch.compile.formula") is None:
+        compiled = providers["torch.compile.formula"].value_and_grad(case)
+        calls["torch.compile.formula"] = lambda: compiled(x, y)
+    return calls
 
 
 def elementwise_work(loss: str, dtype: str, n: int, headline: bool) -> Callable[[Any, Recorder], None]:
@@ -220,15 +191,17 @@ def cross_entropy_providers(lossk: Any, logits: Any, target: Any, options: dict[
     if options:  # z_loss and softcap: no peer has them all; PyTorch with the options it has, for scale
         providers["torch (smoothing and weight only)"] = autograd(lambda x, t: F.cross_entropy(x, t, **torch_options))
         return providers
-    providers["torch"] = autograd(F.cross_entropy)
+    from bench.cases import CASES
+
+    case = CASES["cross_entropy"]
+    peers = peer_providers()
+    providers["torch"] = autograd(peers["torch"].loss_function(case))
     if unavailable("torch.compile") is None:
-        providers["torch.compile"] = autograd(torch.compile(F.cross_entropy, dynamic=False))
+        providers["torch.compile"] = autograd(peers["torch.compile"].loss_function(case))
     if unavailable("liger") is None:
         from liger_kernel import transformers
 
-        from bench.cases import CASES
-
-        providers["liger"] = autograd(CASES["cross_entropy"].liger(transformers))
+        providers["liger"] = autograd(case.liger(transformers))
     return providers
 
 
@@ -318,7 +291,7 @@ def linear_cross_entropy_work(tokens: int, hidden: int, vocabulary: int, headlin
 
 
 def goals(headline_only: bool) -> list[tuple[str, Callable[[Any, Recorder], None]]]:
-    """The issue's goals table as (label, work), most important first; the headline rows come first."""
+    """The goals table as (label, work), most important first; the headline rows come first."""
     work: list[tuple[str, Callable[[Any, Recorder], None], bool]] = [
         ("cross_entropy bf16 4096x131072", cross_entropy_work(4096, 131072, "bfloat16", True), True),
         ("mse fp32 2^28", elementwise_work("mse_loss", "float32", ELEMENTWISE_N, True), True),
@@ -465,7 +438,8 @@ def dry_run(args: argparse.Namespace) -> int:
                 "extra_peak_mib": 0.0, "headline": i < 6, "stub": True} for i, label in enumerate(labels)]
     for label in labels:
         print(f"would measure: {label}")
-    providers = {name: unavailable(name) for name in ("torch", "torch.compile", "liger", "cut-cross-entropy", "lossk.cupy")}
+    names = ("torch", "torch.compile", "torch.compile.formula", "liger", "cut-cross-entropy", "lossk.cupy")
+    providers = {name: unavailable(name) for name in names}
     print("providers (reason when unavailable here):", providers)
     payload = {"environment": {"dry_run": True, "providers": providers}, "copy": {"gb_per_s": 4000.0}, "results": results}
     if args.json:

@@ -292,6 +292,23 @@ def _torch_autograd_call(
     return call
 
 
+INDUCTOR_ON_CPU = (
+    "Inductor's C++ code generation takes about 30 s for the first loss on a 2-core CPU (measured), "
+    "more than the whole --quick run; name it in --providers to include it"
+)
+"""Why the torch.compile providers run on a CPU only when named (on a GPU, Inductor compiles Triton kernels in
+seconds)."""
+
+
+def _torch_compile(function: Callable[..., Any], backend: str) -> Callable[..., Any]:
+    """``torch.compile(function, dynamic=False)``: one compilation per shape, more shapes allowed than Dynamo's
+    default limit of 8."""
+    import torch
+
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+    return torch.compile(function, dynamic=False, backend=backend)
+
+
 class TorchAutograd(Provider):
     """``torch.nn.functional.<loss>`` then ``loss.backward()``: eager, under ``torch.compile``, or chunked."""
 
@@ -309,15 +326,11 @@ class TorchAutograd(Provider):
         self.description = f"PyTorch {self.VARIANTS[name]} forward, autograd backward; gradients allocated each call"
 
     def not_by_default(self, device: str) -> str | None:
-        if self.name == "torch.compile" and device == CPU:
-            # On a GPU, Inductor compiles Triton kernels in seconds.
-            return (
-                "Inductor's C++ code generation takes about 30 s for the first loss on a 2-core CPU (measured), "
-                "more than the whole --quick run; name it in --providers to include it"
-            )
-        return None
+        return INDUCTOR_ON_CPU if self.name == "torch.compile" and device == CPU else None
 
-    def prepare(self, case: Case, arrays: tuple[np.ndarray, ...], device: str) -> Call:
+    def loss_function(self, case: Case, compile_backend: str = "inductor") -> Callable[..., Any]:
+        """``F.<loss>`` with the case's options (compiled, or with the chunked path's options), taking tensors;
+        raises NotApplicable."""
         import torch
 
         if case.torch_name is None:
@@ -325,14 +338,52 @@ class TorchAutograd(Provider):
         loss_function = getattr(torch.nn.functional, case.torch_name)
         options = dict(case.options)
         if self.name == "torch.compile":
-            # One compilation per shape (dynamic=False); allow more shapes than Dynamo's default limit of 8.
-            torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
-            loss_function = torch.compile(loss_function, dynamic=False)
+            loss_function = _torch_compile(loss_function, compile_backend)
         elif self.name == "torch.chunked":
             if case.torch_chunked is None:
                 raise NotApplicable("PyTorch has no chunked path for this loss")
             options.update(case.torch_chunked(torch))
-        return _torch_autograd_call(case, functools.partial(loss_function, **options), arrays, device)
+        return functools.partial(loss_function, **options)
+
+    def prepare(self, case: Case, arrays: tuple[np.ndarray, ...], device: str) -> Call:
+        return _torch_autograd_call(case, self.loss_function(case), arrays, device)
+
+
+class TorchCompiledFormula(Provider):
+    """``torch.compile`` of the case's own array formulation (its several-pass peer; an elementwise loss's is
+    its spec's formula): the loss and its closed-form gradient in one compiled graph, no autograd."""
+
+    name = "torch.compile.formula"
+    peer = True
+    libraries = ("torch",)
+    devices = frozenset({CPU, GPU})
+    description = (
+        "torch.compile(dynamic=False) of the case's array formulation on tensors: loss and closed-form gradient "
+        "fused by Inductor, no autograd"
+    )
+
+    def not_by_default(self, device: str) -> str | None:
+        return INDUCTOR_ON_CPU if device == CPU else None
+
+    def value_and_grad(self, case: Case, compile_backend: str = "inductor") -> Callable[..., tuple[Any, Any]]:
+        """``(*tensors) -> (loss, grad)``, compiled by ``compile_backend``."""
+        from array_api_compat import torch as torch_namespace
+
+        return _torch_compile(functools.partial(case.several_pass, torch_namespace, **case.options), compile_backend)
+
+    def prepare(self, case: Case, arrays: tuple[np.ndarray, ...], device: str) -> Call:
+        import torch
+
+        value_and_grad = self.value_and_grad(case)
+        tensors = [torch.from_numpy(a).to("cuda" if device == GPU else "cpu") for a in arrays]
+        synchronize = _synchronize_torch_cuda if device == GPU else _nothing
+
+        def call() -> tuple[Any, Any]:
+            result = value_and_grad(*tensors)
+            synchronize()
+            return result
+
+        return call
 
 
 # --- JAX ----------------------------------------------------------------------------------------------
@@ -424,6 +475,7 @@ PROVIDERS: dict[str, Provider] = {
         TorchAutograd("torch"),
         TorchAutograd("torch.compile"),
         TorchAutograd("torch.chunked"),
+        TorchCompiledFormula(),
         JaxJit(),
         Liger(),
         CutCrossEntropy(),
