@@ -2,9 +2,10 @@
 
 Numba types ``float32 * 0.5`` as float64 (a Python float is a float64), which would silently turn a float32
 kernel into a float64 one; ``cast_like(0.5, x)`` is ``0.5`` in ``x``'s type and folds to a constant.
-``exp_of`` / ``log_of`` / ``log1p_of`` / ``log1p_unit_of`` / ``tanh_of`` take the vectorisable polynomials of :mod:`.vecmath` for float32 and
-libm (``math.exp`` ...) for float64, where accuracy comes first; ``expm1_of`` and ``hypot_of`` are libm's in both
-precisions (``expm1f``, ``hypotf`` for float32).
+``exp_of`` / ``expm1_of`` / ``hypot_of`` / ``log_of`` / ``log1p_of`` / ``log1p_unit_of`` / ``tanh_of`` take the
+vectorisable float32 functions of :mod:`.vecmath` for float32 and libm (``math.exp`` ...) for float64, where
+accuracy comes first. A libm call inside a kernel's loop is one scalar call per element and stops LLVM from
+vectorising the whole loop, not only that call.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 from numba import types
 from numba.extending import overload
 
-from .vecmath import exp32, log1p32, log1p_unit32, log32, tanh32
+from .vecmath import exp32, expm1_32, hypot32, log1p32, log1p_unit32, log32, tanh32
 
 
 def cast_like(value, like):
@@ -85,13 +86,13 @@ overload(log_of)(_by_precision(log32, math.log))
 overload(log1p_of)(_by_precision(log1p32, math.log1p))
 overload(log1p_unit_of)(_by_precision(log1p_unit32, math.log1p))
 overload(tanh_of)(_by_precision(tanh32, math.tanh))
-overload(expm1_of)(_by_precision(math.expm1, math.expm1))  # libm expm1f / expm1: Numba keeps float32 as float32
+overload(expm1_of)(_by_precision(expm1_32, math.expm1))
 
 
 @overload(hypot_of)
 def _hypot_of(a, b):
     if a == types.float32:
-        return lambda a, b: math.hypot(a, np.float32(b))  # hypotf
+        return lambda a, b: hypot32(a, np.float32(b))
     if a == types.float64:
         return lambda a, b: math.hypot(a, np.float64(b))
     return None

@@ -1,4 +1,4 @@
-"""float32 exp, log, log1p and tanh that LLVM vectorises: range reduction plus a polynomial, no libm calls.
+"""float32 exp, expm1, log, log1p, tanh and hypot that LLVM vectorises: range reduction plus a polynomial, no libm calls.
 
 NumPy-free loops calling ``math.exp`` compile to one scalar libm call per element (Numba has no SVML
 here), which is slower than NumPy. These functions are branch-free straight-line float32 code: every
@@ -7,10 +7,12 @@ a loop that calls them vectorises (8-wide with AVX2, 16-wide with AVX-512). Call
 ``error_model="numpy"`` so that a float division carries no zero check.
 
 Accuracy (checked in ``tests/test_numba_vecmath.py`` against float64 NumPy over the whole float32 range):
-all four within 2 ULP of the correctly rounded result (worst seen, sampling every 4099th bit pattern:
-exp32 1.00, log32 0.78, log1p32 1.44, tanh32 1.30 ULP; log1p_unit32 on [0, 1] 1.42). Special values follow C99: ``exp32`` overflows
-to inf above 88.72 and underflows through the subnormals to 0 below -103.97; ``log32(0) = -inf``, ``log32(x < 0) = nan``,
-``log32(inf) = inf``; NaN in, NaN out.
+all within 2 ULP of the correctly rounded result (worst seen, sampling every 4099th bit pattern:
+exp32 1.00, expm1_32 0.99, log32 0.78, log1p32 1.44, tanh32 1.30 ULP; log1p_unit32 on [0, 1] 1.42; hypot32 0.50 on
+random pairs: correctly rounded but for double rounding). Special values follow C99: ``exp32`` overflows to inf above 88.72 and underflows through the
+subnormals to 0 below -103.97; ``expm1_32`` is -1 below -17.33 and keeps the sign of 0; ``log32(0) = -inf``,
+``log32(x < 0) = nan``, ``log32(inf) = inf``; ``hypot32`` is inf when either argument is ±inf, even with a NaN;
+NaN in, NaN out.
 
 Floating-point flags: each function is compiled with ``fastmath=SAFE_FASTMATH`` (``contract``: FMA
 allowed; no ``reassoc``, which would fold the Cody-Waite ``(x - n c1) - n c2`` and log1p's
@@ -19,10 +21,12 @@ They are *not* inlined at the Numba-IR level (which would give them the caller's
 them, keeping their own flags, so a caller may use ``fastmath={"reassoc", ...}`` (even ``True``) for its
 reductions. ``tanh32`` is the exception, too big for LLVM's inliner: it is inlined by Numba, its own few
 operations taking the caller's flags (its special values were checked under ``fastmath=True`` too).
-float64 callers should use ``math.exp`` / ``math.log`` / ``math.log1p`` (accuracy first).
+float64 callers should use ``math.exp`` / ``math.log`` / ``math.log1p`` ... (accuracy first).
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from llvmlite import ir
@@ -82,6 +86,9 @@ def _split_normal_float32(typingctx, x):
 
 # exp: x = n ln2 + r, |r| <= ln2 / 2, e^r by Cephes' degree-6 minimax polynomial, times 2^n in two halves
 # (so that 2^n for n in [-150, 128] is built from two normal powers and subnormal results round once).
+# n is rounded by adding 1.5 2^23 (then the float's last mantissa bits hold n, read as an integer: no
+# float-int conversions); the multiply-add rounds once under ``contract``, a separate rounding would only move
+# r a little past ln2 / 2, within the polynomial's range.
 _LOG2E = _f32(1.44269504088896341)
 _LN2_HI = _f32(0.693359375)  # 8 significant bits: n * _LN2_HI is exact
 _LN2_LO = _f32(-2.12194440e-4)
@@ -93,27 +100,55 @@ _EXP_P2 = _f32(8.3334519073e-3)
 _EXP_P3 = _f32(4.1665795894e-2)
 _EXP_P4 = _f32(1.6666665459e-1)
 _EXP_P5 = _f32(5.0000001201e-1)
-_ROUND_SHIFT = _f32(256.0)  # makes the argument of the truncating int conversion positive: floor
+_ROUND_MAGIC = _f32(12582912.0)  # 1.5 2^23: v + this rounds v (|v| < 2^22) to an integer, held in the low bits
+_ROUND_MAGIC_BITS = 0x4B400000
 _HALF = _f32(0.5)
 _ZERO = _f32(0.0)
 _ONE = _f32(1.0)
 _TWO = _f32(2.0)
-_EXPONENT_BIAS = _f32(127.0)
-_MANTISSA_SCALE = _f32(8388608.0)  # 2^23: one unit of the exponent field
 
 
-@njit(fastmath=SAFE_FASTMATH, error_model="numpy", cache=True)
-def _power_of_two(n):
-    """2^n for an integral float32 n in [-126, 127], built from its bit pattern."""
-    return float32_from_bits(np.int32((n + _EXPONENT_BIAS) * _MANTISSA_SCALE))
+@intrinsic
+def _power_of_two(typingctx, rounded):
+    """2^n for ``rounded = n + 1.5 2^23`` (``n`` in [-126, 127]): the exponent field built from its low bits."""
+    if rounded != types.float32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        i32 = ir.IntType(32)
+        n = builder.sub(builder.bitcast(args[0], i32), ir.Constant(i32, _ROUND_MAGIC_BITS))
+        return builder.bitcast(builder.shl(builder.add(n, ir.Constant(i32, 127)), ir.Constant(i32, 23)), ir.FloatType())
+
+    return types.float32(types.float32), codegen
+
+
+@intrinsic
+def _times_power_of_two(typingctx, y, rounded):
+    """``y`` 2^n for ``rounded = n + 1.5 2^23``, ``n`` in [-150, 128]: times 2^floor(n/2), then 2^(n - floor(n/2)),
+    both normal (32-bit integer operations in LLVM: Numba would promote int32 arithmetic to int64)."""
+    if y != types.float32 or rounded != types.float32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        i32 = ir.IntType(32)
+        n = builder.sub(builder.bitcast(args[1], i32), ir.Constant(i32, _ROUND_MAGIC_BITS))
+        half = builder.ashr(n, ir.Constant(i32, 1))
+        factors = []
+        for part in (half, builder.sub(n, half)):
+            biased = builder.add(part, ir.Constant(i32, 127))
+            factors.append(builder.bitcast(builder.shl(biased, ir.Constant(i32, 23)), ir.FloatType()))
+        return builder.fmul(builder.fmul(args[0], factors[0]), factors[1])
+
+    return types.float32(types.float32, types.float32), codegen
 
 
 @njit(fastmath=SAFE_FASTMATH, error_model="numpy", cache=True)
 def exp32(x):
     """e^x for float32 ``x``, within 2 ULP; inf above 88.72, 0 below -103.97, NaN for NaN."""
-    clamped = min(_EXP_MAX, x)  # NaN too: no out-of-range int conversion below
+    clamped = min(_EXP_MAX, x)  # NaN too: no garbage in the exponent bits below
     clamped = max(_EXP_MIN, clamped)
-    n = _f32(np.int32(clamped * _LOG2E + (_ROUND_SHIFT + _HALF))) - _ROUND_SHIFT  # round to nearest
+    rounded = clamped * _LOG2E + _ROUND_MAGIC
+    n = rounded - _ROUND_MAGIC  # round(x / ln2)
     r = (clamped - n * _LN2_HI) - n * _LN2_LO
     p = _EXP_P0
     p = p * r + _EXP_P1
@@ -122,8 +157,7 @@ def exp32(x):
     p = p * r + _EXP_P4
     p = p * r + _EXP_P5
     y = p * (r * r) + r + _ONE
-    half_n = _f32(np.int32(n * _HALF + _ROUND_SHIFT)) - _ROUND_SHIFT  # floor(n / 2)
-    y = y * _power_of_two(half_n) * _power_of_two(n - half_n)
+    y = _times_power_of_two(y, rounded)
     return y if x == x else x  # noqa: PLR0124 - the NaN test (x != x only for NaN)
 
 
@@ -237,3 +271,68 @@ def tanh32(x):
     small = p * z * x + x
     small = small if a != _ZERO else x  # tanh(-0) = -0
     return small if a < _TANH_SMALL else big
+
+
+# expm1: x = n ln2 + r, e^x - 1 = 2^n expm1(r) + (2^n - 1) (one fused multiply-add, no cancellation: for n >= 1,
+# expm1(r) >= 0 or 2^n - 1 >= 3 dominates; for n <= -1 both terms are negative or 2^n - 1 <= -0.75 dominates).
+# n = 0 on |x| < ln2 (not only on |x| < ln2 / 2), so that the cancelling cases n = ±1 with r of the other sign
+# never occur: expm1(r) = r + r^2 q(r) on [-ln2, ln2], q a degree-6 fit of relative error below 2^-27.
+_LN2 = _f32(0.693147180559945309)
+_EXPM1_MAX = _f32(89.0)  # above log(FLT_MAX): inf
+_EXPM1_MIN = _f32(-18.0)  # below log(2^-25) = -17.33: e^x - 1 rounds to -1
+_EXPM1_BIG_N = _f32(100.0)  # from here on 2^n is applied in two factors (2^128 is not a float32)
+_EXPM1_EXACT_N = _f32(24.0)  # 2^n - 1 is a float32 up to here
+_EXPM1_TINY_N = _f32(60.0)
+_TWICE_ROUND_MAGIC = _f32(25165824.0)  # minus n + 1.5 2^23: -n + 1.5 2^23, for _power_of_two
+_EXPM1_Q0 = _f32(0.5)
+_EXPM1_Q1 = _f32(0.16666671633720398)
+_EXPM1_Q2 = _f32(0.04166661947965622)
+_EXPM1_Q3 = _f32(0.008332628756761551)
+_EXPM1_Q4 = _f32(0.0013890427071601152)
+_EXPM1_Q5 = _f32(0.00020095774380024523)
+_EXPM1_Q6 = _f32(2.4781144020380452e-05)
+
+
+@njit(fastmath=SAFE_FASTMATH, error_model="numpy", cache=True)
+def expm1_32(x):
+    """e^x - 1 for float32 ``x``, within 2 ULP, accurate near 0; inf above 88.72, -1 below -17.33, NaN for NaN."""
+    clamped = min(_EXPM1_MAX, x)  # NaN too: no garbage in the exponent bits below
+    clamped = max(_EXPM1_MIN, clamped)
+    rounded = clamped * _LOG2E + _ROUND_MAGIC if abs(clamped) >= _LN2 else _ROUND_MAGIC
+    n = rounded - _ROUND_MAGIC  # round(x / ln2), or 0
+    r = (clamped - n * _LN2_HI) - n * _LN2_LO
+    q = _EXPM1_Q6
+    q = q * r + _EXPM1_Q5
+    q = q * r + _EXPM1_Q4
+    q = q * r + _EXPM1_Q3
+    q = q * r + _EXPM1_Q2
+    q = q * r + _EXPM1_Q1
+    q = q * r + _EXPM1_Q0
+    p = q * (r * r) + r  # expm1(r)
+    big = n >= _EXPM1_BIG_N
+    t = _power_of_two(rounded - _ONE if big else rounded)
+    # 2^n - 1 is exact up to n = 24; beyond, the -1 goes into p as -2^-n (2^-60 stands for smaller ones)
+    inexact = n > _EXPM1_EXACT_N
+    p = p - _power_of_two(_TWICE_ROUND_MAGIC - min(rounded, _ROUND_MAGIC + _EXPM1_TINY_N)) if inexact else p
+    y = p * t + (t if inexact else t - _ONE)
+    y = y * _TWO if big else y
+    y = y if x != _ZERO else x  # expm1(-0) = -0 (p * 1 + 0 would give +0)
+    return y if x == x else x  # noqa: PLR0124 - the NaN test
+
+
+# hypot: in float64, where the squares of float32 numbers are exact and never overflow or underflow (float32's
+# largest squared is 1.2e77, its smallest subnormal squared 2e-90); the sum and the sqrt round once each, then the
+# conversion to float32: correctly rounded but for the rare double rounding (checked within 0.501 ULP).
+_F64_INF = np.float64(np.inf)
+
+
+@njit(fastmath=SAFE_FASTMATH, error_model="numpy", cache=True)
+def hypot32(a, b):
+    """sqrt(a^2 + b^2) for float32 ``a``, ``b``, correctly rounded but for double rounding; no overflow of the squares.
+
+    C99's special values: inf if either is ±inf (even with a NaN), else NaN if either is NaN.
+    """
+    x = np.float64(a)
+    y = np.float64(b)
+    h = _f32(math.sqrt(x * x + y * y))
+    return _INF if (abs(x) == _F64_INF or abs(y) == _F64_INF) else h

@@ -13,7 +13,7 @@ from types import MappingProxyType
 from .._spec import SCALAR_KIND, Anchor, Domain, ElementwiseLoss, Option, reduction_option, weight_option
 from .._validation import check_nonnegative, check_positive
 from .domains import residuals
-from .scalar import cast_like, exp_of, expm1_of, hypot_of, log1p_of, log1p_unit_of, tanh_of
+from .scalar import cast_like, expm1_of, hypot_of, log1p_of
 
 # ---- L1 ---------------------------------------------------------------------------------------------------
 
@@ -240,16 +240,20 @@ def _log_cosh(xp, x, y, *, order):
 
 
 def _log_cosh_element(x, y):
+    # the reference's formulation with one expm1 for everything: e^-2|d| = v^2, and tanh |d| = (1 - v^2) / (1 + v^2)
+    # with 1 - v^2 = -w (2 + w), no cancellation; one log1p for both branches
     d = x - y
     magnitude = abs(d)
+    one = cast_like(1.0, d)
     two = cast_like(2.0, d)
-    if magnitude < two:
-        w = expm1_of(-magnitude)
-        loss = log1p_of(w * w / (two * (cast_like(1.0, d) + w)))
-    else:  # NaN lands here
-        loss = magnitude + log1p_unit_of(exp_of(-two * magnitude)) - cast_like(LOG_2, d)
-    d1 = tanh_of(d)
-    return loss, d1, cast_like(1.0, d) - d1 * d1
+    w = expm1_of(-magnitude)
+    v = one + w
+    small = magnitude < two
+    u = w * w / (two * v) if small else v * v  # NaN lands in v * v
+    loss = log1p_of(u) + (cast_like(0.0, d) if small else magnitude - cast_like(LOG_2, d))
+    tanh_magnitude = -w * (two + w) / (one + v * v)
+    d1 = -tanh_magnitude if d < cast_like(0.0, d) else tanh_magnitude
+    return loss, d1, one - d1 * d1
 
 
 def _log_cosh_oracle(torch, input, target, *, reduction, weight=None):

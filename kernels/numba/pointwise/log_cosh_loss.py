@@ -3,30 +3,34 @@
 Regenerate with ``python -m lossk._losses.generate``. ``element`` is the spec's scalar formulation,
 ``kernel`` the loop every elementwise loss shares (``kernels/numba/elementwise.py`` documents its arguments).
 Kernel sources inlined (``elementwise.py``, ``typed_math.py``, ``vecmath.py``), SHA-256:
-afb30ef66a050383d91640319fd4d43b2d373fcb4263ed03dc2ffcb2bd6db147
+5bb2b8cee9b8775740cde28ba682aef3a9af3c3ad4c2f2053666d9e926a1f4d9
 """
 
 import numpy as np
 from numba import njit, prange
 
 from ..elementwise import ELEMENT, FUSED, chunk_bounds, chunk_count, emit, option_at, sum_in_order
-from ..typed_math import cast_like, exp_of, expm1_of, log1p_of, log1p_unit_of, tanh_of
+from ..typed_math import cast_like, expm1_of, log1p_of
 
 LOG_2 = 0.6931471805599453
 
 
 @njit(**ELEMENT)
 def element(x, y):
+    # the reference's formulation with one expm1 for everything: e^-2|d| = v^2, and tanh |d| = (1 - v^2) / (1 + v^2)
+    # with 1 - v^2 = -w (2 + w), no cancellation; one log1p for both branches
     d = x - y
     magnitude = abs(d)
+    one = cast_like(1.0, d)
     two = cast_like(2.0, d)
-    if magnitude < two:
-        w = expm1_of(-magnitude)
-        loss = log1p_of(w * w / (two * (cast_like(1.0, d) + w)))
-    else:  # NaN lands here
-        loss = magnitude + log1p_unit_of(exp_of(-two * magnitude)) - cast_like(LOG_2, d)
-    d1 = tanh_of(d)
-    return loss, d1, cast_like(1.0, d) - d1 * d1
+    w = expm1_of(-magnitude)
+    v = one + w
+    small = magnitude < two
+    u = w * w / (two * v) if small else v * v  # NaN lands in v * v
+    loss = log1p_of(u) + (cast_like(0.0, d) if small else magnitude - cast_like(LOG_2, d))
+    tanh_magnitude = -w * (two + w) / (one + v * v)
+    d1 = -tanh_magnitude if d < cast_like(0.0, d) else tanh_magnitude
+    return loss, d1, one - d1 * d1
 
 @njit(**FUSED)
 def kernel(x, y, weight, scale, upstream, grad, hess, loss_out):

@@ -3,7 +3,7 @@
 Regenerate with ``python -m lossk._losses.generate``. ``element`` is the spec's scalar formulation,
 ``kernel`` the loop every elementwise loss shares (``kernels/numba/elementwise.py`` documents its arguments).
 Kernel sources inlined (``elementwise.py``, ``typed_math.py``, ``vecmath.py``), SHA-256:
-afb30ef66a050383d91640319fd4d43b2d373fcb4263ed03dc2ffcb2bd6db147
+5bb2b8cee9b8775740cde28ba682aef3a9af3c3ad4c2f2053666d9e926a1f4d9
 """
 
 import numpy as np
