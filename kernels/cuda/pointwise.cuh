@@ -107,7 +107,7 @@ __device__ __forceinline__ void kl_div_element(ACC x, ACC y, bool log_target, AC
     d2 = (ACC)0;
 }
 
-// ---- catalogue, single input (issue 14): the same operations as each spec's element ------------------
+// ---- catalogue, single input: the same operations as each spec's element ------------------
 
 // regression.pinball_loss: u = y - x; q u for u >= 0 (a tie: gradient -q, scikit-learn), (q - 1) u below; d2 0
 __device__ __forceinline__ void pinball_loss_element(ACC x, ACC y, ACC quantile, ACC& loss, ACC& d1, ACC& d2) {

@@ -8,8 +8,7 @@ The gradient goes to a new array, to ``out``, or over the logits (``out is input
 stream from the gradient's exponentials) into a new array or ``hess_out``. NLL's Hessian is 0 (the loss is
 linear in its input): a fill, no kernel over the input. Grid-stride kernels
 get one full wave of resident blocks (``compiler.resident_blocks``). Inputs with zero classes launch no
-cross-entropy kernel (there is no logit to read): every row's loss is 0, an empty sum. Not yet run on a
-GPU: see bench/GPU.md for what remains to be measured.
+cross-entropy kernel (there is no logit to read): every row's loss is 0, an empty sum.
 """
 
 from __future__ import annotations

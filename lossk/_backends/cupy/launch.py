@@ -9,8 +9,8 @@ on 9.0 and newer, and bfloat16 only on 8.0 and newer (its rounding conversion is
 Grids are sized from the blocks that are actually resident on an SM (the occupancy API, through
 ``compiler.resident_blocks``), so a grid-stride kernel runs as whole waves.
 
-These are predictions written before any run on a GPU: the constants (the shared-memory chunk target, the
-block sizes) are what ``bench/gpu_benchmark.py`` is meant to confirm or correct on an H200.
+The constants (the shared-memory chunk target, the block sizes) are unmeasured predictions;
+``bench/gpu_benchmark.py --sweep`` times every layout to confirm or correct them (bench/GPU.md).
 """
 
 from __future__ import annotations
