@@ -88,7 +88,8 @@ POISSON_NLL_LOSS = ElementwiseLoss(
     ``full=True`` adds Stirling's approximation of ``log(y!)``, ``y log y - y + log(2 pi y) / 2``, for targets
     greater than 1 only (as PyTorch; it does not depend on ``input``). With ``log_input=False`` the input is a
     rate and must be >= 0: ``input + eps <= 0`` gives NaN or infinite losses, as in PyTorch (not checked per
-    element; pytorch/pytorch#184030). The mean divides by the element count.
+    element; pytorch/pytorch#184030). The mean divides by the element count. With ``log_input=True`` and
+    ``full=False`` (the default) the loss is :func:`poisson_loss` without a weight, and is computed by it.
     """,
     options=(
         Option("log_input", True, FLAG_KIND, "``input`` is the log of the rate (else the rate itself).",
@@ -103,6 +104,10 @@ POISSON_NLL_LOSS = ElementwiseLoss(
     domain=Domain(_counts),
     oracle="torch.nn.functional.poisson_nll_loss",
     class_positional=("log_input", "full", "eps", "reduction"),
+    # the default call is scikit-learn's half Poisson deviance, exactly: its kernel has no flag branches to compute
+    rewrite=lambda options: (
+        ("poisson_loss", {"weight": None}) if options["log_input"] and not options["full"] else None
+    ),
     constants=MappingProxyType({"TWO_PI": TWO_PI}),
     references=("PyTorch, ``torch.nn.functional.poisson_nll_loss`` (2.13).",),
     example="""
