@@ -94,6 +94,11 @@ def draw(shape: tuple[int, ...], target_kind: str, options: dict[str, Any], rng:
         target = rng.integers(0, n_classes, loss_shape)
         if target_kind == "ignored":
             target[rng.random(loss_shape) < 0.3] = options["ignore_index"]
+            # At least one row counts. Over no rows PyTorch's mean is NaN with a zero gradient (lossk too, checked
+            # in test_torch_autograd's all_ignored cases); the autograd oracle here would give a NaN gradient.
+            flat = target.reshape(-1)
+            if flat.size and np.all(flat == options["ignore_index"]):
+                flat[0] = 0 if options["ignore_index"] != 0 else 1
     resolved = dict(options)
     if options.get("weight"):
         resolved["weight"] = rng.uniform(0.2, 2, (n_classes,))
