@@ -53,13 +53,15 @@ __device__ __forceinline__ void smooth_l1_loss_element(ACC x, ACC y, ACC beta, A
     d2 = inside ? (ACC)1 / beta : (ACC)0;
 }
 
-// log_cosh_loss: log1p(w^2 / (2 (1 + w))), w = expm1(-|d|), below |d| = 2 (no cancellation near 0);
-// |d| + log1p(exp(-2 |d|)) - log 2 beyond (no cosh to overflow; NaN lands here); tanh d; 1 - tanh^2 d
+// log_cosh_loss: one expm1 w = e^-|d| - 1 (v = 1 + w = e^-|d|) for everything: log1p(w^2 / (2 v)) below |d| = 2
+// (no cancellation near 0), |d| + log1p(v^2) - log 2 beyond (no cosh to overflow; NaN lands here);
+// tanh |d| = -w (2 + w) / (1 + v^2) with the sign of d; 1 - tanh^2 d
 __device__ __forceinline__ void log_cosh_loss_element(ACC x, ACC y, ACC& loss, ACC& d1, ACC& d2) {
-    const ACC d = x - y, magnitude = acc_abs(d), w = acc_expm1(-magnitude);
-    loss = magnitude < (ACC)2 ? acc_log1p(w * w / ((ACC)2 * ((ACC)1 + w)))
-                              : magnitude + acc_log1p(acc_exp(-(ACC)2 * magnitude)) - LOSSK_LOG_2;
-    d1 = acc_tanh(d);
+    const ACC d = x - y, magnitude = acc_abs(d), w = acc_expm1(-magnitude), v = (ACC)1 + w;
+    const bool small = magnitude < (ACC)2;
+    loss = acc_log1p(small ? w * w / ((ACC)2 * v) : v * v) + (small ? (ACC)0 : magnitude - LOSSK_LOG_2);
+    const ACC tanh_magnitude = -w * ((ACC)2 + w) / ((ACC)1 + v * v);
+    d1 = d < (ACC)0 ? -tanh_magnitude : tanh_magnitude;
     d2 = (ACC)1 - d1 * d1;
 }
 

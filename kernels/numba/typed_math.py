@@ -2,10 +2,10 @@
 
 Numba types ``float32 * 0.5`` as float64 (a Python float is a float64), which would silently turn a float32
 kernel into a float64 one; ``cast_like(0.5, x)`` is ``0.5`` in ``x``'s type and folds to a constant.
-``exp_of`` / ``expm1_of`` / ``hypot_of`` / ``log_of`` / ``log1p_of`` / ``log1p_unit_of`` / ``tanh_of`` take the
-vectorisable float32 functions of :mod:`.vecmath` for float32 and libm (``math.exp`` ...) for float64, where
-accuracy comes first. A libm call inside a kernel's loop is one scalar call per element and stops LLVM from
-vectorising the whole loop, not only that call.
+``exp_of`` / ``expm1_of`` / ``hypot_of`` / ``log_of`` / ``log1p_of`` / ``log1p_unit_of`` / ``log1p_bounded_of``
+/ ``tanh_of`` take the vectorisable float32 functions of :mod:`.vecmath` for float32 and libm (``math.exp`` ...)
+for float64, where accuracy comes first. A libm call inside a kernel's loop is one scalar call per element and stops
+LLVM from vectorising the whole loop, not only that call.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 from numba import types
 from numba.extending import overload
 
-from .vecmath import exp32, expm1_32, hypot32, log1p32, log1p_unit32, log32, tanh32
+from .vecmath import exp32, expm1_32, hypot32, log1p32, log1p_bounded32, log1p_unit32, log32, tanh32
 
 
 def cast_like(value, like):
@@ -54,6 +54,11 @@ def log1p_unit_of(x):
     return math.log1p(x)
 
 
+def log1p_bounded_of(x):
+    """log(1 + x) for ``x`` in [0, 4.65], in the precision of ``x``: float32 without division (inside Numba kernels)."""
+    return math.log1p(x)
+
+
 def tanh_of(x):
     """tanh x in the precision of ``x`` (inside Numba kernels)."""
     return math.tanh(x)
@@ -85,6 +90,7 @@ overload(exp_of)(_by_precision(exp32, math.exp))  # libm inside Numba: C semanti
 overload(log_of)(_by_precision(log32, math.log))
 overload(log1p_of)(_by_precision(log1p32, math.log1p))
 overload(log1p_unit_of)(_by_precision(log1p_unit32, math.log1p))
+overload(log1p_bounded_of)(_by_precision(log1p_bounded32, math.log1p))
 overload(tanh_of)(_by_precision(tanh32, math.tanh))
 overload(expm1_of)(_by_precision(expm1_32, math.expm1))
 

@@ -8,11 +8,11 @@ a loop that calls them vectorises (8-wide with AVX2, 16-wide with AVX-512). Call
 
 Accuracy (checked in ``tests/test_numba_vecmath.py`` against float64 NumPy over the whole float32 range):
 all within 2 ULP of the correctly rounded result (worst seen, sampling every 4099th bit pattern:
-exp32 1.00, expm1_32 0.99, log32 0.78, log1p32 1.44, tanh32 1.30 ULP; log1p_unit32 on [0, 1] 1.42; hypot32 0.50 on
-random pairs: correctly rounded but for double rounding). Special values follow C99: ``exp32`` overflows to inf above 88.72 and underflows through the
-subnormals to 0 below -103.97; ``expm1_32`` is -1 below -17.33 and keeps the sign of 0; ``log32(0) = -inf``,
-``log32(x < 0) = nan``, ``log32(inf) = inf``; ``hypot32`` is inf when either argument is ±inf, even with a NaN;
-NaN in, NaN out.
+exp32 1.00, expm1_32 0.99, log32 0.78, log1p32 1.44, tanh32 1.30 ULP; log1p_unit32 on [0, 1] and log1p_bounded32 on
+[0, 4.65] 1.42; hypot32 0.50 on random pairs: correctly rounded but for double rounding). Special values follow C99:
+``exp32`` overflows to inf above 88.72 and underflows through the subnormals to 0 below -103.97; ``expm1_32`` is -1
+below -17.33 and keeps the sign of 0; ``log32(0) = -inf``, ``log32(x < 0) = nan``, ``log32(inf) = inf``; ``hypot32``
+is inf when either argument is ±inf, even with a NaN; NaN in, NaN out.
 
 Floating-point flags: each function is compiled with ``fastmath=SAFE_FASTMATH`` (``contract``: FMA
 allowed; no ``reassoc``, which would fold the Cody-Waite ``(x - n c1) - n c2`` and log1p's
@@ -222,15 +222,8 @@ _SQRT2_MINUS_ONE = _f32(0.414213562373095049)
 
 
 @njit(fastmath=SAFE_FASTMATH, error_model="numpy", cache=True)
-def log1p_unit32(d):
-    """log(1 + d) for float32 ``d`` in [0, 1] (softplus's log1p(e^-|x|)), within 2 ULP; no division.
-
-    Below sqrt(2) - 1, 1 + d is already in log32's reduced range and f = d exactly; above, 1 + d = 2 (1 + f)
-    with f = (d - 1) / 2. Either way log(1 + f) = f - f^2/2 + f^3 P(f), with log32's polynomial.
-    NaN gives NaN; outside [0, 1] the result is unspecified.
-    """
-    upper = d >= _SQRT2_MINUS_ONE
-    f = (d - _ONE) * _HALF if upper else d
+def _log1p_reduced(f):
+    """log(1 + f) for ``f`` in log32's reduced range [sqrt(1/2) - 1, sqrt(2) - 1]: f - f^2/2 + f^3 P(f)."""
     z = f * f
     p = _LOG_P0
     p = p * f + _LOG_P1
@@ -242,8 +235,41 @@ def log1p_unit32(d):
     p = p * f + _LOG_P7
     p = p * f + _LOG_P8
     y = p * f * z - _HALF * z
-    y = f + y
+    return f + y
+
+
+@njit(fastmath=SAFE_FASTMATH, error_model="numpy", cache=True)
+def log1p_unit32(d):
+    """log(1 + d) for float32 ``d`` in [0, 1] (softplus's log1p(e^-|x|)), within 2 ULP; no division.
+
+    Below sqrt(2) - 1, 1 + d is already in log32's reduced range and f = d exactly; above, 1 + d = 2 (1 + f)
+    with f = (d - 1) / 2. Either way log(1 + f) = f - f^2/2 + f^3 P(f), with log32's polynomial.
+    NaN gives NaN; outside [0, 1] the result is unspecified.
+    """
+    upper = d >= _SQRT2_MINUS_ONE
+    y = _log1p_reduced((d - _ONE) * _HALF if upper else d)
     return (y + _LN2_LO) + _LN2_HI if upper else y
+
+
+_TWO_SQRT2_MINUS_ONE = _f32(1.82842712474619010)
+_QUARTER = _f32(0.25)
+
+
+@njit(fastmath=SAFE_FASTMATH, error_model="numpy", cache=True)
+def log1p_bounded32(d):
+    """log(1 + d) for float32 ``d`` in [0, 4.65] (log-cosh's log1p(cosh |x| - 1) below |x| = 2), within 2 ULP; no
+    division.
+
+    :func:`log1p_unit32`'s reduction with one more step: 1 + d = 2^k (1 + f), k = 0, 1, 2 as 1 + d passes sqrt(2)
+    and 2 sqrt(2), f = (d - (2^k - 1)) 2^-k in [sqrt(1/2) - 1, sqrt(2) - 1] (exact from d = 0.5 on, Sterbenz),
+    then log32's polynomial. NaN gives NaN; outside [0, 4.65] the result is unspecified.
+    """
+    upper = d >= _SQRT2_MINUS_ONE
+    top = d >= _TWO_SQRT2_MINUS_ONE
+    scale = _QUARTER if top else (_HALF if upper else _ONE)  # 2^-k
+    y = _log1p_reduced(d * scale - (_ONE - scale))
+    k = _TWO if top else _ONE
+    return (y + k * _LN2_LO) + k * _LN2_HI if upper else y  # k = 0 returns y itself: log1p(-0) = -0
 
 
 # tanh(x) = sign(x) (1 - 2 / (e^{2|x|} + 1)) away from 0; an odd polynomial (Cephes tanhf) below 0.625.

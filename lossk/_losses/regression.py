@@ -13,7 +13,7 @@ from types import MappingProxyType
 from .._spec import SCALAR_KIND, Anchor, Domain, ElementwiseLoss, Option, reduction_option, weight_option
 from .._validation import check_nonnegative, check_positive
 from .domains import residuals
-from .scalar import cast_like, expm1_of, hypot_of, log1p_of
+from .scalar import cast_like, expm1_of, hypot_of, log1p_bounded_of
 
 # ---- L1 ---------------------------------------------------------------------------------------------------
 
@@ -241,7 +241,7 @@ def _log_cosh(xp, x, y, *, order):
 
 def _log_cosh_element(x, y):
     # the reference's formulation with one expm1 for everything: e^-2|d| = v^2, and tanh |d| = (1 - v^2) / (1 + v^2)
-    # with 1 - v^2 = -w (2 + w), no cancellation; one log1p for both branches
+    # with 1 - v^2 = -w (2 + w), no cancellation; one log1p for both branches, of u in [0, cosh 2 - 1 = 2.77]
     d = x - y
     magnitude = abs(d)
     one = cast_like(1.0, d)
@@ -250,7 +250,7 @@ def _log_cosh_element(x, y):
     v = one + w
     small = magnitude < two
     u = w * w / (two * v) if small else v * v  # NaN lands in v * v
-    loss = log1p_of(u) + (cast_like(0.0, d) if small else magnitude - cast_like(LOG_2, d))
+    loss = log1p_bounded_of(u) + (cast_like(0.0, d) if small else magnitude - cast_like(LOG_2, d))
     tanh_magnitude = -w * (two + w) / (one + v * v)
     d1 = -tanh_magnitude if d < cast_like(0.0, d) else tanh_magnitude
     return loss, d1, one - d1 * d1

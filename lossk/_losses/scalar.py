@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["cast_like", "exp_of", "expm1_of", "hypot_of", "log1p_of", "log1p_unit_of", "log_of", "tanh_of"]
+__all__ = [
+    "cast_like", "exp_of", "expm1_of", "hypot_of", "log1p_bounded_of", "log1p_of", "log1p_unit_of", "log_of", "tanh_of",
+]
 
 
 def cast_like(value, like):
@@ -40,6 +42,11 @@ def log_of(x):
 
 def log1p_of(x):
     """log(1 + x) in the precision of ``x``."""
+    return _ieee(math.log1p, x)
+
+
+def log1p_bounded_of(x):
+    """log(1 + x) for ``x`` in [0, 4.65], in the precision of ``x``."""
     return _ieee(math.log1p, x)
 
 

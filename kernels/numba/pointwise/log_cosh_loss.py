@@ -3,14 +3,14 @@
 Regenerate with ``python -m lossk._losses.generate``. ``element`` is the spec's scalar formulation,
 ``kernel`` the loop every elementwise loss shares (``kernels/numba/elementwise.py`` documents its arguments).
 Kernel sources inlined (``elementwise.py``, ``typed_math.py``, ``vecmath.py``), SHA-256:
-5bb2b8cee9b8775740cde28ba682aef3a9af3c3ad4c2f2053666d9e926a1f4d9
+7a4666f078b8d71cb0b834cfd8e0d93c290c706ceb12ad2654c3f264144c99e4
 """
 
 import numpy as np
 from numba import njit, prange
 
 from ..elementwise import ELEMENT, FUSED, chunk_bounds, chunk_count, emit, option_at, sum_in_order
-from ..typed_math import cast_like, expm1_of, log1p_of
+from ..typed_math import cast_like, expm1_of, log1p_bounded_of
 
 LOG_2 = 0.6931471805599453
 
@@ -18,7 +18,7 @@ LOG_2 = 0.6931471805599453
 @njit(**ELEMENT)
 def element(x, y):
     # the reference's formulation with one expm1 for everything: e^-2|d| = v^2, and tanh |d| = (1 - v^2) / (1 + v^2)
-    # with 1 - v^2 = -w (2 + w), no cancellation; one log1p for both branches
+    # with 1 - v^2 = -w (2 + w), no cancellation; one log1p for both branches, of u in [0, cosh 2 - 1 = 2.77]
     d = x - y
     magnitude = abs(d)
     one = cast_like(1.0, d)
@@ -27,7 +27,7 @@ def element(x, y):
     v = one + w
     small = magnitude < two
     u = w * w / (two * v) if small else v * v  # NaN lands in v * v
-    loss = log1p_of(u) + (cast_like(0.0, d) if small else magnitude - cast_like(LOG_2, d))
+    loss = log1p_bounded_of(u) + (cast_like(0.0, d) if small else magnitude - cast_like(LOG_2, d))
     tanh_magnitude = -w * (two + w) / (one + v * v)
     d1 = -tanh_magnitude if d < cast_like(0.0, d) else tanh_magnitude
     return loss, d1, one - d1 * d1

@@ -3,7 +3,7 @@
 Regenerate with ``python -m lossk._losses.generate``. ``element`` is the spec's scalar formulation,
 ``kernel`` the loop every elementwise loss shares (``kernels/numba/elementwise.py`` documents its arguments).
 Kernel sources inlined (``elementwise.py``, ``typed_math.py``, ``vecmath.py``), SHA-256:
-5bb2b8cee9b8775740cde28ba682aef3a9af3c3ad4c2f2053666d9e926a1f4d9
+7a4666f078b8d71cb0b834cfd8e0d93c290c706ceb12ad2654c3f264144c99e4
 """
 
 import numpy as np
