@@ -11,11 +11,12 @@ come from their specs (:func:`arrays_of`, :func:`differentiable_of`).
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import lossk
 from lossk._multi_input import MultiInputLossFunction
+from lossk._multi_input import broadcast_shapes as _broadcast_shapes
 
 NEGATED_TARGET_GRADIENT = frozenset({"l1_loss", "mse_loss", "huber_loss", "smooth_l1_loss", "gaussian_nll_loss"})
 """Losses whose ``input`` and ``target`` enter through the residual ``input - target`` alone (the other
@@ -37,6 +38,16 @@ value has the input's shape."""
 
 UNWRAPPED_OPTIONS = frozenset({"return_z_loss"})
 """Options that change the number of results; the wrappers return the loss alone."""
+
+
+def target_within_input(input_shape: Sequence[int], target_shape: Sequence[int]) -> bool:
+    """Whether a target of ``target_shape`` broadcasts to the input's shape (not beyond it): only then is its
+    gradient, for a loss of :data:`NEGATED_TARGET_GRADIENT`, minus the input's summed to its shape. A target
+    that broadcasts the input (gaussian_nll_loss's input of (D,) against a target of (N, D)) has a gradient of
+    more entries than the input's: the wrappers take it from the reference."""
+    input_shape, target_shape = tuple(input_shape), tuple(target_shape)
+    return len(target_shape) <= len(input_shape) and all(
+        t in (1, i) for t, i in zip(target_shape[::-1], input_shape[::-1]))
 
 
 def loss_functions() -> dict[str, lossk.LossFunction]:
@@ -63,15 +74,16 @@ def differentiable_of(function: Callable[..., Any]) -> tuple[str, ...]:
     return ("input",) if spec is None else tuple(spec.differentiable)
 
 
-def broadcast_shape(function: Callable[..., Any], name: str, first: tuple[int, ...],
-                    shape: tuple[int, ...]) -> tuple[int, ...] | None:
-    """The shape positional array ``name`` (of ``shape``) takes before it broadcasts to the first array's
-    ``first`` (its spec's ``input_shape``; raises ``ValueError`` naming the argument for a shape lossk refuses);
-    None for a loss whose arrays all have the first's shape."""
+def broadcast_shapes(function: Callable[..., Any], shapes: Sequence[tuple[int, ...]]
+                     ) -> tuple[tuple[tuple[int, ...], ...], tuple[int, ...]] | None:
+    """``(expanded, full)`` for the positional arrays of a multi-input loss, of ``shapes``: the shape each takes
+    before broadcasting and the shape they broadcast to together (``lossk._multi_input.broadcast_shapes``; raises
+    ``ValueError`` naming the arguments for shapes lossk refuses); None for a loss of ``(input, target)``."""
     spec = _multi_input_spec(function)
-    if spec is None or spec.input_shape is None:
+    if spec is None:
         return None
-    return tuple(spec.input_shape(name, first, shape))
+    expanded, full = _broadcast_shapes(spec, dict(zip(spec.inputs, (tuple(s) for s in shapes))))
+    return tuple(expanded[name] for name in spec.inputs), full
 
 
 def is_row_mean(name: str) -> bool:

@@ -17,8 +17,9 @@ shapes (weighted, scaled by the reduction and ``grad_output`` like the gradients
 Hessians, each an array or a tuple as above).
 
 The implementation contract (both backends): ``implementation(*arrays, xp, reduction, grad_output,
-compute_grad, **options) -> (loss, grads)``, the arrays all broadcast to the first's shape, ``grads`` a tuple
-of full-shaped gradients (or ``None``); the Numba one also takes ``out`` (a tuple of destinations or ``None``).
+compute_grad, **options) -> (loss, grads)``, the arrays all of one shape (views of the shape they broadcast
+to together, :func:`broadcast_shapes`), ``grads`` a tuple of full-shaped gradients (or ``None``); the Numba one
+also takes ``out`` (a tuple of destinations or ``None``).
 The second derivatives are registered under ``lossk._hessian.key(name)``: ``implementation(*arrays, xp,
 reduction, grad_output, order, [out, hess_out,] **options) -> (loss, grads, hessians)``. A row-mean loss of
 ``(input, target)`` has the elementwise contracts (single arrays instead of tuples).
@@ -138,7 +139,9 @@ class MultiInputLossFunction(LossFunction):
                 xp_first = _namespace(first)
                 inputs[name] = xp_first.full(tuple(first.shape), float(value), dtype=first.dtype)
         given = dict(inputs)
-        xp, prepared = prepare_arguments(spec, inputs, values)  # broadcasts the other inputs to the first's shape
+        expanded = _broadcast_inputs(spec, inputs)  # every input a view of the shape they broadcast to together
+        first = inputs[first_name]
+        xp, prepared = prepare_arguments(spec, inputs, values)
         reduction = values["reduction"]
         shape = tuple(first.shape)
         if spec.row_mean and not shape:
@@ -175,7 +178,7 @@ class MultiInputLossFunction(LossFunction):
         if spec.row_mean:
             loss = _row_mean(xp, loss, row_reduction, shape)
         derivatives = [
-            None if d is None else _shaped(xp, d if k > 1 else (d,), destinations, spec, given, constant, first)
+            None if d is None else _shaped(xp, d if k > 1 else (d,), destinations, spec, given, constant, expanded)
             for d, destinations in ((grads, outs), (hessians, hess_outs))
         ]
         return loss, *derivatives
@@ -201,7 +204,7 @@ class MultiInputLossFunction(LossFunction):
 
 def _shaped(
     xp: ModuleType, derivatives: tuple[Array, ...], destinations: tuple[Any, ...], spec: ElementwiseLoss,
-    given: dict[str, Any], constant: set[str], first: Array,
+    given: dict[str, Any], constant: set[str], expanded: dict[str, tuple[int, ...]],
 ) -> Any:
     """Full-shaped derivatives (gradients or Hessian diagonals) as the caller gets them: each summed to its
     argument's shape (the diagonal of a broadcast argument's Hessian is the sum of the per-element second
@@ -209,7 +212,7 @@ def _shaped(
     number; a tuple with several differentiable arguments."""
     result = []
     for derivative, destination, name in zip(derivatives, destinations, spec.differentiable):
-        value = None if name in constant else _sum_to(xp, derivative, name, given[name], spec, first)
+        value = None if name in constant else _sum_to(xp, derivative, tuple(given[name].shape), expanded[name])
         if value is not None and destination is not None and value is not destination:
             destination[...] = value
             value = destination
@@ -246,17 +249,75 @@ def _namespace(array: Any) -> ModuleType:
     return namespace_of(input=array)
 
 
-def _sum_to(xp: ModuleType, grad: Array, name: str, argument: Array, spec: ElementwiseLoss, first: Array) -> Array:
-    """A full-shaped gradient summed over the axes ``argument`` was broadcast along, shaped like ``argument``."""
-    shape = tuple(argument.shape)
+def _sum_to(xp: ModuleType, grad: Array, shape: tuple[int, ...], expanded: tuple[int, ...]) -> Array:
+    """A full-shaped gradient summed over the axes its argument (of ``shape``, reshaped to ``expanded`` before
+    it broadcast) was broadcast along, shaped like the argument."""
     if tuple(grad.shape) == shape:
         return grad
-    full = tuple(first.shape)
-    expanded = spec.input_shape(name, full, shape) if spec.input_shape is not None else shape
+    full = tuple(grad.shape)
     expanded = (1,) * (len(full) - len(expanded)) + tuple(expanded)
     axes = tuple(k for k, (e, f) in enumerate(zip(expanded, full)) if e == 1 and f != 1)
     summed = xp.sum(grad, axis=axes, keepdims=True) if axes else grad
     return xp.reshape(xp.astype(summed, grad.dtype), shape)
+
+
+def broadcast_shapes(
+    spec: ElementwiseLoss, shapes: dict[str, tuple[int, ...]],
+) -> tuple[dict[str, tuple[int, ...]], tuple[int, ...]]:
+    """``(expanded, full)``: the shape each positional array of ``spec`` takes before broadcasting (its spec's
+    ``input_shape`` against the first array's own shape: gaussian_nll_loss's ``var`` of one value per row gets a
+    trailing 1) and the shape they all broadcast to, which is the shape of the unreduced per-element loss.
+
+    As PyTorch 2.13: the arrays broadcast together, NumPy's rules, the first one included (``input1`` of
+    margin_ranking_loss of shape (N, 1) against ``input2`` of (N, D)), after the spec's own constraints
+    (margin_ranking_loss: one number of dimensions; gaussian_nll_loss: ``var``'s shapes). A row-mean loss
+    averages the first array's last axis: its arrays may broadcast along the other axes only (PyTorch divides
+    by ``input.shape[-1]`` and sums over ``input.ndim - 1`` of the broadcast shape, which is no longer a row
+    mean when ``target`` broadcasts the class axis or adds axes: refused here). Raises ``ValueError`` naming
+    the arguments that do not fit.
+    """
+    names = list(shapes)
+    first_name, first = names[0], tuple(shapes[names[0]])
+    expanded = {first_name: first}
+    for name in names[1:]:
+        shape = tuple(shapes[name])
+        expanded[name] = tuple(spec.input_shape(name, first, shape)) if spec.input_shape is not None else shape
+    ndim = max(len(s) for s in expanded.values())
+    full = []
+    for axis in range(-ndim, 0):
+        sizes = {s[axis] for s in expanded.values() if len(s) >= -axis} - {1}
+        if len(sizes) > 1:
+            listing = ", ".join(f"{n} of shape {shapes[n]}" for n in names)
+            raise ValueError(f"{spec.name}: {listing} do not broadcast together (axis {axis}: sizes {sorted(sizes)})")
+        full.append(sizes.pop() if sizes else 1)
+    full_shape = tuple(full)
+    classes_kept = bool(first) and len(full_shape) == len(first) and full_shape[-1] == first[-1]
+    if spec.row_mean and full_shape != first and not classes_kept:
+        if not first:
+            raise ValueError(f"{first_name} must have at least one dimension (its last axis is averaged), got 0-d")
+        others = ", ".join(f"{n} of shape {shapes[n]}" for n in names[1:])
+        raise ValueError(
+            f"{spec.name}: {others} broadcast {first_name} of shape {first} to {full_shape}; the loss averages "
+            f"{first_name}'s last axis (the classes), so the other arrays may broadcast along its other axes only "
+            f"(same number of dimensions, last axis of size {first[-1]})"
+        )
+    return expanded, full_shape
+
+
+def _broadcast_inputs(spec: ElementwiseLoss, inputs: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+    """Replace each entry of ``inputs`` by a broadcast view of the shape they broadcast to together
+    (:func:`broadcast_shapes`) and return the shapes they were expanded from. Arrays that are not arrays are left
+    for :func:`~lossk._spec.prepare_arguments` to refuse."""
+    if not all(hasattr(a, "shape") for a in inputs.values()):
+        return {name: () for name in inputs}
+    expanded, full = broadcast_shapes(spec, {name: tuple(a.shape) for name, a in inputs.items()})
+    from ._array_api import namespace_of
+
+    xp = namespace_of(**inputs)
+    for name, array in inputs.items():
+        if tuple(array.shape) != full:
+            inputs[name] = xp.broadcast_to(xp.reshape(array, expanded[name]), full)
+    return expanded
 
 
 # ---- the reference ----------------------------------------------------------------------------------------

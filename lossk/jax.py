@@ -114,7 +114,7 @@ def _differentiable(name: str, options: tuple[tuple[str, Any], ...], array_names
         # the other floating arguments: a residual loss's target as minus the input's gradient, the rest by
         # jax.vjp of the reference (jit removes these when the caller does not use them)
         others = [k for k, t in enumerate(tensors) if k not in fused and jnp.issubdtype(t.dtype, jnp.floating)]
-        if negated in others:
+        if negated in others and _autodiff.target_within_input(tensors[0].shape, tensors[negated].shape):
             result[negated] = _sum_to(-result[0], tensors[negated].shape)
             others.remove(negated)
         if others:
@@ -157,7 +157,7 @@ def _wrap(name: str, function: lossk.LossFunction) -> Callable[..., Any]:
         arrays = (first, *(jnp.full_like(first, a) if isinstance(a, (int, float)) else jnp.asarray(a)
                            for a in arrays[1:]))
         if kwargs.get("reduction", default_reduction) == "none":
-            arrays = (first, *(_expanded(function, n, a, first) for n, a in zip(positional[1:], arrays[1:])))
+            arrays = _expanded(function, arrays)
         return _differentiable(name, static, tuple(tensors))(*arrays, *tensors.values())
 
     wrapped.__name__ = wrapped.__qualname__ = name
@@ -170,13 +170,16 @@ def _wrap(name: str, function: lossk.LossFunction) -> Callable[..., Any]:
     return wrapped
 
 
-def _expanded(function: lossk.LossFunction, name: str, array: Any, first: Any) -> Any:
-    """For reduction='none': an array that broadcasts broadcast to the first array's shape, so that its fused
-    gradient is full-shaped and scales element by element (``broadcast_to``'s transpose sums it back)."""
-    if array.shape == first.shape:
-        return array
-    shape = _autodiff.broadcast_shape(function, name, tuple(first.shape), tuple(array.shape))
-    return array if shape is None else jnp.broadcast_to(jnp.reshape(array, shape), first.shape)
+def _expanded(function: lossk.LossFunction, arrays: tuple[Any, ...]) -> tuple[Any, ...]:
+    """For reduction='none': the arrays of a multi-input loss broadcast to the shape they broadcast to together,
+    so that each fused gradient is full-shaped and scales element by element (``broadcast_to``'s transpose sums
+    it back). The arrays of a loss of ``(input, target)`` as they are."""
+    shapes = _autodiff.broadcast_shapes(function, [tuple(a.shape) for a in arrays])
+    if shapes is None:
+        return arrays
+    expanded, full = shapes
+    return tuple(a if a.shape == full else jnp.broadcast_to(jnp.reshape(a, own), full)
+                 for a, own in zip(arrays, expanded))
 
 
 for _name, _function in _autodiff.loss_functions().items():

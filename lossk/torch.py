@@ -14,10 +14,11 @@ breaks. Gradients reach every floating tensor argument that asks for one: the in
 ``margin_ranking_loss``'s ``input2`` — by the same kernel), the target of a residual loss (``mse_loss``,
 ``l1_loss``, ``gaussian_nll_loss``, ...) as minus the input's gradient, any other floating argument (a
 probability target, ``kl_div``'s or ``margin_ranking_loss``'s target, a ``weight``) by differentiating
-lossk's reference with PyTorch's autograd in the backward pass. With ``reduction="none"``, an array that
-broadcasts (a ``var`` of one value per row) is expanded to the first array's shape before the op, so that
-its gradient scales element by element; PyTorch's ``expand`` sums it back. Double backward raises (the
-fused gradient has no graph of its own).
+lossk's reference with PyTorch's autograd in the backward pass. A multi-input loss's arrays broadcast
+together as in PyTorch (``lossk._multi_input.broadcast_shapes``); with ``reduction="none"``, an array that
+broadcasts (a ``var`` of one value per row, an ``input1`` of one value per row) is expanded to the loss's
+shape before the op, so that its gradient scales element by element; PyTorch's ``expand`` sums it back.
+Double backward raises (the fused gradient has no graph of its own).
 
 The losses are generated from ``lossk.__all__`` (every :class:`lossk.LossFunction`), so a loss added to
 lossk appears here too.
@@ -278,7 +279,8 @@ def _register(op: _LossOp) -> Any:
         needs = list(ctx.needs_input_grad[:op.n_tensors])
         ctx.others = [needs[k] for k in op.others]
         ctx.negate = negated is not None and needs[negated] and not any(
-            w for k, w in zip(op.others, ctx.others) if k != negated)
+            w for k, w in zip(op.others, ctx.others) if k != negated) and _autodiff.target_within_input(
+            inputs[0].shape, inputs[negated].shape)
         # the input's gradient also gives the target's where it is its negative
         kept = [needs[k] or (k == 0 and ctx.negate) for k in op.differentiable]
         ctx.needs = needs
@@ -363,8 +365,12 @@ def _call(op: _LossOp, arrays: tuple[Any, ...], tensors: tuple[Any, ...], scalar
         raise ValueError(f"lossk.torch.{op.name}: target holds labels, which lossk does not differentiate; "
                          "pass target.detach()")
     if dict(zip(op.scalar_options, scalars)).get("reduction") == "none":
-        arrays = (input, *(_expanded(op, name, a, input) for name, a in zip(op.arrays[1:], arrays[1:])))
+        arrays = _expanded(op, arrays)
     if inplace and not torch.compiler.is_compiling():
+        shapes = _autodiff.broadcast_shapes(op.function, [tuple(a.shape) for a in arrays])
+        if shapes is not None and shapes[1] != tuple(input.shape):
+            raise ValueError(f"lossk.torch.{op.name}: inplace=True overwrites {op.arrays[0]} with its gradient, "
+                             f"which needs the other arrays to broadcast to its shape {tuple(input.shape)}")
         if any(t is not None and t.requires_grad for k, t in enumerate((*arrays, *tensors)) if k in op.others):
             raise ValueError(f"lossk.torch.{op.name}: inplace=True overwrites {op.arrays[0]}, so no gradient with "
                              "respect to target or another tensor argument can be computed; pass them detached")
@@ -374,14 +380,19 @@ def _call(op: _LossOp, arrays: tuple[Any, ...], tensors: tuple[Any, ...], scalar
     return loss
 
 
-def _expanded(op: _LossOp, name: str, array: torch.Tensor, first: torch.Tensor) -> torch.Tensor:
-    """For reduction='none': a broadcast array that requires grad expanded to the first array's shape (a view),
-    so that its fused gradient is full-shaped and scales element by element; PyTorch's ``expand`` then sums it
-    back. Arrays of the first's shape, or of a loss that does not broadcast them, as they are."""
-    if not array.requires_grad or array.shape == first.shape:
-        return array
-    shape = _autodiff.broadcast_shape(op.function, name, tuple(first.shape), tuple(array.shape))
-    return array if shape is None else array.reshape(shape).expand(first.shape)
+def _expanded(op: _LossOp, arrays: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    """For reduction='none': the arrays of a multi-input loss expanded (views) to the shape they broadcast to
+    together, the first always (the loss has that shape) and the others that require grad, so that each fused
+    gradient is full-shaped and scales element by element; PyTorch's ``expand`` then sums it back. The arrays of
+    a loss of ``(input, target)``, or already of that shape, as they are."""
+    shapes = _autodiff.broadcast_shapes(op.function, [tuple(a.shape) for a in arrays])
+    if shapes is None:
+        return arrays
+    expanded, full = shapes
+    return tuple(
+        a.reshape(own).expand(full) if tuple(a.shape) != full and (k == 0 or a.requires_grad) else a
+        for k, (a, own) in enumerate(zip(arrays, expanded))
+    )
 
 
 def _legacy_reduction(size_average: bool | None, reduce: bool | None, reduction: str) -> str:

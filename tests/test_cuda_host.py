@@ -1082,16 +1082,18 @@ def _emulated_multi_input(spec: object, launches: list[dict], arrays: list[np.nd
     ("gaussian_nll_loss", {"full": False, "eps": 1e-6}), ("gaussian_nll_loss", {"full": True, "eps": 0.5}),
     ("margin_ranking_loss", {"margin": 0.25}),
 ])
+@pytest.mark.parametrize("broadcast", [1, 0], ids=["second-broadcast", "first-broadcast"])
 def test_emulated_multi_input_kernel_matches_the_reference(launches: list[dict], loss: str, options: dict,
-                                                           reduction: str) -> None:
+                                                           reduction: str, broadcast: int) -> None:
     """The host's launch of multi_input.cu (options, scales, upstream, buffers), emulated in float64 against
-    the reference's value, gradients and second derivatives; a broadcast second input is materialised."""
+    the reference's value, gradients and second derivatives; a broadcast input (the second, or the first, as
+    ``lossk._multi_input`` passes an input1 of margin_ranking_loss that input2 broadcasts) is materialised."""
     from lossk._hessian import key
     from lossk._multi_input import evaluate
 
     spec = MULTI_INPUT[loss]
     arrays = _multi_arrays(loss, (7, 13), "float64")
-    arrays[1] = np.broadcast_to(arrays[1][:, :1], arrays[1].shape)  # a broadcast view
+    arrays[broadcast] = np.broadcast_to(arrays[broadcast][:, :1], arrays[broadcast].shape)  # a broadcast view
     upstream = np.random.default_rng(4).normal(size=(7, 13)) if reduction == "none" else 2.5
     hessian = _dispatch._REGISTRY[(key(loss), "cupy")].implementation
     value, grads, hessians = hessian(*arrays, xp=np, reduction=reduction, grad_output=upstream, order=2, **options)
@@ -1103,7 +1105,7 @@ def test_emulated_multi_input_kernel_matches_the_reference(launches: list[dict],
     pointer = HostArrays(None).pointer
     assert [int(args[k]) for k in ("grad_first", "grad_second", "hess_first", "hess_second")] == [
         pointer(a) for a in (*grads, *hessians)]
-    assert int(args["input1"]) != pointer(arrays[1])  # the broadcast view was made contiguous
+    assert int(args[f"input{broadcast}"]) != pointer(arrays[broadcast])  # the broadcast view was made contiguous
     emulated = _emulated_multi_input(spec, launches, arrays, upstream if reduction == "none" else None)
     expected = evaluate(spec, *(np.broadcast_to(a, arrays[0].shape) for a in arrays), xp=np, reduction=reduction,
                         grad_output=upstream, order=2, **options)

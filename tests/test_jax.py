@@ -208,6 +208,41 @@ def test_multi_input_against_plain_jax(spec, path, seed):
                 np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-13)
 
 
+@pytest.mark.parametrize(("name", "shapes"), [
+    ("margin_ranking_loss", ((6, 1), (6, 5), (1, 5))),
+    ("gaussian_nll_loss", ((5,), (6, 5), (5,))),
+    ("gaussian_nll_loss", ((6, 1), (6, 5), (6,))),
+    ("multilabel_soft_margin_loss", ((1, 5), (6, 5))),
+], ids=str)
+def test_multi_input_broadcast_first_array(name, shapes, path, seed):
+    """Arrays that broadcast together as PyTorch allows, the first included: the value has the broadcast shape,
+    each gradient its argument's shape (summed), against jax.grad of the plain formulation, every reduction."""
+    rng = np.random.default_rng(seed)
+    spec = getattr(lossk, name).spec
+    drawn = spec.domain.draw(rng, (6, 5), {o.name: o.default for o in spec.keyword_options}, True)
+    own, _ = _autodiff.broadcast_shapes(getattr(lossk, name), shapes)
+    arrays = [np.asarray(drawn[n])[tuple(slice(0, k) for k in (1,) * (2 - len(o)) + o)].reshape(s)
+              for n, o, s in zip(spec.inputs, own, shapes)]
+    ours, plain = getattr(lj, name), PLAIN[name]
+    with jax.enable_x64(True):
+        arguments = [jnp.asarray(a) for a in arrays]
+        for reduction in ("mean", "sum", "none"):
+            expected = plain(*arguments, reduction=reduction)
+            value = jax.jit(lambda *a: ours(*a, reduction=reduction))(*arguments)
+            assert value.shape == expected.shape
+            np.testing.assert_allclose(value, expected, rtol=1e-12, atol=1e-14)
+            upstream = rng.uniform(0.5, 1.5, np.shape(expected))
+            argnums = tuple(range(len(arguments)))
+            def weighted(function, *leaves):
+                return jnp.sum(function(*leaves, reduction=reduction) * upstream)
+
+            grads = jax.jit(jax.grad(lambda *a: weighted(ours, *a), argnums))(*arguments)
+            expected_grads = jax.grad(lambda *a: weighted(plain, *a), argnums)(*arguments)
+            for g, e, a in zip(grads, expected_grads, arguments):
+                assert g.shape == a.shape
+                np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-13)
+
+
 def test_multi_input_vmap(path, seed):
     rng = np.random.default_rng(seed)
     x, y = (jnp.asarray(rng.normal(0, 2, (4, 7, 3)), dtype=jnp.float32) for _ in range(2))

@@ -177,17 +177,114 @@ def test_gaussian_clamp_passes_the_gradient_and_negative_var_raises():
             lossk.gaussian_nll_loss(np.zeros(2), np.zeros(2), var)
 
 
-def test_margin_ranking_broadcasts_like_torch_and_requires_one_ndim(rng):
+BROADCAST_CASES = [
+    # loss, the shape of each input (PyTorch 2.13 accepts them all; the loss has the shape they broadcast to)
+    ("margin_ranking_loss", ((4, 1), (4, 3), (4, 3))),  # input1 smaller than input2
+    ("margin_ranking_loss", ((2, 1, 3), (1, 4, 3), (2, 4, 1))),  # each broadcast along a different axis
+    ("margin_ranking_loss", ((1,), (5,), (1,))),
+    ("margin_ranking_loss", ((3, 4), (1, 4), (3, 1))),
+    ("gaussian_nll_loss", ((3,), (4, 3), (3,))),  # input broadcast by target, var shaped like input
+    ("gaussian_nll_loss", ((4, 1), (4, 3), (4,))),  # var one per row of input's, input broadcast by target
+    ("gaussian_nll_loss", ((1, 3), (4, 3), (1, 1))),
+    ("gaussian_nll_loss", ((4, 3), (4, 3), (4, 1))),
+    ("gaussian_nll_loss", ((2, 4, 3), (2, 4, 3), (2, 1, 3))),  # var's one axis of size 1 not the last
+    ("multilabel_soft_margin_loss", ((1, 3), (4, 3))),  # input broadcast along the rows
+    ("multilabel_soft_margin_loss", ((4, 3), (3,))),  # one target row for every row
+    ("multilabel_soft_margin_loss", ((4, 3), (4, 1))),  # one label per row for every class
+]
+
+
+def _broadcast_arrays(spec, shapes, rng):
+    """Inputs of the given shapes from the spec's domain (drawn at the shape they broadcast to, sliced)."""
+    from lossk._multi_input import broadcast_shapes
+
+    expanded, full = broadcast_shapes(spec, dict(zip(spec.inputs, shapes)))
+    drawn = _draw(spec, rng, full, _options(spec, "examples"), differentiable=True)
+    own = [(1,) * (len(full) - len(expanded[n])) + expanded[n] for n in spec.inputs]
+    return [np.ascontiguousarray(a[tuple(slice(0, n) for n in o)].reshape(s))
+            for a, o, s in zip(drawn, own, shapes)], full
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(("name", "shapes"), BROADCAST_CASES, ids=[f"{n}-{s}" for n, s in BROADCAST_CASES])
+def test_broadcast_inputs_match_torch_autograd(name, shapes, backend, rng):
+    """Every input may broadcast against the others as PyTorch allows, the first included: the unreduced loss
+    has the shape they broadcast to, each gradient (and Hessian diagonal) its argument's own shape, summed over
+    the axes it was broadcast along: against PyTorch float64 autograd for every reduction and a random upstream
+    gradient (the Hessians against the reference's on the same inputs expanded to the full shape, summed)."""
     torch = pytest.importorskip("torch")
-    x1, x2, y = rng.normal(size=(3, 4)), rng.normal(size=(1, 4)), np.sign(rng.normal(size=(3, 1)))
-    t1, t2 = torch.tensor(x1, requires_grad=True), torch.tensor(x2, requires_grad=True)
-    torch.nn.functional.margin_ranking_loss(t1, t2, torch.tensor(y), margin=0.3, reduction="sum").backward()
+    spec = getattr(multi_input, name.upper())
+    arrays, full = _broadcast_arrays(spec, shapes, rng)
+    options = _options(spec, "examples")
+    if spec.weighted:
+        options["weight"] = rng.uniform(0.5, 2.0, full[-1])
+    function = getattr(lossk, name)
+    for reduction in ("mean", "sum", "none"):
+        tensors = [torch.tensor(a, requires_grad=n in spec.differentiable) for n, a in zip(spec.inputs, arrays)]
+        torch_options = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in options.items()}
+        expected = getattr(torch.nn.functional, spec.torch_function)(*tensors, reduction=reduction, **torch_options)
+        upstream = rng.uniform(0.5, 2.0, tuple(expected.shape)) if reduction == "none" else 1.7
+        expected_grads = torch.autograd.grad(expected, [t for t in tensors if t.requires_grad],
+                                             torch.as_tensor(upstream, dtype=torch.float64))
+        call = {"reduction": reduction, "grad_output": upstream, "backend": backend, **options}
+        loss, grads, hessians = function.value_grad_hessian(*arrays, **call)
+        assert np.shape(loss) == tuple(expected.shape)
+        np.testing.assert_allclose(loss, expected.detach().numpy(), rtol=1e-12, atol=1e-14)
+        for k, (got, want) in enumerate(zip(_tuple(grads), expected_grads)):
+            argument = arrays[spec.inputs.index(spec.differentiable[k])]
+            assert got.shape == argument.shape, spec.differentiable[k]
+            np.testing.assert_allclose(got, want.numpy(), rtol=1e-12, atol=1e-14, err_msg=spec.differentiable[k])
+        plain = function(*arrays, **{k: v for k, v in call.items() if k != "grad_output"})
+        np.testing.assert_allclose(plain, loss, rtol=1e-14, atol=0)
+        expanded = [np.ascontiguousarray(np.broadcast_to(a.reshape(own), full)) for a, own in zip(
+            arrays, _own_shapes(spec, shapes))]
+        _, _, full_hessians = function.value_grad_hessian(*expanded, **{**call, "backend": "array_api"})
+        for k, (got, whole) in enumerate(zip(_tuple(hessians), _tuple(full_hessians))):
+            argument = arrays[spec.inputs.index(spec.differentiable[k])]
+            own = _own_shapes(spec, shapes)[spec.inputs.index(spec.differentiable[k])]
+            axes = tuple(i for i, (e, f) in enumerate(zip((1,) * (len(full) - len(own)) + own, full)) if e != f)
+            summed = np.sum(whole, axis=axes, keepdims=True).reshape(argument.shape)
+            assert got.shape == argument.shape
+            np.testing.assert_allclose(got, summed, rtol=1e-12, atol=1e-14)
+
+
+def _own_shapes(spec, shapes):
+    from lossk._multi_input import broadcast_shapes
+
+    expanded, _ = broadcast_shapes(spec, dict(zip(spec.inputs, shapes)))
+    return [expanded[n] for n in spec.inputs]
+
+
+@pytest.mark.parametrize(("name", "shapes", "message"), [
+    ("margin_ranking_loss", ((2, 3), (3,), (2, 3)), "input2 must have input1's number of dimensions"),
+    ("margin_ranking_loss", ((3,), (2, 3), (2, 3)), "input2 must have input1's number of dimensions"),
+    ("margin_ranking_loss", ((2, 3), (2, 3), (3,)), "target must have input1's number of dimensions"),
+    ("margin_ranking_loss", ((4, 3), (5, 3), (4, 3)), r"input1 of shape \(4, 3\), input2 of shape \(5, 3\), "
+                                                       r"target of shape \(4, 3\) do not broadcast together"),
+    ("gaussian_nll_loss", ((4, 3), (5, 3), (4, 3)), "do not broadcast together"),
+    ("gaussian_nll_loss", ((4, 3), (4, 3), (1, 1)), "var of shape .* incorrect size"),
+])
+def test_broadcast_shapes_torch_rejects_are_rejected(name, shapes, message):
+    """Shapes PyTorch 2.13 refuses are refused, the error naming the arguments."""
+    torch = pytest.importorskip("torch")
+    arrays = [np.ones(s) for s in shapes]
+    with pytest.raises((RuntimeError, ValueError)):
+        getattr(torch.nn.functional, name)(*(torch.from_numpy(a) for a in arrays))
     for backend in BACKENDS:
-        g1, g2 = lossk.margin_ranking_loss.grad(x1, x2, y, margin=0.3, reduction="sum", backend=backend)
-        np.testing.assert_allclose(g1, t1.grad.numpy())
-        np.testing.assert_allclose(g2, t2.grad.numpy())
-    with pytest.raises(ValueError, match="input2 must have input1's number of dimensions"):
-        lossk.margin_ranking_loss(np.zeros((2, 3)), np.zeros(3), np.ones((2, 3)))
+        with pytest.raises(ValueError, match=message):
+            getattr(lossk, name)(*arrays, backend=backend)
+
+
+@pytest.mark.parametrize("shapes", [((4, 1), (4, 3)), ((3,), (4, 3)), ((4, 3), (2, 4, 3))], ids=str)
+def test_multilabel_refuses_a_target_that_broadcasts_the_class_axis(shapes):
+    """PyTorch 2.13 accepts these, but its result is then no per-row mean over the classes: it divides by
+    ``input.shape[-1]`` (1 for an (N, 1) input: a sum over the broadcast classes) and sums over the axis
+    ``input.ndim - 1`` of the broadcast shape (the rows, for a 1-d input against a 2-d target). lossk refuses
+    them, saying which axes may broadcast."""
+    x, y = (np.ones(s) for s in shapes)
+    for backend in BACKENDS:
+        with pytest.raises(ValueError, match="may broadcast along its other axes only"):
+            lossk.multilabel_soft_margin_loss(x, y, backend=backend)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

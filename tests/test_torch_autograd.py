@@ -420,15 +420,23 @@ def test_multi_input_value_and_gradients_match_torch(spec, backend, seed):
     ("gaussian_nll_loss", ((6, 5), (6, 5), (6,))),  # var: one value per row, as PyTorch's homoscedastic case
     ("gaussian_nll_loss", ((6, 5), (1, 5), (6, 1))),
     ("margin_ranking_loss", ((6, 5), (6, 1), (1, 5))),
+    ("margin_ranking_loss", ((6, 1), (6, 5), (1, 5))),  # the first array broadcast too
+    ("margin_ranking_loss", ((1, 5), (6, 1), (6, 5))),
+    ("gaussian_nll_loss", ((5,), (6, 5), (5,))),
+    ("gaussian_nll_loss", ((6, 1), (6, 5), (6,))),
+    ("multilabel_soft_margin_loss", ((1, 5), (6, 5))),
+    ("multilabel_soft_margin_loss", ((6, 5), (5,))),
 ])
 def test_multi_input_broadcast_arguments(name, shapes, seed):
-    """Arrays that broadcast to the first's shape get their gradients summed back, for every reduction
-    ('none': expanded before the op, so each element's upstream gradient scales its own term)."""
+    """Arrays that broadcast together, as PyTorch allows (the first included), get their gradients summed back,
+    for every reduction ('none': expanded before the op, so each element's upstream gradient scales its own
+    term)."""
     rng = np.random.default_rng(seed)
     draws = {"gaussian_nll_loss": (lambda s: rng.normal(0, 2, s), lambda s: rng.normal(0, 2, s),
                                    lambda s: rng.uniform(0.1, 4, s)),
              "margin_ranking_loss": (lambda s: rng.normal(0, 2, s), lambda s: rng.normal(0, 2, s),
-                                     lambda s: np.where(rng.random(s) < 0.5, -1.0, 1.0))}[name]
+                                     lambda s: np.where(rng.random(s) < 0.5, -1.0, 1.0)),
+             "multilabel_soft_margin_loss": (lambda s: rng.normal(0, 3, s), lambda s: rng.uniform(0, 1, s))}[name]
     arrays = [torch.from_numpy(draw(shape)) for draw, shape in zip(draws, shapes)]
     for reduction in ("mean", "sum", "none"):
         leaves = [a.clone().requires_grad_() for a in arrays]
@@ -512,6 +520,9 @@ def test_multi_input_inplace(seed):
     torch.testing.assert_close(second.grad, expected_second.grad)
     with pytest.raises(ValueError, match="inplace=True overwrites input1"):
         lt.margin_ranking_loss(a * scale, b, t.clone().requires_grad_(), inplace=True)
+    for reduction in ("mean", "none"):  # input1 of fewer elements than the loss cannot hold its gradient
+        with pytest.raises(ValueError, match=r"needs the other arrays to broadcast to its shape \(5, 1\)"):
+            lt.margin_ranking_loss(a[:, :1].clone(), b, t, inplace=True, reduction=reduction)
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")

@@ -90,8 +90,11 @@ GAUSSIAN_NLL_LOSS = ElementwiseLoss(
 """,
     notes="""
     ``var`` is clamped to ``eps`` as PyTorch does it: the clamp does not block the gradient (d/dvar is taken at
-    the clamped value). A ``var`` broadcast from a smaller shape gets its gradient summed over the broadcast
-    axes. ``.grad`` returns ``(grad_input, grad_var)``; ``grad_var`` is ``None`` for a Python float ``var``.
+    the clamped value). ``var``'s shape is checked against ``input``'s (PyTorch's rule: the same, one fewer
+    dimension, or one dimension of size 1); ``input``, ``target`` and ``var`` then broadcast together, as in
+    PyTorch (an ``input`` of (D,) against a ``target`` of (N, D)), and each gradient is summed over the axes its
+    argument was broadcast along. ``.grad`` returns ``(grad_input, grad_var)``; ``grad_var`` is ``None`` for a
+    Python float ``var``.
     ``.hessian`` returns the diagonal second derivatives ``(hess_input, hess_var)`` in the same order (summed
     over broadcast axes like the gradients; the mixed derivative is not returned). ``hess_var`` is negative
     where ``q < 1/2``: the loss is not convex in ``var``. Below ``eps`` it is, like ``grad_var``, the derivative
@@ -148,7 +151,7 @@ def _margin_ranking_element(x1, x2, y, margin):
 
 
 def _same_ndim(name: str, first: tuple[int, ...], shape: tuple[int, ...]) -> tuple[int, ...]:
-    """torch's margin_ranking_loss: every argument of one ndim, then broadcast (to ``input1``'s shape here)."""
+    """torch's margin_ranking_loss: every argument of one ndim, then broadcast together."""
     if len(shape) != len(first):
         raise ValueError(f"{name} must have input1's number of dimensions {len(first)}, got shape {shape}")
     return shape
@@ -175,8 +178,9 @@ MARGIN_RANKING_LOSS = ElementwiseLoss(
 """,
     notes="""
     ``.grad`` returns ``(grad_input1, grad_input2)``. At the kink (``h = 0``) the gradient passes, as PyTorch's
-    ``clamp_min``. ``input2`` and ``target`` must have ``input1``'s number of dimensions and broadcast to its
-    shape (their gradient is summed back to their own shape).
+    ``clamp_min``. As in PyTorch, the three arrays must have one number of dimensions and broadcast together
+    (``input1`` included: an ``input1`` of shape (N, 1) against an ``input2`` of (N, D)); the unreduced loss has
+    the shape they broadcast to, and each gradient is summed back to its argument's own shape.
 
     The loss is piecewise linear in both scores: ``.hessian`` returns ``(0, 0)``, exact wherever ``h != 0`` (at
     the kink the second derivative is a Dirac mass, which no array can hold). A Newton method (gradient
@@ -248,7 +252,11 @@ MULTILABEL_SOFT_MARGIN_LOSS = ElementwiseLoss(
     \qquad \frac{\partial^2 \ell_n}{\partial x_{nc}^2} = \frac{w_c}{C} \sigma(x_{nc}) (1 - \sigma(x_{nc}))
 """,
     notes="""
-    One loss per row (``reduction="none"`` returns ``input.shape[:-1]``); ``"mean"`` divides by the row count.
+    One loss per row (``reduction="none"`` returns the rows' shape); ``"mean"`` divides by the row count.
+    ``input`` and ``target`` may broadcast together along the rows (an ``input`` of (1, C) or a ``target`` of
+    (C,)), not along the classes: PyTorch accepts a ``target`` that broadcasts ``input``'s last axis or adds
+    axes, but then divides by ``input.shape[-1]`` and sums over axis ``input.ndim - 1`` of the broadcast
+    shape, which is no longer a mean over the classes of each row; lossk refuses those shapes.
     Written so that logits of ±1e4 give finite losses and gradients (PyTorch's own ``logsigmoid`` form does too).
     """,
     options=(
