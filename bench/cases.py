@@ -205,7 +205,8 @@ class Case:
     lossk_name: str
     """The ``lossk`` function (and dispatch registry name)."""
     torch_name: str | None
-    """The ``torch.nn.functional`` function, where PyTorch has the loss."""
+    """The ``torch.nn.functional`` function PyTorch's users would compare with (:func:`torch_name`); the torch
+    providers skip the case where PyTorch has no function of that name."""
     layout: Layout
     several_pass: Callable[..., tuple[Any, Any]]
     """``(xp, *arrays, **options) -> (loss, grad)``: the obvious NumPy / CuPy code, one array op at a time."""
@@ -258,6 +259,25 @@ def _jax_loss(spec: ElementwiseLoss) -> Callable[..., Any]:
     return jax_loss
 
 
+def torch_name(spec: ElementwiseLoss) -> str | None:
+    """The ``torch.nn.functional`` function the bench times beside lossk's loss: its spec's oracle where that is
+    one; else PyTorch's loss that is exactly this one at its defaults (its spec's ``rewrite``:
+    ``poisson_nll_loss(log_input=True, full=False)`` is ``poisson_loss``); else PyTorch's function of the loss's
+    own name (lossk keeps PyTorch's names), where PyTorch has one: ``soft_margin_loss``, whose spec's oracle is
+    a torch-written ``-logsigmoid(y x)`` because ``F.soft_margin_loss`` overflows beyond ``-y x > 709``, far
+    outside the bench's data. The spec's correctness oracle is unchanged: only the peer is chosen here."""
+    if spec.torch_function is not None:
+        return spec.torch_function
+    for other in ELEMENTWISE_LOSSES.values():
+        defaults = {o.name: o.default for o in other.options}
+        if other.torch_function is not None and other.rewrite is not None:
+            rewritten = other.rewrite(defaults)
+            if rewritten is not None and rewritten[0] == spec.name and all(
+                    value is None for value in rewritten[1].values()):
+                return other.torch_function
+    return spec.name
+
+
 SHORT_NAMES = {"binary_cross_entropy": "bce", "binary_cross_entropy_with_logits": "bce_with_logits"}
 """Command-line names that are not the loss's name without its ``_loss`` suffix."""
 
@@ -272,7 +292,7 @@ def elementwise_case(spec: ElementwiseLoss) -> Case:
     elif spec.reduction.default != "mean":
         options["reduction"] = "mean"
     return Case(
-        SHORT_NAMES.get(spec.name, spec.name.removesuffix("_loss")), spec.name, spec.torch_function,
+        SHORT_NAMES.get(spec.name, spec.name.removesuffix("_loss")), spec.name, torch_name(spec),
         Elementwise(spec), _several_pass(spec), _jax_loss(spec), MappingProxyType(options),
     )
 
@@ -354,7 +374,7 @@ def multi_input_cases() -> list[Case]:
 
     return [
         Case(
-            spec.name.removesuffix("_loss"), spec.name, spec.torch_function, MultiInput(spec), _several_pass_multi(spec),
+            spec.name.removesuffix("_loss"), spec.name, torch_name(spec), MultiInput(spec), _several_pass_multi(spec),
             _jax_multi(spec), MappingProxyType(_scalar_options(spec)),
             differentiable=tuple(spec.inputs.index(name) for name in spec.differentiable),
         )

@@ -333,9 +333,9 @@ class TorchAutograd(Provider):
         raises NotApplicable."""
         import torch
 
-        if case.torch_name is None:
+        loss_function = getattr(torch.nn.functional, case.torch_name or "", None)
+        if loss_function is None:
             raise NotApplicable("PyTorch has no such loss")
-        loss_function = getattr(torch.nn.functional, case.torch_name)
         options = dict(case.options)
         if self.name == "torch.compile":
             loss_function = _torch_compile(loss_function, compile_backend)

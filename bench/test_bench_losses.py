@@ -56,3 +56,21 @@ def test_forward_backward(timed, case: Case, provider: Provider, shape: Shape, d
     assert len(grads) == len(expected_grads)
     for actual, expected in zip(grads, expected_grads):
         np.testing.assert_allclose(to_numpy(actual), expected, rtol=1e-3, atol=1e-4 * np.abs(expected).max())
+
+
+def test_torch_peer_wherever_pytorch_has_the_loss() -> None:
+    """Every case whose loss ``torch.nn.functional`` has is timed against it: by its spec's oracle, by the loss
+    of PyTorch's that is exactly it at its defaults (poisson: ``F.poisson_nll_loss``), or by lossk's name for
+    it, which is PyTorch's (soft_margin: its spec's oracle is a torch-written formula, not ``F.*``). The others
+    are skipped as PyTorch has no such loss."""
+    functional = pytest.importorskip("torch.nn.functional")
+    for case in CASES.values():
+        if hasattr(functional, case.lossk_name):
+            assert case.torch_name == case.lossk_name, case.name
+    assert CASES["soft_margin"].torch_name == "soft_margin_loss"
+    assert CASES["poisson"].torch_name == "poisson_nll_loss"
+    eager = PROVIDERS["torch"]
+    for case in CASES.values():
+        if not hasattr(functional, case.torch_name):
+            with pytest.raises(NotApplicable, match="PyTorch has no such loss"):
+                eager.loss_function(case)
