@@ -32,7 +32,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._array_api import Array
-from ._dispatch import select
+from ._dispatch import implementations, select
 from ._validation import check_grad_output, check_out
 
 if TYPE_CHECKING:
@@ -44,6 +44,12 @@ def key(loss: str) -> str:
     return f"{loss}.hessian"
 
 
+def surrogate_key(loss: str) -> str:
+    """The registry's name of ``loss``'s ``(loss, grad, surrogate hess)`` implementations (elementwise losses:
+    ``lossk._spec.ElementwiseLoss.hessian_floor``), same contract as :func:`key`'s; ``lossk.boosting`` uses them."""
+    return f"{loss}.surrogate_hessian"
+
+
 def value_grad_hessian(
     function: LossFunction, input: Array, target: Array, /, *, grad_output: Any = None, out: Array | None = None,
     hess_out: Array | None = None, backend: str = "auto", **options: Any,
@@ -53,6 +59,17 @@ def value_grad_hessian(
     ``grad_output`` as for ``function.grad``; ``out`` receives the gradient and ``hess_out`` the Hessian's
     diagonal (each shaped like ``input``, its library and dtype; written directly where the backend can).
     """
+    loss, grad, hess, _ = derivatives(function, input, target, grad_output=grad_output, out=out, hess_out=hess_out,
+                                      backend=backend, surrogate=False, **options)
+    return loss, grad, hess
+
+
+def derivatives(
+    function: LossFunction, input: Array, target: Array, /, *, grad_output: Any, out: Array | None,
+    hess_out: Array | None, backend: str, surrogate: bool, **options: Any,
+) -> tuple[Any, Array, Array, bool]:
+    """:func:`value_grad_hessian` and whether ``hess`` is the surrogate: with ``surrogate=True``, the backend
+    that computes the exact Hessian computes the surrogate instead where it registers one (:func:`surrogate_key`)."""
     call = function._prepare(input, target, **options)
     grad_output = check_grad_output(grad_output, call.reduction, call.loss_shape, input)
     for name, buffer in (("out", out), ("hess_out", hess_out)):
@@ -60,7 +77,13 @@ def value_grad_hessian(
             check_out(buffer, input, name=name)
     if out is not None and hess_out is not None and out is hess_out:
         raise ValueError("out and hess_out must be different arrays")
-    registration = select(key(call.loss or function.name), backend, input)
+    loss_name = call.loss or function.name
+    registration = select(key(loss_name), backend, input)
+    floored = False
+    if surrogate:
+        chosen = next(name for name, r in implementations(key(loss_name)).items() if r is registration)
+        fused = implementations(surrogate_key(loss_name)).get(chosen)
+        registration, floored = (fused, True) if fused is not None else (registration, False)
     extra = {"out": out, "hess_out": hess_out} if registration.writes_out else {}
     loss, grad, hess = registration.implementation(
         call.input, call.target, xp=call.xp, reduction=call.reduction, grad_output=grad_output, order=2,
@@ -72,4 +95,4 @@ def value_grad_hessian(
     if hess_out is not None and hess is not hess_out:
         hess_out[...] = hess
         hess = hess_out
-    return loss, grad, hess
+    return loss, grad, hess, floored

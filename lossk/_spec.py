@@ -30,6 +30,7 @@ arguments (:func:`prepare_arguments`).
 from __future__ import annotations
 
 import inspect
+import itertools
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -189,8 +190,18 @@ class ElementwiseLoss:
     """Data-dependent validation of the inputs (BCE's probabilities in [0, 1]); host-readable arrays only."""
     anchors: tuple[Anchor, ...] = ()
     """The anchor library's own test values, where the oracle is torch-written."""
+    hessian_floor: Callable[..., Any] | None = None
+    """``hessian_floor(xp, x, y, **options)``: the floor of the surrogate Hessian on arrays (an array, or a number
+    for a constant floor); ``None``: 0. The surrogate second derivative is ``where(d2 < floor, floor, d2)``, taken
+    before the weights and the reduction scale multiply it (``lossk.boosting``'s ``hessian="surrogate"``, whose
+    module docstring derives each floor)."""
+    hessian_floor_element: Callable[..., Any] | None = None
+    """The same floor on scalars, ``hessian_floor_element(x, y, *options)``, as :attr:`element` is to
+    :attr:`formula` (the kernels inline it); given exactly when :attr:`hessian_floor` is."""
 
     def __post_init__(self) -> None:
+        if (self.hessian_floor is None) != (self.hessian_floor_element is None):
+            raise ValueError(f"{self.name}: hessian_floor and hessian_floor_element are given together")
         if not self.cuda_function:
             object.__setattr__(self, "cuda_function", f"{self.name}_element")
 
@@ -207,6 +218,11 @@ class ElementwiseLoss:
     def formula_options(self) -> tuple[Option, ...]:
         """The options ``formula`` and ``element`` take, in order (all but ``reduction`` and ``weight``)."""
         return tuple(o for o in self.keyword_options if o.name != "weight")
+
+    @property
+    def flag_options(self) -> tuple[Option, ...]:
+        """The flags among :attr:`formula_options`: each generated kernel has their values compiled in."""
+        return tuple(o for o in self.formula_options if o.kind == FLAG_KIND)
 
     @property
     def weighted(self) -> bool:
@@ -233,6 +249,29 @@ def check_supported(spec: ElementwiseLoss, *, multi_input: bool = False) -> None
 def is_multi_input(spec: ElementwiseLoss) -> bool:
     """Whether ``spec`` needs the multi-input kernels (other inputs than ``(input, target)``, or two gradients)."""
     return spec.inputs != ("input", "target") or spec.differentiable != ("input",)
+
+
+def flag_combinations(spec: ElementwiseLoss) -> list[dict[str, bool]]:
+    """Every combination of the loss's flag values (one empty one for a loss without flags), the defaults first."""
+    flags = spec.flag_options
+    combinations = [dict(zip((o.name for o in flags), values))
+                    for values in itertools.product((True, False), repeat=len(flags))]
+    return sorted(combinations, key=lambda values: sum(values[o.name] != o.default for o in flags))
+
+
+def kernel_name(spec: ElementwiseLoss, flags: Mapping[str, Any]) -> str:
+    """The generated Numba kernel (``kernels/numba/pointwise/<loss>.py``) for these values of the loss's flags:
+    ``kernel`` for a loss without flags, else one per combination with the values compiled in, such as
+    ``kernel_log_input_not_full`` (``log_input=True, full=False``); it takes every other option as usual."""
+    return "_".join(["kernel", *(o.name if flags[o.name] else f"not_{o.name}" for o in spec.flag_options)])
+
+
+def surrogate_hessian(xp: ModuleType, spec: ElementwiseLoss, d2: Array, x: Array, y: Array, **options: Any) -> Array:
+    """``d2`` raised to the loss's :attr:`ElementwiseLoss.hessian_floor` (0 without one), NaN kept: the reference
+    of the kernels' surrogate Hessian, the same select in the same place (before weighting)."""
+    floor = 0.0 if spec.hessian_floor is None else spec.hessian_floor(xp, x, y, **options)
+    floor = xp.asarray(floor, dtype=d2.dtype) if isinstance(floor, (int, float)) else floor
+    return xp.where(d2 < floor, floor, d2)
 
 
 # ---- rules shared by every elementwise loss -----------------------------------------------------------------

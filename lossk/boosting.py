@@ -37,7 +37,10 @@ Hessians
 on a set the booster cannot step from (a leaf whose Hessian sums to zero gets no split and no Newton
 step: XGBoost's ``min_child_weight``, LightGBM's ``min_sum_hessian_in_leaf``), or negative (cross-entropy
 through a soft-cap, the focal loss, some Tweedie powers); ``hessian="surrogate"`` (default) gives a positive
-stand-in, ``max(exact, floor · weight)``. The floor is a constant ``c`` from :data:`SURROGATE_CURVATURE`:
+stand-in, ``max(exact, floor) · weight`` (the loss's own ``weight`` option and the sample weights). The floor
+is the loss's spec entry ``hessian_floor`` (``lossk._losses``; :data:`SURROGATE_HESSIAN` lists them), which the
+fused kernels apply in the same pass as the gradient (a backend without it — the class losses, the CUDA kernels —
+takes one more pass over the exact Hessian). A constant ``c`` for these losses:
 
 - ``l1_loss``: ``c = 1``, as LightGBM's ``regression_l1`` and XGBoost's ``reg:absoluteerror`` (which then
   refit each leaf to the residuals' median) and scikit-learn's ``AbsoluteError`` (Hessian 1, "a placeholder");
@@ -46,10 +49,10 @@ stand-in, ``max(exact, floor · weight)``. The floor is a constant ``c`` from :d
 - ``smooth_l1_loss``: ``c = 1 / beta`` (smooth L1 is Huber with ``delta = beta``, divided by ``beta``);
 - ``pinball_loss``: ``c = 1``, as LightGBM's ``quantile`` objective (``RegressionQuantileloss``: Hessian =
   weight, leaves refit to the residuals' quantile);
-- every other loss: ``c = 0`` — negative values clipped to 0, as XGBoost does with custom objectives
+- every loss without a floor: ``c = 0`` — negative values clipped to 0, as XGBoost does with custom objectives
   (its maintainers, dmlc/xgboost#10105),
 
-or, for the losses of :data:`SURROGATE_HESSIAN`, a positive value per element:
+or a positive value per element:
 
 - ``sigmoid_focal_loss``: ``a_t q^gamma p (1 - p)`` (``p = sigmoid(x)``, ``q = 1 - p_t``, ``a_t`` the class
   weight; ``lossk._losses.binary``): the focal loss's Hessian with its modulating factor ``a_t q^gamma`` held
@@ -87,47 +90,30 @@ from typing import Any
 import numpy as np
 
 from ._array_api import Array, ieee_arithmetic, is_numpy_namespace, namespace_of
+from ._hessian import derivatives
 from ._loss_function import LossFunction
 
-__all__ = ["catboost_objective", "lightgbm_objective", "xgboost_objective", "SURROGATE_CURVATURE", "SURROGATE_HESSIAN"]
+__all__ = ["catboost_objective", "lightgbm_objective", "xgboost_objective", "SURROGATE_HESSIAN"]
 
 HESSIANS = ("exact", "surrogate")
 
-SURROGATE_CURVATURE: dict[str, Callable[[dict[str, Any]], float]] = {
-    "l1_loss": lambda options: 1.0,
-    "huber_loss": lambda options: 1.0,
-    "smooth_l1_loss": lambda options: 1.0 / options["beta"] if options.get("beta", 1.0) > 0 else 1.0,
-    "pinball_loss": lambda options: 1.0,
-}
-"""``c(options)``: the curvature of a loss's surrogate Hessian ``max(exact, c · weight)`` (module docstring),
-at least the largest value its exact Hessian takes, so that the surrogate is the constant ``c · weight``. Losses not
-listed here or in :data:`SURROGATE_HESSIAN` have ``c = 0``."""
+def _surrogate_floors() -> dict[str, Callable[[Any, Array, Array, dict[str, Any]], Any]]:
+    from ._losses import ELEMENTWISE_LOSSES
+
+    def floor_of(spec: Any) -> Callable[[Any, Array, Array, dict[str, Any]], Any]:
+        def floor(xp: Any, margin: Array, label: Array, options: dict[str, Any]) -> Any:
+            return spec.hessian_floor(xp, margin, label, **{o.name: options[o.name] for o in spec.formula_options})
+
+        floor.__doc__ = f"The surrogate Hessian's floor of lossk.{spec.name} (its spec's ``hessian_floor``)."
+        return floor
+
+    return {spec.name: floor_of(spec) for spec in ELEMENTWISE_LOSSES.values() if spec.hessian_floor is not None}
 
 
-def _focal_floor(xp: Any, x: Array, t: Array, options: dict[str, Any]) -> Array:
-    """``a_t q^gamma p (1 - p)``: the focal Hessian with its factor ``a_t q^gamma`` held fixed (module docstring)."""
-    alpha, gamma = options["alpha"], options["gamma"]
-    e = xp.exp(-xp.abs(x))
-    inv = 1 / (1 + e)
-    p = xp.where(x >= 0, inv, e * inv)
-    not_p = xp.where(x >= 0, e * inv, inv)  # 1 - p, not formed by subtraction (no cancellation at large x)
-    q = p * (1 - t) + not_p * t
-    a_t = alpha * t + (1 - alpha) * (1 - t) if alpha >= 0 else 1.0
-    return a_t * q**gamma * (p * not_p)
-
-
-def _tweedie_floor(xp: Any, x: Array, y: Array, options: dict[str, Any]) -> Array | None:
-    """``exp((2 - power) x)``, the expected (Fisher) Hessian, for the powers whose exact Hessian can be negative."""
-    power = options["power"]
-    return xp.exp((2 - power) * x) if power == 0 or power > 2 else None
-
-
-SURROGATE_HESSIAN: dict[str, Callable[[Any, Array, Array, dict[str, Any]], Array | None]] = {
-    "sigmoid_focal_loss": _focal_floor,
-    "tweedie_loss": _tweedie_floor,
-}
-"""``floor(xp, margin, label, options)``: a loss's per-element surrogate floor, unweighted (the surrogate is
-``max(exact, floor · weight)``; module docstring); ``None`` where the exact Hessian needs none."""
+SURROGATE_HESSIAN: dict[str, Callable[[Any, Array, Array, dict[str, Any]], Any]] = _surrogate_floors()
+"""``floor(xp, margin, label, options)``: a loss's per-element surrogate floor, unweighted (an array, or a number
+for a constant floor; module docstring), read from its spec's ``hessian_floor`` (``lossk._losses``); losses not
+listed have the floor 0. The fused kernels compute the surrogate in the same pass as the gradient."""
 
 CLASS_LOSSES = frozenset({"cross_entropy", "nll_loss"})
 """Losses whose margins are ``(n_samples, n_classes)`` and whose labels are class indices."""
@@ -163,7 +149,6 @@ class Objective:
         self.backend = backend
         self.options = options
         self._settings = {**defaults, **options}
-        self.curvature = SURROGATE_CURVATURE.get(function.name, lambda options: 0.0)(self._settings)
         self._device_labels: weakref.WeakKeyDictionary[Any, Array] = weakref.WeakKeyDictionary()
         self._buffers: tuple[Any, np.ndarray, np.ndarray] | None = None
 
@@ -207,24 +192,17 @@ class Objective:
         out = hess_out = None
         if reuse and isinstance(prediction, np.ndarray):
             out, hess_out = self._kept_buffers(prediction)
-        if self.hessian == "surrogate" and self.curvature > 0:
-            # c is at least the exact Hessian's largest value: the surrogate is c · weight, no Hessian stream needed
-            grad = self.function.grad(prediction, label, out=out, **call)
-            if hess_out is not None:
-                if weight is None:
-                    hess_out[...] = self.curvature
-                else:
-                    np.multiply(weight, self.curvature, out=hess_out)
-                return grad, hess_out
-            hess = xp.full_like(grad, self.curvature) if weight is None else self.curvature * weight
-            return grad, hess
-        _, grad, hess = self.function.value_grad_hessian(prediction, label, out=out, hess_out=hess_out, **call)
-        if self.hessian == "surrogate":
-            floor = None
+        surrogate = self.hessian == "surrogate"
+        _, grad, hess, floored = derivatives(self.function, prediction, label, out=out, hess_out=hess_out,
+                                             surrogate=surrogate, **call)
+        if surrogate and not floored:  # a backend without the fused surrogate (class losses, CUDA): one more pass
+            floor = 0.0
             if self.function.name in SURROGATE_HESSIAN:
                 with ieee_arithmetic(xp):  # exp((2 - p) x) may overflow to inf, as the exact Hessian does
                     floor = SURROGATE_HESSIAN[self.function.name](xp, prediction, label, self._settings)
-            floor = xp.asarray(self.curvature, dtype=hess.dtype) if floor is None else xp.astype(floor, hess.dtype)
+            floor = xp.asarray(floor, dtype=hess.dtype) if isinstance(floor, float) else xp.astype(floor, hess.dtype)
+            if not self.is_multiclass and self.options.get("weight") is not None:  # as the kernels do
+                floor = floor * xp.astype(xp.asarray(self.options["weight"]), hess.dtype)
             if weight is not None:
                 floor = floor * (weight[:, None] if self.is_multiclass else weight)
             if isinstance(hess, np.ndarray):

@@ -14,6 +14,7 @@ the losses do not.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import time
@@ -36,8 +37,9 @@ def loss_names() -> list[str]:
 
 def _elementwise_calls(name: str, rng: np.random.Generator) -> Iterator[tuple[Callable[..., Any], tuple, dict]]:
     import lossk
+    from lossk._hessian import derivatives
     from lossk._losses import ELEMENTWISE_LOSSES
-    from lossk._spec import ARRAY_KIND
+    from lossk._spec import ARRAY_KIND, flag_combinations
 
     spec = ELEMENTWISE_LOSSES[name]
     function = getattr(lossk, name)
@@ -57,6 +59,13 @@ def _elementwise_calls(name: str, rng: np.random.Generator) -> Iterator[tuple[Ca
             if hasattr(function, "value_grad_hessian"):
                 for reduction in ("mean", "none"):
                     yield function.value_grad_hessian, (x, *rest), dict(kw, reduction=reduction)
+            for flags in flag_combinations(spec)[1:]:  # the kernels of the other flag values
+                for reduction in ("mean", "none"):
+                    yield function.value_and_grad, (x, *rest), dict(kw, reduction=reduction, **flags)
+            # lossk.boosting's surrogate Hessian: without sample weights ('sum'), with them ('none', grad_output)
+            surrogate = functools.partial(derivatives, function, out=None, hess_out=None, surrogate=True)
+            yield surrogate, (x, *rest), dict(kw, reduction="sum", grad_output=None)
+            yield surrogate, (x, *rest), dict(kw, reduction="none", grad_output=np.ones_like(x))
 
 
 def _classification_calls(name: str, rng: np.random.Generator) -> Iterator[tuple[Callable[..., Any], tuple, dict]]:

@@ -6,11 +6,14 @@ lossk._losses.generate`` from the loss's spec, committed): its loop calls the lo
 flat contiguous 1-D arrays of one floating dtype (float32 or float64; the host adapter converts float16 and
 mixed dtypes) and has the signature::
 
-    kernel(x, y, weight, *options, scale, upstream, grad, hess, loss_out) -> float64 sum of the per-element losses
+    kernel(x, y, weight, *options, scale, upstream, grad, hess, surrogate, loss_out) -> float64 sum of the losses
 
 ``weight`` is an array or ``None``; ``options`` are the loss's other options in its spec's order (arrays,
 read element by element through :func:`option_at`, or ``None``, which ``element`` sees as the option's
-neutral value; numbers; flags). Element ``i``'s first
+neutral value; numbers). Flags are not passed: a loss with flags has one kernel per combination of their
+values, which hands them to ``element`` as constants (``kernel_log_input_not_full``; ``lossk._spec.kernel_name``),
+so that LLVM drops the branches they decide. ``surrogate`` is ``None``, or ``True`` for the surrogate second
+derivative (raised to the loss's ``hessian_floor`` before weighting; two-array kernels). Element ``i``'s first
 derivative times its weight is multiplied by ``upstream[i]`` when ``upstream`` is an array (reduction
 'none') or by the scalar ``scale`` (grad_output / divisor for 'mean', grad_output for 'sum') and written to
 ``grad[i]``; the second derivative likewise to ``hess[i]``. ``grad=None`` / ``hess=None`` skip them (LLVM

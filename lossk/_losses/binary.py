@@ -186,19 +186,27 @@ def _check_alpha(name, value):
                          f"got {value!r}")
 
 
-def _sigmoid_focal(xp, x, t, *, order, alpha, gamma):
+def _focal_factor(xp, x, t, alpha, gamma):
+    """``(scale, l1pe, softplus, softplus_neg, log_q)``: the focal factor ``a_t q^gamma``, ``log1p(exp(-|x|))``,
+    ``-log(1 - p)``, ``-log p`` and ``log q``."""
     e = xp.exp(-xp.abs(x))
     l1pe = xp.log1p(e)
     zero = xp.zeros_like(x)
     softplus = xp.where(x > 0, x, zero) + l1pe  # -log(1 - p)
     softplus_neg = xp.where(x < 0, -x, zero) + l1pe  # -log p
-    ce = xp.where(x > 0, x, zero) - x * t + l1pe
     p = xp.exp(-softplus_neg)
     soft = xp.where((t == 0) | (t == 1), xp.full_like(t, 0.5), t)  # the where() discards log(0) at t = 0 or 1
     log_q = xp.where(t == 1, -softplus, xp.where(t == 0, -softplus_neg,
                                                  xp.log(p * (1 - soft) + xp.exp(-softplus) * soft)))
     a_t = alpha * t + (1 - alpha) * (1 - t) if alpha >= 0 else xp.ones_like(t)
-    scale = a_t * xp.exp(gamma * log_q)
+    return a_t * xp.exp(gamma * log_q), l1pe, softplus, softplus_neg, log_q
+
+
+def _sigmoid_focal(xp, x, t, *, order, alpha, gamma):
+    scale, l1pe, softplus, softplus_neg, log_q = _focal_factor(xp, x, t, alpha, gamma)
+    zero = xp.zeros_like(x)
+    ce = xp.where(x > 0, x, zero) - x * t + l1pe
+    p = xp.exp(-softplus_neg)
     if order == 0:
         return scale * ce, None, None
     pq = xp.exp(-softplus - softplus_neg)
@@ -241,6 +249,32 @@ def _sigmoid_focal_element(x, t, alpha, gamma):
     return scale * ce, d1, d2
 
 
+def _sigmoid_focal_floor(xp, x, t, *, alpha, gamma):
+    # a_t q^gamma p (1 - p): the first term of d2, the focal factor held fixed (lossk.boosting derives it)
+    scale, _, softplus, softplus_neg, _ = _focal_factor(xp, x, t, alpha, gamma)
+    return scale * xp.exp(-softplus - softplus_neg)
+
+
+def _sigmoid_focal_floor_element(x, t, alpha, gamma):
+    zero = cast_like(0.0, x)
+    one = cast_like(1.0, x)
+    e = exp_of(-abs(x))
+    inv = one / (one + e)
+    l1pe = log1p_unit_of(e)
+    p = inv if x >= zero else e * inv
+    not_p = e * inv if x >= zero else inv
+    relu = x if x > zero else zero
+    if t == one:
+        log_q = -(relu + l1pe)
+    elif t == zero:
+        log_q = -(relu - x + l1pe)
+    else:
+        log_q = log_of(p * (one - t) + not_p * t)
+    a = cast_like(alpha, x)
+    a_t = a * t + (one - a) * (one - t) if a >= zero else one
+    return a_t * exp_of(cast_like(gamma, x) * log_q) * (e * inv * inv)
+
+
 def _focal_targets(rng, shape, options, differentiable):
     """Logits normal(0, 3); targets 0 and 1 (40% each) and soft labels in (0, 1)."""
     target = rng.uniform(0.05, 0.95, shape)
@@ -281,8 +315,8 @@ SIGMOID_FOCAL_LOSS = ElementwiseLoss(
     included (torchvision's own formula gives NaN gradients there; optax #1267, kornia #2115). Targets in
     [0, 1]; soft targets are allowed. ``alpha < 0`` (torchvision's -1) turns the class weight off. The default
     reduction is ``'none'``, as torchvision's; the mean divides by the element count. The second derivative
-    is negative on the well-classified side for ``gamma > 0``: ``lossk.boosting``'s surrogate floors it at
-    ``a_t q^gamma p (1 - p)``.
+    is negative on the well-classified side for ``gamma > 0``: the surrogate Hessian (``lossk.boosting``'s
+    ``hessian="surrogate"``) floors it at ``a_t q^gamma p (1 - p)``, the first term with the focal factor held fixed.
     """,
     options=(
         Option("alpha", 0.25, SCALAR_KIND, "The weight of the positive class, in [0, 1]; negative: no weighting.",
@@ -294,6 +328,8 @@ SIGMOID_FOCAL_LOSS = ElementwiseLoss(
     ),
     formula=_sigmoid_focal,
     element=_sigmoid_focal_element,
+    hessian_floor=_sigmoid_focal_floor,
+    hessian_floor_element=_sigmoid_focal_floor_element,
     domain=Domain(_focal_targets, extremes=(1e4, -1e4, 40.0)),
     oracle=_sigmoid_focal_oracle,
     class_positional=("alpha", "gamma", "reduction"),

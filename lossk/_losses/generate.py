@@ -3,9 +3,10 @@
 One module per loss, ``kernels/numba/pointwise/<name>.py``, committed: a real file, so that Numba's
 ``cache=True`` works across processes (a kernel made by a closure factory recompiles in every process,
 numba#6264), and so that a call loads only the kernel it needs. Each module holds the loss's scalar
-formulation (its spec's ``element``, copied verbatim with the constants it reads) and one chunked
-``prange`` loop, the same for every loss (see ``kernels/numba/elementwise.py``). ``--check`` exits 1 when a
-committed module differs from what the generator writes (the tests check the same).
+formulation (its spec's ``element``, copied verbatim with the constants it reads), the floor of its
+surrogate Hessian (``hessian_floor_element``, or 0) and one chunked ``prange`` loop, the same for every loss
+(see ``kernels/numba/elementwise.py``), once per combination of the loss's flags with their values compiled
+in. ``--check`` exits 1 when a committed module differs from what the generator writes (the tests check the same).
 
 Numba's cache of a module is keyed on that file alone (its modification time and size), not on the kernel
 sources it inlines (``elementwise.py`` and what it imports). So each module's header carries a SHA-256 of
@@ -24,8 +25,9 @@ import inspect
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
-from .._spec import ARRAY_KIND, ElementwiseLoss, check_supported, is_multi_input
+from .._spec import ARRAY_KIND, ElementwiseLoss, check_supported, flag_combinations, is_multi_input, kernel_name
 from . import ELEMENTWISE_LOSSES, FAMILY_OF, multi_input, scalar
 
 PACKAGE = "pointwise"
@@ -36,8 +38,7 @@ BUILTINS = {"abs", "max", "min"}
 
 _MODULE = '''"""Fused Numba kernel of ``{name}``: GENERATED from its spec in ``lossk/_losses/{family}.py`` — do not edit.
 
-Regenerate with ``python -m lossk._losses.generate``. ``element`` is the spec's scalar formulation,
-``kernel`` the loop every elementwise loss shares (``kernels/numba/elementwise.py`` documents its arguments).
+{about}
 Kernel sources inlined ({inlined}), SHA-256:
 {digest}
 """
@@ -45,13 +46,21 @@ Kernel sources inlined ({inlined}), SHA-256:
 import numpy as np
 from numba import njit, prange
 
-from ..elementwise import ELEMENT, FUSED, chunk_bounds, chunk_count, emit, option_at, sum_in_order
+from ..elementwise import ELEMENT, FUSED, chunk_bounds, chunk_count, {emit}option_at, sum_in_order
 {helpers}{constants}
 
 @njit(**ELEMENT)
-{element}
+{element}{kernels}'''
+
+_FLOOR_NONE = '''def hessian_floor({parameters}):
+    return cast_like(0.0, x)
+'''
+"""The floor of a loss without :attr:`~lossk._spec.ElementwiseLoss.hessian_floor_element`: 0."""
+
+_KERNEL = '''
+
 @njit(**FUSED)
-def kernel(x, y, weight, {options}scale, upstream, grad, hess, loss_out):
+def {kernel}(x, y, weight, {options}scale, upstream, grad, hess, surrogate, loss_out):
     """{summary}"""
     n = x.size
     partial = np.zeros(chunk_count(n))
@@ -60,15 +69,21 @@ def kernel(x, y, weight, {options}scale, upstream, grad, hess, loss_out):
         start, stop = chunk_bounds(c, n)
         for i in range(start, stop):
             loss, d1, d2 = element(x[i], y[i]{arguments})
+            if surrogate is not None:
+                floor = hessian_floor(x[i], y[i]{arguments})
+                d2 = floor if d2 < floor else d2
             total += emit(i, x, loss, d1, d2, weight, scale, upstream, grad, hess, loss_out)
         partial[c] = total
     return sum_in_order(partial)
 '''
+"""The loop of a two-array kernel. ``surrogate``: ``None`` for the exact second derivative, ``True`` for the
+surrogate (raised to ``hessian_floor``); Numba compiles each as its own specialisation, as for ``grad=None``."""
 
 
 _MULTI_KERNEL = '''
+
 @njit(**FUSED)
-def kernel({arrays}, weight, {options}scale, upstream, grad_0, grad_1, hess_0, hess_1, loss_out):
+def {kernel}({arrays}, weight, {options}scale, upstream, grad_0, grad_1, hess_0, hess_1, loss_out):
     """{summary}"""
     n = x0.size
     partial = np.zeros(chunk_count(n))
@@ -121,64 +136,97 @@ def inlined_sources_digest() -> str:
     return digest.hexdigest()
 
 
-def element_source(spec: ElementwiseLoss) -> str:
-    """``spec.element``'s source, dedented and renamed ``element``; checks the names it reads."""
+def scalar_source(spec: ElementwiseLoss, function: Any, name: str) -> str:
+    """``function``'s source (a scalar formulation of ``spec``), dedented and renamed ``name``; checks the names
+    it reads."""
     check_supported(spec, multi_input=is_multi_input(spec))
-    code = spec.element.__code__
+    code = function.__code__
     unknown = set(code.co_names) - set(scalar.__all__) - set(spec.constants) - BUILTINS
     if unknown:
         raise ValueError(
-            f"{spec.name}'s element reads {sorted(unknown)}: a scalar formulation may use only "
+            f"{spec.name}'s {function.__name__} reads {sorted(unknown)}: a scalar formulation may use only "
             f"lossk._losses.scalar's helpers, {sorted(BUILTINS)} and its spec's constants"
         )
-    source = textwrap.dedent(inspect.getsource(spec.element))
+    source = textwrap.dedent(inspect.getsource(function))
     header, body = source.split("\n", 1)
-    name = spec.element.__name__
-    if not header.startswith(f"def {name}("):
-        raise ValueError(f"{spec.name}'s element must be a plain function (no decorator), got {header!r}")
-    return header.replace(f"def {name}(", "def element(", 1) + "\n" + body.rstrip() + "\n"
+    if not header.startswith(f"def {function.__name__}("):
+        raise ValueError(f"{spec.name}'s {function.__name__} must be a plain function (no decorator), got {header!r}")
+    return header.replace(f"def {function.__name__}(", f"def {name}(", 1) + "\n" + body.rstrip() + "\n"
+
+
+def element_source(spec: ElementwiseLoss) -> str:
+    """``spec.element``'s source, dedented and renamed ``element``; checks the names it reads."""
+    return scalar_source(spec, spec.element, "element")
 
 
 def module_source(spec: ElementwiseLoss) -> str:
-    """The generated kernel module of ``spec``."""
-    used = set(spec.element.__code__.co_names)
-    helpers = sorted(used & set(scalar.__all__) | ({"cast_like"} if any(o.kind == ARRAY_KIND for o in spec.formula_options) else set()))
+    """The generated kernel module of ``spec``: one kernel per combination of its flags' values
+    (:func:`lossk._spec.kernel_name`), each passing them to the inlined ``element`` as constants, so that LLVM
+    drops the branches they decide (a run-time flag costs both sides of each branch in a vectorised loop)."""
+    multi = is_multi_input(spec)
+    floor = spec.hessian_floor_element
+    used = set(spec.element.__code__.co_names) | (set() if multi or floor is None else set(floor.__code__.co_names))
+    needs_cast = any(o.kind == ARRAY_KIND for o in spec.formula_options) or (not multi and floor is None)
+    helpers = sorted(used & set(scalar.__all__) | ({"cast_like"} if needs_cast else set()))
     options = spec.formula_options
-    arguments = "".join(
-        f", option_at({o.name}, i, cast_like({o.neutral!r}, x[i]))" if o.kind == ARRAY_KIND else f", {o.name}" for o in options
-    )
-    constants = "".join(f"{name} = {value!r}\n" for name, value in spec.constants.items())
-    if is_multi_input(spec):
-        if len(spec.differentiable) != 2:
-            raise NotImplementedError(f"{spec.name}: the multi-input kernel has two differentiable arguments")
-        head, _ = _MODULE.split("@njit(**FUSED)")
-        head = head.replace("emit, option_at", "emit, emit_derivative, option_at")
-        arrays = [f"x{k}" for k in range(len(spec.inputs))]
-        return head.format(
-            **_inlined_header(),
-            name=spec.name,
-            family=FAMILY_OF.get(spec.name, "multi_input"),
-            helpers=f"from ..typed_math import {', '.join(helpers)}\n" if helpers else "",
-            constants=f"\n{constants}" if constants else "",
-            element=element_source(spec),
-        ).rstrip("\n") + "\n\n" + _MULTI_KERNEL.format(
-            arrays=", ".join(arrays),
-            options="".join(f"{o.name}, " for o in options),
-            summary=f"Loss and the derivatives for {', '.join(spec.differentiable)} of lossk.{spec.name}, "
-                    "weighted, scaled and stored.",
-            elements=", ".join(f"{a}[i]" for a in arrays),
-            arguments=arguments.replace("x[i]", "x0[i]"),
-        ).lstrip("\n")
+    first = "x0" if multi else "x"
+    kernels = []
+    for flags in flag_combinations(spec):
+        arguments = "".join(
+            f", option_at({o.name}, i, cast_like({o.neutral!r}, {first}[i]))" if o.kind == ARRAY_KIND
+            else f", {flags[o.name]!r}" if o.name in flags else f", {o.name}"
+            for o in options
+        )
+        compiled_in = ", ".join(f"{name}={value!r}" for name, value in flags.items())
+        fields = {
+            "kernel": kernel_name(spec, flags),
+            "options": "".join(f"{o.name}, " for o in options if o.name not in flags),
+            "arguments": arguments,
+        }
+        if multi:
+            if len(spec.differentiable) != 2:
+                raise NotImplementedError(f"{spec.name}: the multi-input kernel has two differentiable arguments")
+            arrays = [f"x{k}" for k in range(len(spec.inputs))]
+            summary = (f"Loss and the derivatives for {', '.join(spec.differentiable)} of lossk.{spec.name}, "
+                       "weighted, scaled and stored" + (f" ({compiled_in})." if flags else "."))
+            kernels.append(_MULTI_KERNEL.format(
+                **fields, arrays=", ".join(arrays), elements=", ".join(f"{a}[i]" for a in arrays), summary=summary,
+            ))
+        else:
+            summary = f"Loss, d1 and d2 of lossk.{spec.name}, weighted, scaled and stored " + (
+                f"({compiled_in})." if flags else "(see the module docstring).")
+            kernels.append(_KERNEL.format(**fields, summary=summary))
+    parameters = list(inspect.signature(spec.element).parameters)
+    if multi:
+        floor_source = ""
+    elif floor is not None:
+        # Numba's inliner takes no *args: the floor gets the element's parameters (its own named ones first)
+        named = [p.name for p in inspect.signature(floor).parameters.values() if p.kind != p.VAR_POSITIONAL]
+        if named != parameters[:len(named)]:
+            raise ValueError(f"{spec.name}'s hessian_floor_element takes {named}: the first of its element's "
+                             f"parameters {parameters}, then *options")
+        _, body = scalar_source(spec, floor, "hessian_floor").split("\n", 1)
+        floor_source = f"\n\n@njit(**ELEMENT)\ndef hessian_floor({', '.join(parameters)}):\n{body}"
+    else:
+        floor_source = "\n\n@njit(**ELEMENT)\n" + _FLOOR_NONE.format(parameters=", ".join(parameters))
+    flag_names = " and ".join(f"``{o.name}``" for o in spec.flag_options)
     return _MODULE.format(
         **_inlined_header(),
         name=spec.name,
         family=FAMILY_OF.get(spec.name, "multi_input"),
+        about=textwrap.fill(
+            "Regenerate with ``python -m lossk._losses.generate``. ``element`` is the spec's scalar formulation, "
+            + ("" if multi else "``hessian_floor`` the floor of its surrogate Hessian, ")
+            + "``kernel`` the loop every elementwise loss shares (``kernels/numba/elementwise.py`` documents its "
+            + "arguments)" + (f"; one ``kernel_*`` per combination of {flag_names}, their values compiled in "
+                              "(``lossk._spec.kernel_name``)." if spec.flag_options else "."),
+            width=115, break_on_hyphens=False, break_long_words=False),
+        emit="emit, emit_derivative, " if multi else "emit, ",
         helpers=f"from ..typed_math import {', '.join(helpers)}\n" if helpers else "",
-        constants=f"\n{constants}" if constants else "",
-        element=element_source(spec),
-        options="".join(f"{o.name}, " for o in options),
-        summary=f"Loss, d1 and d2 of lossk.{spec.name}, weighted, scaled and stored (see the module docstring).",
-        arguments=arguments,
+        constants="".join(["\n", *(f"{name} = {value!r}\n" for name, value in spec.constants.items())])
+        if spec.constants else "",
+        element=element_source(spec) + floor_source,
+        kernels="".join(kernels),
     )
 
 

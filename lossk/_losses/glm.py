@@ -168,6 +168,29 @@ def _tweedie_element(x, y, power):
     return e2 / b - y * e1 / a, e2 - y * e1, b * e2 - a * y * e1
 
 
+def _tweedie_floor(xp, x, y, *, power):
+    # the expected (Fisher) Hessian exp((2 - p) x) where the exact one can be negative (lossk.boosting derives
+    # it); the element's branches and exponentials, so that the kernel computes no second exp
+    if power == 0:
+        e = xp.exp(x)
+        return e * e
+    return xp.exp((2 - power) * x) if power > 2 else 0.0
+
+
+def _tweedie_floor_element(x, y, power):
+    zero = cast_like(0.0, x)
+    if power == 0.0:
+        e = exp_of(x)
+        return e * e
+    if power == 1.0:
+        return zero
+    if power == 2.0:
+        return zero
+    b = cast_like(2.0 - power, x)
+    e2 = exp_of(b * x)
+    return e2 if b < zero else zero
+
+
 def _gamma(xp, x, y, *, order):
     e = xp.exp(-x)
     return x + y * e, 1 - y * e if order >= 1 else None, y * e if order >= 2 else None
@@ -250,7 +273,8 @@ TWEEDIE_LOSS = ElementwiseLoss(
     :func:`poisson_loss` and ``p = 2`` :func:`gamma_loss` (scikit-learn's branches: the loss is not continuous
     in ``p`` there). ``power`` is 0 or at least 1; targets are >= 0 for ``p < 2`` and > 0 for ``p >= 2``
     (any real target at ``p = 0``). The second derivative is negative for ``p = 0`` where ``y > 2 exp(x)`` and
-    for ``p > 2`` where ``y`` is small: ``lossk.boosting``'s surrogate floors it at ``exp((2 - p) x)``.
+    for ``p > 2`` where ``y`` is small: the surrogate Hessian (``lossk.boosting``'s ``hessian="surrogate"``) floors it
+    there at ``exp((2 - p) x)``, the expected (Fisher) Hessian.
     """ + _MEAN_NOTE,
     options=(
         Option("power", 1.5, SCALAR_KIND, "The Tweedie power: 0, or at least 1 (1 < p < 2: compound Poisson-gamma).",
@@ -260,6 +284,8 @@ TWEEDIE_LOSS = ElementwiseLoss(
     ),
     formula=_tweedie,
     element=_tweedie_element,
+    hessian_floor=_tweedie_floor,
+    hessian_floor_element=_tweedie_floor_element,
     domain=Domain(_positive_targets),
     oracle=_sklearn_oracle(_tweedie_torch),
     class_positional=("power", "reduction"),

@@ -33,6 +33,16 @@ def _l1_element(x, y):
     return abs(d), sign, zero
 
 
+def _unit_floor(xp, x, y, **options):
+    # the constant surrogate Hessian of LightGBM's l1 / huber / quantile objectives and scikit-learn's
+    # AbsoluteError (lossk.boosting): at least the exact one everywhere
+    return 1.0
+
+
+def _unit_floor_element(x, y, *options):
+    return cast_like(1.0, x)
+
+
 L1_LOSS = ElementwiseLoss(
     name="l1_loss",
     class_name="L1Loss",
@@ -48,6 +58,8 @@ L1_LOSS = ElementwiseLoss(
     options=(reduction_option(), weight_option()),
     formula=_l1,
     element=_l1_element,
+    hessian_floor=_unit_floor,
+    hessian_floor_element=_unit_floor_element,
     domain=residuals(),
     oracle="torch.nn.functional.l1_loss",
     mean_divisor="weight_sum",
@@ -152,6 +164,8 @@ HUBER_LOSS = ElementwiseLoss(
     ),
     formula=_huber,
     element=_huber_element,
+    hessian_floor=_unit_floor,
+    hessian_floor_element=_unit_floor_element,
     domain=residuals(lambda options: (options["delta"],)),
     oracle="torch.nn.functional.huber_loss",
     class_positional=("reduction", "delta"),
@@ -190,6 +204,15 @@ def _smooth_l1_element(x, y, beta):
     return loss, d1, d2
 
 
+def _smooth_l1_floor(xp, x, y, *, beta):
+    # Huber's unit floor divided by beta, the largest exact value (1 at beta = 0, the L1 loss)
+    return 1.0 / beta if beta > 0 else 1.0
+
+
+def _smooth_l1_floor_element(x, y, beta):
+    return cast_like(1.0 / beta if beta > 0.0 else 1.0, x)
+
+
 SMOOTH_L1_LOSS = ElementwiseLoss(
     name="smooth_l1_loss",
     class_name="SmoothL1Loss",
@@ -208,6 +231,8 @@ SMOOTH_L1_LOSS = ElementwiseLoss(
     ),
     formula=_smooth_l1,
     element=_smooth_l1_element,
+    hessian_floor=_smooth_l1_floor,
+    hessian_floor_element=_smooth_l1_floor_element,
     domain=residuals(lambda options: (options["beta"],)),
     oracle="torch.nn.functional.smooth_l1_loss",
     class_positional=("reduction", "beta"),
@@ -373,6 +398,8 @@ PINBALL_LOSS = ElementwiseLoss(
     ),
     formula=_pinball,
     element=_pinball_element,
+    hessian_floor=_unit_floor,
+    hessian_floor_element=_unit_floor_element,
     domain=residuals(),
     oracle=_pinball_oracle,
     class_positional=("quantile", "reduction"),

@@ -15,17 +15,19 @@ from typing import Any
 from .._array_api import Array, as_array
 from .._dispatch import Implementation, register
 from .._hessian import key as hessian_key
+from .._hessian import surrogate_key
 from .._reduction import apply_reduction, compute_dtype, upstream_scale
-from .._spec import ARRAY_KIND, ElementwiseLoss, check_supported, mean_divisor
+from .._spec import ARRAY_KIND, ElementwiseLoss, check_supported, mean_divisor, surrogate_hessian
 
 
 def evaluate(
     spec: ElementwiseLoss, input: Array, target: Array, *, xp: ModuleType, reduction: str, grad_output: Any,
-    order: int, **options: Any,
+    order: int, surrogate: bool = False, **options: Any,
 ) -> tuple[Array, Array | None, Array | None]:
     """``(loss, grad, hess)`` of ``spec`` (``grad`` from ``order`` 1 on, ``hess`` at ``order`` 2, else ``None``).
 
-    ``hess`` is the diagonal second derivative, weighted and scaled by the reduction like ``grad``.
+    ``hess`` is the diagonal second derivative, weighted and scaled by the reduction like ``grad``; with
+    ``surrogate``, the surrogate second derivative (:func:`lossk._spec.surrogate_hessian`).
     """
     dtype = compute_dtype(xp, input.dtype)
     x, y = xp.astype(input, dtype), xp.astype(target, dtype)
@@ -37,6 +39,8 @@ def evaluate(
         for o in spec.formula_options
     }
     loss, d1, d2 = spec.formula(xp, x, y, order=order, **arguments)
+    if surrogate and d2 is not None:
+        d2 = surrogate_hessian(xp, spec, d2, x, y, **arguments)
     if w is not None:
         loss, d1, d2 = (None if a is None else w * a for a in (loss, d1, d2))
     reduction, divisor = mean_divisor(spec, reduction, tuple(x.shape), w, xp.sum)
@@ -84,3 +88,4 @@ def register_all() -> None:
     for spec in ELEMENTWISE_LOSSES.values():
         register(spec.name, "array_api")(implementation(spec))
         register(hessian_key(spec.name), "array_api")(functools.partial(evaluate, spec))
+        register(surrogate_key(spec.name), "array_api")(functools.partial(evaluate, spec, surrogate=True))

@@ -1,9 +1,10 @@
 """Fused Numba kernel of ``binary_cross_entropy_with_logits``: GENERATED from its spec in ``lossk/_losses/binary.py`` — do not edit.
 
 Regenerate with ``python -m lossk._losses.generate``. ``element`` is the spec's scalar formulation,
-``kernel`` the loop every elementwise loss shares (``kernels/numba/elementwise.py`` documents its arguments).
+``hessian_floor`` the floor of its surrogate Hessian, ``kernel`` the loop every elementwise loss shares
+(``kernels/numba/elementwise.py`` documents its arguments).
 Kernel sources inlined (``elementwise.py``, ``typed_math.py``, ``vecmath.py``), SHA-256:
-7a4666f078b8d71cb0b834cfd8e0d93c290c706ceb12ad2654c3f264144c99e4
+f251105ab807925e835e9c456b55a3bb4abaf87dc2dbdbc42a94009fb561f11a
 """
 
 import numpy as np
@@ -25,8 +26,14 @@ def element(x, y, pos_weight):
     loss = (one - y) * x + log_weight * softplus_neg
     return loss, log_weight * sigmoid - pos_weight * y, log_weight * (decay * reciprocal * reciprocal)
 
+
+@njit(**ELEMENT)
+def hessian_floor(x, y, pos_weight):
+    return cast_like(0.0, x)
+
+
 @njit(**FUSED)
-def kernel(x, y, weight, pos_weight, scale, upstream, grad, hess, loss_out):
+def kernel(x, y, weight, pos_weight, scale, upstream, grad, hess, surrogate, loss_out):
     """Loss, d1 and d2 of lossk.binary_cross_entropy_with_logits, weighted, scaled and stored (see the module docstring)."""
     n = x.size
     partial = np.zeros(chunk_count(n))
@@ -35,6 +42,9 @@ def kernel(x, y, weight, pos_weight, scale, upstream, grad, hess, loss_out):
         start, stop = chunk_bounds(c, n)
         for i in range(start, stop):
             loss, d1, d2 = element(x[i], y[i], option_at(pos_weight, i, cast_like(1.0, x[i])))
+            if surrogate is not None:
+                floor = hessian_floor(x[i], y[i], option_at(pos_weight, i, cast_like(1.0, x[i])))
+                d2 = floor if d2 < floor else d2
             total += emit(i, x, loss, d1, d2, weight, scale, upstream, grad, hess, loss_out)
         partial[c] = total
     return sum_in_order(partial)

@@ -1,9 +1,10 @@
 """Fused Numba kernel of ``gaussian_nll_loss``: GENERATED from its spec in ``lossk/_losses/multi_input.py`` — do not edit.
 
-Regenerate with ``python -m lossk._losses.generate``. ``element`` is the spec's scalar formulation,
-``kernel`` the loop every elementwise loss shares (``kernels/numba/elementwise.py`` documents its arguments).
+Regenerate with ``python -m lossk._losses.generate``. ``element`` is the spec's scalar formulation, ``kernel`` the
+loop every elementwise loss shares (``kernels/numba/elementwise.py`` documents its arguments); one ``kernel_*`` per
+combination of ``full``, their values compiled in (``lossk._spec.kernel_name``).
 Kernel sources inlined (``elementwise.py``, ``typed_math.py``, ``vecmath.py``), SHA-256:
-7a4666f078b8d71cb0b834cfd8e0d93c290c706ceb12ad2654c3f264144c99e4
+f251105ab807925e835e9c456b55a3bb4abaf87dc2dbdbc42a94009fb561f11a
 """
 
 import numpy as np
@@ -26,16 +27,33 @@ def element(x, y, v, full, eps):
     loss = half * (log_of(vc) + q) + (cast_like(HALF_LOG_2PI, x) if full else cast_like(0.0, x))
     return loss, d / vc, half * (one - q) / vc, one / vc, (q - half) / (vc * vc)
 
+
 @njit(**FUSED)
-def kernel(x0, x1, x2, weight, full, eps, scale, upstream, grad_0, grad_1, hess_0, hess_1, loss_out):
-    """Loss and the derivatives for input, var of lossk.gaussian_nll_loss, weighted, scaled and stored."""
+def kernel_not_full(x0, x1, x2, weight, eps, scale, upstream, grad_0, grad_1, hess_0, hess_1, loss_out):
+    """Loss and the derivatives for input, var of lossk.gaussian_nll_loss, weighted, scaled and stored (full=False)."""
     n = x0.size
     partial = np.zeros(chunk_count(n))
     for c in prange(partial.size):
         total = 0.0
         start, stop = chunk_bounds(c, n)
         for i in range(start, stop):
-            loss, d1_0, d1_1, d2_0, d2_1 = element(x0[i], x1[i], x2[i], full, eps)
+            loss, d1_0, d1_1, d2_0, d2_1 = element(x0[i], x1[i], x2[i], False, eps)
+            total += emit(i, x0, loss, d1_0, d2_0, weight, scale, upstream, grad_0, hess_0, loss_out)
+            emit_derivative(i, d1_1, d2_1, weight, scale, upstream, grad_1, hess_1)
+        partial[c] = total
+    return sum_in_order(partial)
+
+
+@njit(**FUSED)
+def kernel_full(x0, x1, x2, weight, eps, scale, upstream, grad_0, grad_1, hess_0, hess_1, loss_out):
+    """Loss and the derivatives for input, var of lossk.gaussian_nll_loss, weighted, scaled and stored (full=True)."""
+    n = x0.size
+    partial = np.zeros(chunk_count(n))
+    for c in prange(partial.size):
+        total = 0.0
+        start, stop = chunk_bounds(c, n)
+        for i in range(start, stop):
+            loss, d1_0, d1_1, d2_0, d2_1 = element(x0[i], x1[i], x2[i], True, eps)
             total += emit(i, x0, loss, d1_0, d2_0, weight, scale, upstream, grad_0, hess_0, loss_out)
             emit_derivative(i, d1_1, d2_1, weight, scale, upstream, grad_1, hess_1)
         partial[c] = total

@@ -1,9 +1,11 @@
 """Fused Numba kernel of ``kl_div``: GENERATED from its spec in ``lossk/_losses/divergence.py`` — do not edit.
 
 Regenerate with ``python -m lossk._losses.generate``. ``element`` is the spec's scalar formulation,
-``kernel`` the loop every elementwise loss shares (``kernels/numba/elementwise.py`` documents its arguments).
+``hessian_floor`` the floor of its surrogate Hessian, ``kernel`` the loop every elementwise loss shares
+(``kernels/numba/elementwise.py`` documents its arguments); one ``kernel_*`` per combination of ``log_target``,
+their values compiled in (``lossk._spec.kernel_name``).
 Kernel sources inlined (``elementwise.py``, ``typed_math.py``, ``vecmath.py``), SHA-256:
-7a4666f078b8d71cb0b834cfd8e0d93c290c706ceb12ad2654c3f264144c99e4
+f251105ab807925e835e9c456b55a3bb4abaf87dc2dbdbc42a94009fb561f11a
 """
 
 import numpy as np
@@ -23,16 +25,43 @@ def element(x, y, log_target):
         loss = y * log_of(y if y != 0 else cast_like(1.0, y)) - y * x
     return loss, -probability, cast_like(0.0, x)
 
+
+@njit(**ELEMENT)
+def hessian_floor(x, y, log_target):
+    return cast_like(0.0, x)
+
+
 @njit(**FUSED)
-def kernel(x, y, weight, log_target, scale, upstream, grad, hess, loss_out):
-    """Loss, d1 and d2 of lossk.kl_div, weighted, scaled and stored (see the module docstring)."""
+def kernel_not_log_target(x, y, weight, scale, upstream, grad, hess, surrogate, loss_out):
+    """Loss, d1 and d2 of lossk.kl_div, weighted, scaled and stored (log_target=False)."""
     n = x.size
     partial = np.zeros(chunk_count(n))
     for c in prange(partial.size):
         total = 0.0
         start, stop = chunk_bounds(c, n)
         for i in range(start, stop):
-            loss, d1, d2 = element(x[i], y[i], log_target)
+            loss, d1, d2 = element(x[i], y[i], False)
+            if surrogate is not None:
+                floor = hessian_floor(x[i], y[i], False)
+                d2 = floor if d2 < floor else d2
+            total += emit(i, x, loss, d1, d2, weight, scale, upstream, grad, hess, loss_out)
+        partial[c] = total
+    return sum_in_order(partial)
+
+
+@njit(**FUSED)
+def kernel_log_target(x, y, weight, scale, upstream, grad, hess, surrogate, loss_out):
+    """Loss, d1 and d2 of lossk.kl_div, weighted, scaled and stored (log_target=True)."""
+    n = x.size
+    partial = np.zeros(chunk_count(n))
+    for c in prange(partial.size):
+        total = 0.0
+        start, stop = chunk_bounds(c, n)
+        for i in range(start, stop):
+            loss, d1, d2 = element(x[i], y[i], True)
+            if surrogate is not None:
+                floor = hessian_floor(x[i], y[i], True)
+                d2 = floor if d2 < floor else d2
             total += emit(i, x, loss, d1, d2, weight, scale, upstream, grad, hess, loss_out)
         partial[c] = total
     return sum_in_order(partial)

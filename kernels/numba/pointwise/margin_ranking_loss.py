@@ -1,9 +1,9 @@
 """Fused Numba kernel of ``margin_ranking_loss``: GENERATED from its spec in ``lossk/_losses/multi_input.py`` — do not edit.
 
-Regenerate with ``python -m lossk._losses.generate``. ``element`` is the spec's scalar formulation,
-``kernel`` the loop every elementwise loss shares (``kernels/numba/elementwise.py`` documents its arguments).
+Regenerate with ``python -m lossk._losses.generate``. ``element`` is the spec's scalar formulation, ``kernel`` the
+loop every elementwise loss shares (``kernels/numba/elementwise.py`` documents its arguments).
 Kernel sources inlined (``elementwise.py``, ``typed_math.py``, ``vecmath.py``), SHA-256:
-7a4666f078b8d71cb0b834cfd8e0d93c290c706ceb12ad2654c3f264144c99e4
+f251105ab807925e835e9c456b55a3bb4abaf87dc2dbdbc42a94009fb561f11a
 """
 
 import numpy as np
@@ -21,6 +21,7 @@ def element(x1, x2, y, margin):
     loss = zero if h < zero else h
     g = one if h >= zero else zero
     return loss, -y * g, y * g, zero, zero
+
 
 @njit(**FUSED)
 def kernel(x0, x1, x2, weight, margin, scale, upstream, grad_0, grad_1, hess_0, hess_1, loss_out):

@@ -1,16 +1,17 @@
 """Fused Numba kernel of ``poisson_loss``: GENERATED from its spec in ``lossk/_losses/glm.py`` — do not edit.
 
 Regenerate with ``python -m lossk._losses.generate``. ``element`` is the spec's scalar formulation,
-``kernel`` the loop every elementwise loss shares (``kernels/numba/elementwise.py`` documents its arguments).
+``hessian_floor`` the floor of its surrogate Hessian, ``kernel`` the loop every elementwise loss shares
+(``kernels/numba/elementwise.py`` documents its arguments).
 Kernel sources inlined (``elementwise.py``, ``typed_math.py``, ``vecmath.py``), SHA-256:
-7a4666f078b8d71cb0b834cfd8e0d93c290c706ceb12ad2654c3f264144c99e4
+f251105ab807925e835e9c456b55a3bb4abaf87dc2dbdbc42a94009fb561f11a
 """
 
 import numpy as np
 from numba import njit, prange
 
 from ..elementwise import ELEMENT, FUSED, chunk_bounds, chunk_count, emit, option_at, sum_in_order
-from ..typed_math import exp_of
+from ..typed_math import cast_like, exp_of
 
 
 @njit(**ELEMENT)
@@ -18,8 +19,14 @@ def element(x, y):
     e = exp_of(x)
     return e - y * x, e - y, e
 
+
+@njit(**ELEMENT)
+def hessian_floor(x, y):
+    return cast_like(0.0, x)
+
+
 @njit(**FUSED)
-def kernel(x, y, weight, scale, upstream, grad, hess, loss_out):
+def kernel(x, y, weight, scale, upstream, grad, hess, surrogate, loss_out):
     """Loss, d1 and d2 of lossk.poisson_loss, weighted, scaled and stored (see the module docstring)."""
     n = x.size
     partial = np.zeros(chunk_count(n))
@@ -28,6 +35,9 @@ def kernel(x, y, weight, scale, upstream, grad, hess, loss_out):
         start, stop = chunk_bounds(c, n)
         for i in range(start, stop):
             loss, d1, d2 = element(x[i], y[i])
+            if surrogate is not None:
+                floor = hessian_floor(x[i], y[i])
+                d2 = floor if d2 < floor else d2
             total += emit(i, x, loss, d1, d2, weight, scale, upstream, grad, hess, loss_out)
         partial[c] = total
     return sum_in_order(partial)

@@ -1,9 +1,11 @@
 """Fused Numba kernel of ``poisson_nll_loss``: GENERATED from its spec in ``lossk/_losses/glm.py`` — do not edit.
 
 Regenerate with ``python -m lossk._losses.generate``. ``element`` is the spec's scalar formulation,
-``kernel`` the loop every elementwise loss shares (``kernels/numba/elementwise.py`` documents its arguments).
+``hessian_floor`` the floor of its surrogate Hessian, ``kernel`` the loop every elementwise loss shares
+(``kernels/numba/elementwise.py`` documents its arguments); one ``kernel_*`` per combination of ``log_input`` and
+``full``, their values compiled in (``lossk._spec.kernel_name``).
 Kernel sources inlined (``elementwise.py``, ``typed_math.py``, ``vecmath.py``), SHA-256:
-7a4666f078b8d71cb0b834cfd8e0d93c290c706ceb12ad2654c3f264144c99e4
+f251105ab807925e835e9c456b55a3bb4abaf87dc2dbdbc42a94009fb561f11a
 """
 
 import numpy as np
@@ -32,16 +34,79 @@ def element(x, y, log_input, full, eps):
         loss += y * log_of(y) - y + cast_like(0.5, x) * log_of(cast_like(TWO_PI, x) * y)
     return loss, d1, d2
 
+
+@njit(**ELEMENT)
+def hessian_floor(x, y, log_input, full, eps):
+    return cast_like(0.0, x)
+
+
 @njit(**FUSED)
-def kernel(x, y, weight, log_input, full, eps, scale, upstream, grad, hess, loss_out):
-    """Loss, d1 and d2 of lossk.poisson_nll_loss, weighted, scaled and stored (see the module docstring)."""
+def kernel_log_input_not_full(x, y, weight, eps, scale, upstream, grad, hess, surrogate, loss_out):
+    """Loss, d1 and d2 of lossk.poisson_nll_loss, weighted, scaled and stored (log_input=True, full=False)."""
     n = x.size
     partial = np.zeros(chunk_count(n))
     for c in prange(partial.size):
         total = 0.0
         start, stop = chunk_bounds(c, n)
         for i in range(start, stop):
-            loss, d1, d2 = element(x[i], y[i], log_input, full, eps)
+            loss, d1, d2 = element(x[i], y[i], True, False, eps)
+            if surrogate is not None:
+                floor = hessian_floor(x[i], y[i], True, False, eps)
+                d2 = floor if d2 < floor else d2
+            total += emit(i, x, loss, d1, d2, weight, scale, upstream, grad, hess, loss_out)
+        partial[c] = total
+    return sum_in_order(partial)
+
+
+@njit(**FUSED)
+def kernel_log_input_full(x, y, weight, eps, scale, upstream, grad, hess, surrogate, loss_out):
+    """Loss, d1 and d2 of lossk.poisson_nll_loss, weighted, scaled and stored (log_input=True, full=True)."""
+    n = x.size
+    partial = np.zeros(chunk_count(n))
+    for c in prange(partial.size):
+        total = 0.0
+        start, stop = chunk_bounds(c, n)
+        for i in range(start, stop):
+            loss, d1, d2 = element(x[i], y[i], True, True, eps)
+            if surrogate is not None:
+                floor = hessian_floor(x[i], y[i], True, True, eps)
+                d2 = floor if d2 < floor else d2
+            total += emit(i, x, loss, d1, d2, weight, scale, upstream, grad, hess, loss_out)
+        partial[c] = total
+    return sum_in_order(partial)
+
+
+@njit(**FUSED)
+def kernel_not_log_input_not_full(x, y, weight, eps, scale, upstream, grad, hess, surrogate, loss_out):
+    """Loss, d1 and d2 of lossk.poisson_nll_loss, weighted, scaled and stored (log_input=False, full=False)."""
+    n = x.size
+    partial = np.zeros(chunk_count(n))
+    for c in prange(partial.size):
+        total = 0.0
+        start, stop = chunk_bounds(c, n)
+        for i in range(start, stop):
+            loss, d1, d2 = element(x[i], y[i], False, False, eps)
+            if surrogate is not None:
+                floor = hessian_floor(x[i], y[i], False, False, eps)
+                d2 = floor if d2 < floor else d2
+            total += emit(i, x, loss, d1, d2, weight, scale, upstream, grad, hess, loss_out)
+        partial[c] = total
+    return sum_in_order(partial)
+
+
+@njit(**FUSED)
+def kernel_not_log_input_full(x, y, weight, eps, scale, upstream, grad, hess, surrogate, loss_out):
+    """Loss, d1 and d2 of lossk.poisson_nll_loss, weighted, scaled and stored (log_input=False, full=True)."""
+    n = x.size
+    partial = np.zeros(chunk_count(n))
+    for c in prange(partial.size):
+        total = 0.0
+        start, stop = chunk_bounds(c, n)
+        for i in range(start, stop):
+            loss, d1, d2 = element(x[i], y[i], False, True, eps)
+            if surrogate is not None:
+                floor = hessian_floor(x[i], y[i], False, True, eps)
+                d2 = floor if d2 < floor else d2
             total += emit(i, x, loss, d1, d2, weight, scale, upstream, grad, hess, loss_out)
         partial[c] = total
     return sum_in_order(partial)

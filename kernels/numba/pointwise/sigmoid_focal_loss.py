@@ -1,9 +1,10 @@
 """Fused Numba kernel of ``sigmoid_focal_loss``: GENERATED from its spec in ``lossk/_losses/binary.py`` — do not edit.
 
 Regenerate with ``python -m lossk._losses.generate``. ``element`` is the spec's scalar formulation,
-``kernel`` the loop every elementwise loss shares (``kernels/numba/elementwise.py`` documents its arguments).
+``hessian_floor`` the floor of its surrogate Hessian, ``kernel`` the loop every elementwise loss shares
+(``kernels/numba/elementwise.py`` documents its arguments).
 Kernel sources inlined (``elementwise.py``, ``typed_math.py``, ``vecmath.py``), SHA-256:
-7a4666f078b8d71cb0b834cfd8e0d93c290c706ceb12ad2654c3f264144c99e4
+f251105ab807925e835e9c456b55a3bb4abaf87dc2dbdbc42a94009fb561f11a
 """
 
 import numpy as np
@@ -44,8 +45,30 @@ def element(x, t, alpha, gamma):
     d2 = scale * (pq + two * g * r * (p - t) + g * ce * r * (one - two * p) + g * (g - one) * ce * r * r)
     return scale * ce, d1, d2
 
+
+@njit(**ELEMENT)
+def hessian_floor(x, t, alpha, gamma):
+    zero = cast_like(0.0, x)
+    one = cast_like(1.0, x)
+    e = exp_of(-abs(x))
+    inv = one / (one + e)
+    l1pe = log1p_unit_of(e)
+    p = inv if x >= zero else e * inv
+    not_p = e * inv if x >= zero else inv
+    relu = x if x > zero else zero
+    if t == one:
+        log_q = -(relu + l1pe)
+    elif t == zero:
+        log_q = -(relu - x + l1pe)
+    else:
+        log_q = log_of(p * (one - t) + not_p * t)
+    a = cast_like(alpha, x)
+    a_t = a * t + (one - a) * (one - t) if a >= zero else one
+    return a_t * exp_of(cast_like(gamma, x) * log_q) * (e * inv * inv)
+
+
 @njit(**FUSED)
-def kernel(x, y, weight, alpha, gamma, scale, upstream, grad, hess, loss_out):
+def kernel(x, y, weight, alpha, gamma, scale, upstream, grad, hess, surrogate, loss_out):
     """Loss, d1 and d2 of lossk.sigmoid_focal_loss, weighted, scaled and stored (see the module docstring)."""
     n = x.size
     partial = np.zeros(chunk_count(n))
@@ -54,6 +77,9 @@ def kernel(x, y, weight, alpha, gamma, scale, upstream, grad, hess, loss_out):
         start, stop = chunk_bounds(c, n)
         for i in range(start, stop):
             loss, d1, d2 = element(x[i], y[i], alpha, gamma)
+            if surrogate is not None:
+                floor = hessian_floor(x[i], y[i], alpha, gamma)
+                d2 = floor if d2 < floor else d2
             total += emit(i, x, loss, d1, d2, weight, scale, upstream, grad, hess, loss_out)
         partial[c] = total
     return sum_in_order(partial)

@@ -1,9 +1,10 @@
 """Fused Numba kernel of ``soft_margin_loss``: GENERATED from its spec in ``lossk/_losses/margin.py`` — do not edit.
 
 Regenerate with ``python -m lossk._losses.generate``. ``element`` is the spec's scalar formulation,
-``kernel`` the loop every elementwise loss shares (``kernels/numba/elementwise.py`` documents its arguments).
+``hessian_floor`` the floor of its surrogate Hessian, ``kernel`` the loop every elementwise loss shares
+(``kernels/numba/elementwise.py`` documents its arguments).
 Kernel sources inlined (``elementwise.py``, ``typed_math.py``, ``vecmath.py``), SHA-256:
-7a4666f078b8d71cb0b834cfd8e0d93c290c706ceb12ad2654c3f264144c99e4
+f251105ab807925e835e9c456b55a3bb4abaf87dc2dbdbc42a94009fb561f11a
 """
 
 import numpy as np
@@ -24,8 +25,14 @@ def element(x, y):
     sigmoid = inv if z >= zero else e * inv
     return loss, -y * sigmoid, y * y * e * inv * inv
 
+
+@njit(**ELEMENT)
+def hessian_floor(x, y):
+    return cast_like(0.0, x)
+
+
 @njit(**FUSED)
-def kernel(x, y, weight, scale, upstream, grad, hess, loss_out):
+def kernel(x, y, weight, scale, upstream, grad, hess, surrogate, loss_out):
     """Loss, d1 and d2 of lossk.soft_margin_loss, weighted, scaled and stored (see the module docstring)."""
     n = x.size
     partial = np.zeros(chunk_count(n))
@@ -34,6 +41,9 @@ def kernel(x, y, weight, scale, upstream, grad, hess, loss_out):
         start, stop = chunk_bounds(c, n)
         for i in range(start, stop):
             loss, d1, d2 = element(x[i], y[i])
+            if surrogate is not None:
+                floor = hessian_floor(x[i], y[i])
+                d2 = floor if d2 < floor else d2
             total += emit(i, x, loss, d1, d2, weight, scale, upstream, grad, hess, loss_out)
         partial[c] = total
     return sum_in_order(partial)

@@ -18,10 +18,11 @@ import numpy as np
 
 from lossk._dispatch import Implementation, register
 from lossk._hessian import key as hessian_key
+from lossk._hessian import surrogate_key
 from lossk._losses import ELEMENTWISE_LOSSES
 from lossk._reduction import compute_dtype
 from lossk._reference._elementwise import contract_signature
-from lossk._spec import ARRAY_KIND, ElementwiseLoss, check_supported, mean_divisor
+from lossk._spec import ARRAY_KIND, FLAG_KIND, ElementwiseLoss, check_supported, kernel_name, mean_divisor
 
 from . import lazy_module
 
@@ -80,11 +81,13 @@ def run(
     divisor: float,
     compute_hess: bool = False,
     hess_out: np.ndarray | None = None,
+    surrogate: bool = False,
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-    """``(loss, grad, hess)`` from ``kernel(x, y, *operands, scale, upstream, grad, hess, loss_out)``.
+    """``(loss, grad, hess)`` from ``kernel(x, y, *operands, scale, upstream, grad, hess, surrogate, loss_out)``.
 
     ``hess`` (the second derivative, weighted and scaled like the gradient) only with ``compute_hess``,
-    written straight into ``hess_out`` when it can (as ``out`` for the gradient, but never over ``x``).
+    written straight into ``hess_out`` when it can (as ``out`` for the gradient, but never over ``x``);
+    ``surrogate``: the surrogate second derivative instead (``lossk._spec.ElementwiseLoss.hessian_floor``).
     """
     dtype = _compute_dtype(input.dtype)
     x, y = _flat(input, dtype), _flat(target, dtype)
@@ -112,7 +115,8 @@ def run(
     # the kernel writes an in-place gradient through x: see its module docstring
     in_place = grad is not None and _same_buffer(grad, x)
     with np.errstate(divide="ignore", invalid="ignore"):
-        total = kernel(x, y, *operands, scale, upstream, True if in_place else grad, hess, loss_out)
+        total = kernel(x, y, *operands, scale, upstream, True if in_place else grad, hess, True if surrogate else None,
+                       loss_out)
         if loss_out is not None:
             loss = loss_out.reshape(input.shape).astype(input.dtype, copy=False)
         else:
@@ -132,34 +136,44 @@ def run(
     return loss, grad, hess
 
 
-_KERNELS: dict[str, Any] = {}
+_KERNELS: dict[tuple[str, str], Any] = {}
 
 
-def kernel_of(spec: ElementwiseLoss) -> Any:
-    """The generated kernel of ``spec``, its module imported on first use."""
-    if spec.name not in _KERNELS:
-        _KERNELS[spec.name] = importlib.import_module(f"lossk._kernels.numba.pointwise.{spec.name}").kernel
-    return _KERNELS[spec.name]
+def kernel_of(spec: ElementwiseLoss, options: dict[str, Any]) -> Any:
+    """The generated kernel of ``spec`` for the values of its flags in ``options`` (``lossk._spec.kernel_name``:
+    flags are compiled in, not passed), its module imported on first use."""
+    key = (spec.name, kernel_name(spec, options))
+    if key not in _KERNELS:
+        module = importlib.import_module(f"lossk._kernels.numba.pointwise.{spec.name}")
+        _KERNELS[key] = getattr(module, key[1])
+    return _KERNELS[key]
+
+
+def kernel_operands(spec: ElementwiseLoss, options: dict[str, Any], dtype: np.dtype) -> tuple[Any, ...]:
+    """The options a kernel of ``spec`` takes, in its order: arrays flattened to ``dtype``, numbers; no flags."""
+    return tuple(
+        _flat_option(options[o.name], dtype) if o.kind == ARRAY_KIND else options[o.name]
+        for o in spec.formula_options if o.kind != FLAG_KIND
+    )
 
 
 def evaluate(
     spec: ElementwiseLoss, input: np.ndarray, target: np.ndarray, *, reduction: str, grad_output: Any,
     compute_grad: bool, out: np.ndarray | None = None, compute_hess: bool = False,
-    hess_out: np.ndarray | None = None, **options: Any,
+    hess_out: np.ndarray | None = None, surrogate: bool = False, **options: Any,
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-    """``(loss, grad, hess)`` of ``spec`` by its fused kernel (validated options, as implementations get them)."""
+    """``(loss, grad, hess)`` of ``spec`` by its fused kernel (validated options, as implementations get them);
+    ``surrogate``: ``hess`` is the surrogate second derivative."""
     dtype = _compute_dtype(input.dtype)
     weight = _flat_option(options.get("weight"), dtype)
-    operands = tuple(
-        _flat_option(options[o.name], dtype) if o.kind == ARRAY_KIND else options[o.name]
-        for o in spec.formula_options
-    )
+    operands = kernel_operands(spec, options, dtype)
     reduction, divisor = mean_divisor(
         spec, reduction, tuple(input.shape), weight, lambda w: float(kernels.weight_sum(w))
     )
     return run(
-        kernel_of(spec), input, target, (weight, *operands), reduction=reduction, grad_output=grad_output,
+        kernel_of(spec, options), input, target, (weight, *operands), reduction=reduction, grad_output=grad_output,
         compute_grad=compute_grad, out=out, divisor=float(divisor), compute_hess=compute_hess, hess_out=hess_out,
+        surrogate=surrogate,
     )
 
 
@@ -183,17 +197,19 @@ def implementation(spec: ElementwiseLoss) -> Implementation:
     return value_and_grad
 
 
-def derivatives(spec: ElementwiseLoss) -> Implementation:
-    """``spec``'s fused ``(loss, grad, hess)``: the contract of :mod:`lossk._hessian`."""
+def derivatives(spec: ElementwiseLoss, *, surrogate: bool = False) -> Implementation:
+    """``spec``'s fused ``(loss, grad, hess)``: the contract of :mod:`lossk._hessian`; ``surrogate``: ``hess`` is
+    the surrogate second derivative (registered under ``lossk._hessian.surrogate_key``)."""
 
     def value_grad_hessian(
         input: np.ndarray, target: np.ndarray, *, xp: ModuleType, reduction: str, grad_output: Any, order: int,
         out: np.ndarray | None = None, hess_out: np.ndarray | None = None, **options: Any,
     ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
         return evaluate(spec, input, target, reduction=reduction, grad_output=grad_output, compute_grad=order >= 1,
-                        out=out, compute_hess=order >= 2, hess_out=hess_out, **options)
+                        out=out, compute_hess=order >= 2, hess_out=hess_out, surrogate=surrogate, **options)
 
-    value_grad_hessian.__name__ = value_grad_hessian.__qualname__ = f"{spec.name}_value_grad_hessian"
+    name = f"{spec.name}_value_grad_{'surrogate_' if surrogate else ''}hessian"
+    value_grad_hessian.__name__ = value_grad_hessian.__qualname__ = name
     return value_grad_hessian
 
 
@@ -201,4 +217,7 @@ for _spec in ELEMENTWISE_LOSSES.values():
     register(_spec.name, "numba", auto_min_size=NUMBA_CROSSOVER_SIZE, writes_out=True)(implementation(_spec))
     register(hessian_key(_spec.name), "numba", auto_min_size=NUMBA_CROSSOVER_SIZE, writes_out=True)(
         derivatives(_spec)
+    )
+    register(surrogate_key(_spec.name), "numba", auto_min_size=NUMBA_CROSSOVER_SIZE, writes_out=True)(
+        derivatives(_spec, surrogate=True)
     )

@@ -15,10 +15,10 @@ import numpy as np
 from lossk._dispatch import register
 from lossk._hessian import key as hessian_key
 from lossk._losses.multi_input import LOSSES
-from lossk._spec import ARRAY_KIND, ElementwiseLoss, check_supported, is_multi_input, mean_divisor
+from lossk._spec import ElementwiseLoss, check_supported, is_multi_input, mean_divisor
 
 from . import elementwise
-from .elementwise import NUMBA_CROSSOVER_SIZE, _compute_dtype, _flat, _flat_option, kernel_of
+from .elementwise import NUMBA_CROSSOVER_SIZE, _compute_dtype, _flat, _flat_option, kernel_of, kernel_operands
 
 
 def _destination(out: np.ndarray | None, dtype: np.dtype, reads: list[np.ndarray]) -> np.ndarray | None:
@@ -47,9 +47,7 @@ def evaluate(
     dtype = _compute_dtype(first.dtype)
     flat = [_flat(np.broadcast_to(a, shape), dtype) for a in arrays]
     weight = _flat_option(options.get("weight"), dtype)
-    operands = tuple(
-        _flat_option(options[o.name], dtype) if o.kind == ARRAY_KIND else options[o.name] for o in spec.formula_options
-    )
+    operands = kernel_operands(spec, options, dtype)
     reduction, divisor = mean_divisor(spec, reduction, shape, weight, _weight_sum)
     n = flat[0].size
     loss_out = np.empty(n, dtype) if reduction == "none" else None
@@ -74,7 +72,7 @@ def evaluate(
         hessians[:k] = [_destination(o, dtype, [*reads, *grads[:k]]) for o in hess_outs]
         hessians[:k] = [h if h is not None else np.empty(n, dtype) for h in hessians[:k]]
     with np.errstate(divide="ignore", invalid="ignore"):
-        total = kernel_of(spec)(*flat, weight, *operands, scale, upstream, *grads, *hessians, loss_out)
+        total = kernel_of(spec, options)(*flat, weight, *operands, scale, upstream, *grads, *hessians, loss_out)
         if loss_out is not None:
             loss = loss_out.reshape(shape).astype(first.dtype, copy=False)
         else:
