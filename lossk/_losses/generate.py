@@ -46,7 +46,9 @@ Kernel sources inlined ({inlined}), SHA-256:
 import numpy as np
 from numba import njit, prange
 
-from ..elementwise import ELEMENT, FUSED, chunk_bounds, chunk_count, {emit}option_at, sum_in_order
+from ..elementwise import (
+    ELEMENT, FUSED, chunk_bounds, chunk_count, chunk_losses, chunk_sum, {emit}option_at, sum_in_order,
+)
 {helpers}{constants}
 
 @njit(**ELEMENT)
@@ -65,15 +67,15 @@ def {kernel}(x, y, weight, {options}scale, upstream, grad, hess, surrogate, loss
     n = x.size
     partial = np.zeros(chunk_count(n))
     for c in prange(partial.size):
-        total = 0.0
         start, stop = chunk_bounds(c, n)
+        losses = chunk_losses(loss_out, start, stop, x)
         for i in range(start, stop):
             loss, d1, d2 = element(x[i], y[i]{arguments})
             if surrogate is not None:
                 floor = hessian_floor(x[i], y[i]{arguments})
                 d2 = floor if d2 < floor else d2
-            total += emit(i, x, loss, d1, d2, weight, scale, upstream, grad, hess, loss_out)
-        partial[c] = total
+            losses[i - start] = emit(i, x, loss, d1, d2, weight, scale, upstream, grad, hess)
+        partial[c] = chunk_sum(losses, loss_out)
     return sum_in_order(partial)
 '''
 """The loop of a two-array kernel. ``surrogate``: ``None`` for the exact second derivative, ``True`` for the
@@ -88,13 +90,13 @@ def {kernel}({arrays}, weight, {options}scale, upstream, grad_0, grad_1, hess_0,
     n = x0.size
     partial = np.zeros(chunk_count(n))
     for c in prange(partial.size):
-        total = 0.0
         start, stop = chunk_bounds(c, n)
+        losses = chunk_losses(loss_out, start, stop, x0)
         for i in range(start, stop):
             loss, d1_0, d1_1, d2_0, d2_1 = element({elements}{arguments})
-            total += emit(i, x0, loss, d1_0, d2_0, weight, scale, upstream, grad_0, hess_0, loss_out)
+            losses[i - start] = emit(i, x0, loss, d1_0, d2_0, weight, scale, upstream, grad_0, hess_0)
             emit_derivative(i, d1_1, d2_1, weight, scale, upstream, grad_1, hess_1)
-        partial[c] = total
+        partial[c] = chunk_sum(losses, loss_out)
     return sum_in_order(partial)
 '''
 """The loop of a multi-input kernel (``lossk._spec.is_multi_input``, two differentiable arguments): one array

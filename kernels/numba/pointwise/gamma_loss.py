@@ -4,13 +4,15 @@ Regenerate with ``python -m lossk._losses.generate``. ``element`` is the spec's 
 ``hessian_floor`` the floor of its surrogate Hessian, ``kernel`` the loop every elementwise loss shares
 (``kernels/numba/elementwise.py`` documents its arguments).
 Kernel sources inlined (``elementwise.py``, ``typed_math.py``, ``vecmath.py``), SHA-256:
-f251105ab807925e835e9c456b55a3bb4abaf87dc2dbdbc42a94009fb561f11a
+e5b88122640b99dc9ff048b3e974e555cffd9fb2e15ff40c7bed9fd8dcaa17c3
 """
 
 import numpy as np
 from numba import njit, prange
 
-from ..elementwise import ELEMENT, FUSED, chunk_bounds, chunk_count, emit, option_at, sum_in_order
+from ..elementwise import (
+    ELEMENT, FUSED, chunk_bounds, chunk_count, chunk_losses, chunk_sum, emit, option_at, sum_in_order,
+)
 from ..typed_math import cast_like, exp_of
 
 
@@ -31,13 +33,13 @@ def kernel(x, y, weight, scale, upstream, grad, hess, surrogate, loss_out):
     n = x.size
     partial = np.zeros(chunk_count(n))
     for c in prange(partial.size):
-        total = 0.0
         start, stop = chunk_bounds(c, n)
+        losses = chunk_losses(loss_out, start, stop, x)
         for i in range(start, stop):
             loss, d1, d2 = element(x[i], y[i])
             if surrogate is not None:
                 floor = hessian_floor(x[i], y[i])
                 d2 = floor if d2 < floor else d2
-            total += emit(i, x, loss, d1, d2, weight, scale, upstream, grad, hess, loss_out)
-        partial[c] = total
+            losses[i - start] = emit(i, x, loss, d1, d2, weight, scale, upstream, grad, hess)
+        partial[c] = chunk_sum(losses, loss_out)
     return sum_in_order(partial)

@@ -4,13 +4,15 @@ Regenerate with ``python -m lossk._losses.generate``. ``element`` is the spec's 
 loop every elementwise loss shares (``kernels/numba/elementwise.py`` documents its arguments); one ``kernel_*`` per
 combination of ``full``, their values compiled in (``lossk._spec.kernel_name``).
 Kernel sources inlined (``elementwise.py``, ``typed_math.py``, ``vecmath.py``), SHA-256:
-f251105ab807925e835e9c456b55a3bb4abaf87dc2dbdbc42a94009fb561f11a
+e5b88122640b99dc9ff048b3e974e555cffd9fb2e15ff40c7bed9fd8dcaa17c3
 """
 
 import numpy as np
 from numba import njit, prange
 
-from ..elementwise import ELEMENT, FUSED, chunk_bounds, chunk_count, emit, emit_derivative, option_at, sum_in_order
+from ..elementwise import (
+    ELEMENT, FUSED, chunk_bounds, chunk_count, chunk_losses, chunk_sum, emit, emit_derivative, option_at, sum_in_order,
+)
 from ..typed_math import cast_like, log_of
 
 HALF_LOG_2PI = 0.9189385332046727
@@ -34,13 +36,13 @@ def kernel_not_full(x0, x1, x2, weight, eps, scale, upstream, grad_0, grad_1, he
     n = x0.size
     partial = np.zeros(chunk_count(n))
     for c in prange(partial.size):
-        total = 0.0
         start, stop = chunk_bounds(c, n)
+        losses = chunk_losses(loss_out, start, stop, x0)
         for i in range(start, stop):
             loss, d1_0, d1_1, d2_0, d2_1 = element(x0[i], x1[i], x2[i], False, eps)
-            total += emit(i, x0, loss, d1_0, d2_0, weight, scale, upstream, grad_0, hess_0, loss_out)
+            losses[i - start] = emit(i, x0, loss, d1_0, d2_0, weight, scale, upstream, grad_0, hess_0)
             emit_derivative(i, d1_1, d2_1, weight, scale, upstream, grad_1, hess_1)
-        partial[c] = total
+        partial[c] = chunk_sum(losses, loss_out)
     return sum_in_order(partial)
 
 
@@ -50,11 +52,11 @@ def kernel_full(x0, x1, x2, weight, eps, scale, upstream, grad_0, grad_1, hess_0
     n = x0.size
     partial = np.zeros(chunk_count(n))
     for c in prange(partial.size):
-        total = 0.0
         start, stop = chunk_bounds(c, n)
+        losses = chunk_losses(loss_out, start, stop, x0)
         for i in range(start, stop):
             loss, d1_0, d1_1, d2_0, d2_1 = element(x0[i], x1[i], x2[i], True, eps)
-            total += emit(i, x0, loss, d1_0, d2_0, weight, scale, upstream, grad_0, hess_0, loss_out)
+            losses[i - start] = emit(i, x0, loss, d1_0, d2_0, weight, scale, upstream, grad_0, hess_0)
             emit_derivative(i, d1_1, d2_1, weight, scale, upstream, grad_1, hess_1)
-        partial[c] = total
+        partial[c] = chunk_sum(losses, loss_out)
     return sum_in_order(partial)

@@ -5,13 +5,15 @@ Regenerate with ``python -m lossk._losses.generate``. ``element`` is the spec's 
 (``kernels/numba/elementwise.py`` documents its arguments); one ``kernel_*`` per combination of ``log_target``,
 their values compiled in (``lossk._spec.kernel_name``).
 Kernel sources inlined (``elementwise.py``, ``typed_math.py``, ``vecmath.py``), SHA-256:
-f251105ab807925e835e9c456b55a3bb4abaf87dc2dbdbc42a94009fb561f11a
+e5b88122640b99dc9ff048b3e974e555cffd9fb2e15ff40c7bed9fd8dcaa17c3
 """
 
 import numpy as np
 from numba import njit, prange
 
-from ..elementwise import ELEMENT, FUSED, chunk_bounds, chunk_count, emit, option_at, sum_in_order
+from ..elementwise import (
+    ELEMENT, FUSED, chunk_bounds, chunk_count, chunk_losses, chunk_sum, emit, option_at, sum_in_order,
+)
 from ..typed_math import cast_like, exp_of, log_of
 
 
@@ -37,15 +39,15 @@ def kernel_not_log_target(x, y, weight, scale, upstream, grad, hess, surrogate, 
     n = x.size
     partial = np.zeros(chunk_count(n))
     for c in prange(partial.size):
-        total = 0.0
         start, stop = chunk_bounds(c, n)
+        losses = chunk_losses(loss_out, start, stop, x)
         for i in range(start, stop):
             loss, d1, d2 = element(x[i], y[i], False)
             if surrogate is not None:
                 floor = hessian_floor(x[i], y[i], False)
                 d2 = floor if d2 < floor else d2
-            total += emit(i, x, loss, d1, d2, weight, scale, upstream, grad, hess, loss_out)
-        partial[c] = total
+            losses[i - start] = emit(i, x, loss, d1, d2, weight, scale, upstream, grad, hess)
+        partial[c] = chunk_sum(losses, loss_out)
     return sum_in_order(partial)
 
 
@@ -55,13 +57,13 @@ def kernel_log_target(x, y, weight, scale, upstream, grad, hess, surrogate, loss
     n = x.size
     partial = np.zeros(chunk_count(n))
     for c in prange(partial.size):
-        total = 0.0
         start, stop = chunk_bounds(c, n)
+        losses = chunk_losses(loss_out, start, stop, x)
         for i in range(start, stop):
             loss, d1, d2 = element(x[i], y[i], True)
             if surrogate is not None:
                 floor = hessian_floor(x[i], y[i], True)
                 d2 = floor if d2 < floor else d2
-            total += emit(i, x, loss, d1, d2, weight, scale, upstream, grad, hess, loss_out)
-        partial[c] = total
+            losses[i - start] = emit(i, x, loss, d1, d2, weight, scale, upstream, grad, hess)
+        partial[c] = chunk_sum(losses, loss_out)
     return sum_in_order(partial)
