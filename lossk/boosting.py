@@ -39,8 +39,8 @@ step: XGBoost's ``min_child_weight``, LightGBM's ``min_sum_hessian_in_leaf``), o
 through a soft-cap, the focal loss, some Tweedie powers); ``hessian="surrogate"`` (default) gives a positive
 stand-in, ``max(exact, floor) · weight`` (the loss's own ``weight`` option and the sample weights). The floor
 is the loss's spec entry ``hessian_floor`` (``lossk._losses``; :data:`SURROGATE_HESSIAN` lists them), which the
-fused kernels apply in the same pass as the gradient (a backend without it — the class losses, the CUDA kernels —
-takes one more pass over the exact Hessian). A constant ``c`` for these losses:
+fused kernels (Numba and CUDA) apply in the same pass as the gradient (a backend without it — the class losses,
+the multi-input losses — takes one more pass over the exact Hessian). A constant ``c`` for these losses:
 
 - ``l1_loss``: ``c = 1``, as LightGBM's ``regression_l1`` and XGBoost's ``reg:absoluteerror`` (which then
   refit each leaf to the residuals' median) and scikit-learn's ``AbsoluteError`` (Hessian 1, "a placeholder");
@@ -195,7 +195,7 @@ class Objective:
         surrogate = self.hessian == "surrogate"
         _, grad, hess, floored = derivatives(self.function, prediction, label, out=out, hess_out=hess_out,
                                              surrogate=surrogate, **call)
-        if surrogate and not floored:  # a backend without the fused surrogate (class losses, CUDA): one more pass
+        if surrogate and not floored:  # no fused surrogate (class or multi-input losses): one more pass
             floor = 0.0
             if self.function.name in SURROGATE_HESSIAN:
                 with ieee_arithmetic(xp):  # exp((2 - p) x) may overflow to inf, as the exact Hessian does

@@ -24,9 +24,11 @@ from pathlib import Path
 
 import pytest
 
+from lossk import _dispatch
 from lossk._backends.cupy import compiler, elementwise_losses, multi_input, sources, specialisation
 from lossk._backends.cupy.specialisation import CrossEntropyLayout, OptionLayout, Specialisation
 from lossk._backends.cupy.class_losses import with_hessian
+from lossk._hessian import surrogate_key
 from lossk._losses import ELEMENTWISE_LOSSES
 from lossk._losses.multi_input import LOSSES as MULTI_INPUT_LOSSES
 
@@ -55,10 +57,15 @@ def _elementwise(loss: str, dtype: str, **changes: object) -> Specialisation:
 
 
 def _elementwise_variants(loss: str) -> list[Specialisation]:
-    """One loss of the table: every dtype, the Hessian, each array option's layouts, each flag's values."""
+    """One loss of the table: every dtype, the Hessian and its surrogate, each array option's layouts, each flag's
+    values."""
     spec = ELEMENTWISE_LOSSES[loss]
     found = [_elementwise(loss, dtype) for dtype in FLOATS]
     found.append(_elementwise(loss, "float32", compute_hess=True, reduce=False, grad_output_array=True))
+    # lossk.boosting's surrogate: with sample weights ('none', an upstream array) and, for a floor, without ('sum')
+    found.append(_elementwise(loss, "float32", compute_hess=True, surrogate=True, reduce=False, grad_output_array=True))
+    if spec.hessian_floor_element is not None:
+        found.append(_elementwise(loss, "float64", compute_hess=True, surrogate=True))
     arrays = sum(1 for kind, _ in specialisation.element_options(spec) if kind == "array")
     for layout in (OptionLayout.FULL, OptionLayout.PERIODIC):
         if spec.weighted:
@@ -188,6 +195,16 @@ OLDER_GPU_VARIANTS = older_gpu_variants()
 
 def test_the_variants_cover_every_source() -> None:
     assert {v.source for v in VARIANTS} == set(sources.cuda_sources()) == set(KERNELS)
+
+
+def test_every_elementwise_loss_served_on_the_gpu_has_its_surrogate_compiled() -> None:
+    compiled = {(dict(v.defines).get("LOSSK_ELEMENT"), dict(v.defines).get("LOSSK_HESSIAN_FLOOR"))
+                for v in VARIANTS if dict(v.defines).get("LOSSK_SURROGATE")}
+    expected = {(ELEMENTWISE_LOSSES[name].cuda_function, specialisation.hessian_floor_function(ELEMENTWISE_LOSSES[name]))
+                for name in elementwise_losses.IMPLEMENTATIONS}
+    assert expected <= compiled
+    # every loss served registers the fused surrogate (lossk.boosting then needs no pass of its own)
+    assert all((surrogate_key(name), "cupy") in _dispatch._REGISTRY for name in elementwise_losses.IMPLEMENTATIONS)
 
 
 def test_every_multi_input_loss_served_on_the_gpu_is_compiled() -> None:

@@ -255,6 +255,44 @@ def test_second_derivatives_match_the_reference(loss: str, dtype: str, rng: np.r
             assert_close(actual, reference_value, dtype, f"{loss} {reduction} {name}")
 
 
+def _surrogate_options(spec: ElementwiseLoss) -> list[dict[str, Any]]:
+    """The defaults, then each scalar option at each of its examples (Tweedie's powers 0 and 3 have a floor,
+    1, 1.2 and 2 none; the focal floor follows alpha and gamma; smooth_l1's follows beta)."""
+    options = [defaults(spec)]
+    for option in spec.formula_options:
+        if option.kind == "scalar":
+            options += [{**defaults(spec), option.name: value} for value in option.examples]
+    return options
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("loss", ELEMENTWISE)
+def test_surrogate_hessian_matches_the_reference(loss: str, dtype: str, rng: np.random.Generator) -> None:
+    """lossk.boosting's call (lossk._hessian.derivatives with surrogate=True): the fused CUDA surrogate (one pass,
+    ``floored``) equals the reference's, without sample weights ('sum') and with them ('none', grad_output)."""
+    from lossk._hessian import derivatives
+
+    spec = ELEMENTWISE_LOSSES[loss]
+    function = getattr(lossk, loss)
+    for options in _surrogate_options(spec):
+        case = Case(loss, (37, 11), options)
+        input, target, arrays = draw_rounded(case, dtype, rng)
+        sample_weight = rounded(rng.uniform(0.5, 2.0, input.shape), dtype)
+        for reduction, upstream in (("sum", None), ("none", sample_weight)):
+            call = {**options, **arrays, "reduction": reduction}
+            expected = derivatives(function, input, target, grad_output=upstream, out=None, hess_out=None,
+                                   backend="array_api", surrogate=True, **call)
+            device_call = {k: to_device(v, dtype, "cupy") if isinstance(v, np.ndarray) else v for k, v in call.items()}
+            got = derivatives(function, to_device(input, dtype, "cupy"), to_device(target, dtype, "cupy"),
+                              grad_output=None if upstream is None else to_device(upstream, dtype, "cupy"), out=None,
+                              hess_out=None, backend="cupy", surrogate=True, **device_call)
+            assert got[3] and expected[3], "the surrogate is fused on both backends"
+            what = f"{loss} {options} {reduction}"
+            for name, actual, reference_value in zip(("loss", "grad", "surrogate hess"), got[:3], expected[:3],
+                                                     strict=True):
+                assert_close(actual, reference_value, dtype, f"{what} {name}")
+
+
 # ---- out=, in place, poisoned buffers ------------------------------------------------------------------------
 
 ODD_SHAPES = [(1027,), (5, 7), (3, 333), (17, 9), (9, 13)]

@@ -15,6 +15,7 @@ import torch
 
 from lossk import _dispatch
 from lossk._losses import ELEMENTWISE_LOSSES
+from lossk._spec import ElementwiseLoss
 from lossk._backends.cupy import (
     arguments, compiler, elementwise_losses, interop, launch, layout, multi_input, scaling, sources, specialisation,
 )
@@ -659,25 +660,31 @@ def _spec_options(spec: object, rng: np.random.Generator, shape: tuple[int, ...]
     return options
 
 
-@pytest.mark.parametrize("loss", sorted(elementwise_losses.IMPLEMENTATIONS))
-def test_every_spec_launches_its_device_function_with_its_options(launches: list[dict], loss: str) -> None:
-    from lossk._hessian import key
-
+def _spec_call(loss: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, dict[str, object], ElementwiseLoss,
+                                                               dict[str, object]]:
+    """``(x, y, options)`` of a float32 call of ``loss`` (6 x 5, every option set) and the spec and options the
+    kernel runs with after the spec's rewrite (smooth_l1(beta=0) runs l1)."""
     spec = ELEMENTWISE_LOSSES[loss]
-    rng = np.random.default_rng(5)
     shape = (6, 5)
     inputs = spec.domain.draw(rng, shape, {o.name: o.default for o in spec.keyword_options}, True)
     x, y = (inputs[n].astype(np.float32) for n in spec.inputs)
     options = _spec_options(spec, rng, shape, "float32")
+    called, called_options = spec.name, options
+    if spec.rewrite is not None and spec.rewrite(options) is not None:
+        called, called_options = spec.rewrite(options)
+    return x, y, options, ELEMENTWISE_LOSSES[called], called_options
+
+
+@pytest.mark.parametrize("loss", sorted(elementwise_losses.IMPLEMENTATIONS))
+def test_every_spec_launches_its_device_function_with_its_options(launches: list[dict], loss: str) -> None:
+    from lossk._hessian import key
+
+    x, y, options, called_spec, called_options = _spec_call(loss, np.random.default_rng(5))
     hessian = _dispatch._REGISTRY[(key(loss), "cupy")].implementation
     loss_value, grad, hess = hessian(x, y, xp=np, reduction="mean", grad_output=None, order=2, **options)
     _check_signatures(launches)
     main = next(c for c in launches if c["kernel"] == "lossk_elementwise")
     flags, args = dict(main["spec"].defines), _named(main)
-    called, called_options = spec.name, options
-    if spec.rewrite is not None and spec.rewrite(options) is not None:
-        called, called_options = spec.rewrite(options)
-    called_spec = ELEMENTWISE_LOSSES[called]
     assert flags["LOSSK_ELEMENT"] == called_spec.cuda_function and flags["LOSSK_HESS"] == 1
     assert int(args["hess"]) == HostArrays(None).pointer(hess) and hess.shape == x.shape
     scalars = [float(called_options[o.name]) for o in called_spec.formula_options if o.kind == "scalar"]
@@ -696,6 +703,93 @@ def test_smooth_l1_with_beta_zero_runs_the_l1_device_function(launches: list[dic
     _elementwise("smooth_l1_loss")(x, 0 * x, xp=np, reduction="sum", grad_output=None, compute_grad=True, out=None,
                                    beta=0.0)
     assert dict(launches[0]["spec"].defines)["LOSSK_ELEMENT"] == "l1_loss_element"
+
+
+@pytest.mark.parametrize("loss", sorted(n for n, s in ELEMENTWISE_LOSSES.items() if s.hessian_floor is not None))
+def test_every_surrogate_floor_has_its_device_function(loss: str) -> None:
+    """``<loss>_hessian_floor`` in pointwise.cuh takes the element's arguments and writes its three values and
+    the floor."""
+    spec = ELEMENTWISE_LOSSES[loss]
+    function = specialisation.hessian_floor_function(spec)
+    assert function == f"{loss}_hessian_floor" and function in specialisation.device_functions()
+    kinds = [kind for kind, _ in specialisation.element_options(spec)]
+    text = sources.read_text("pointwise.cuh")
+    signature = re.search(rf"void {function}\(([^)]*)\)", text).group(1)  # type: ignore[union-attr]
+    parameters = [p.split()[0] for p in signature.split(",")]
+    assert parameters == ["ACC", "ACC", *("bool" if k == "flag" else "ACC" for k in kinds), *["ACC&"] * 4], signature
+
+
+def test_surrogate_defines_follow_the_spec_floor() -> None:
+    """LOSSK_SURROGATE only with the Hessian; LOSSK_HESSIAN_FLOOR only for a loss whose spec has a floor."""
+    def defines(loss: str, **changes: object) -> dict[str, object]:
+        options: dict[str, object] = {"weight": OptionLayout.NONE, "compute_grad": True, "compute_hess": True,
+                                      "surrogate": True, "reduce": False, "grad_output_array": True, **changes}
+        return dict(specialisation.elementwise(ELEMENTWISE_LOSSES[loss], "float32", "float32", **options).defines)
+
+    assert (defines("tweedie_loss")["LOSSK_SURROGATE"], defines("tweedie_loss")["LOSSK_HESSIAN_FLOOR"]) == (
+        1, "tweedie_loss_hessian_floor")
+    assert defines("mse_loss")["LOSSK_SURROGATE"] == 1 and "LOSSK_HESSIAN_FLOOR" not in defines("mse_loss")  # 0
+    for changes in ({"surrogate": False}, {"compute_hess": False}):  # the exact Hessian; no Hessian: one variant
+        assert defines("huber_loss", **changes)["LOSSK_SURROGATE"] == 0
+        assert "LOSSK_HESSIAN_FLOOR" not in defines("huber_loss", **changes)
+    assert defines("huber_loss", compute_hess=False) == defines("huber_loss", compute_hess=False, surrogate=False)
+
+
+@pytest.mark.parametrize("loss", sorted(elementwise_losses.IMPLEMENTATIONS))
+def test_surrogate_hessian_is_one_launch_of_the_floored_variant(launches: list[dict], loss: str) -> None:
+    """The CuPy surrogate registration runs the gradient's pass with LOSSK_SURROGATE and the called loss's floor
+    (after its rewrite: smooth_l1(beta=0) is l1's), the Hessian written into hess_out, no pass of its own."""
+    from lossk._hessian import key, surrogate_key
+
+    rng = np.random.default_rng(6)
+    x, y, options, called_spec, _ = _spec_call(loss, rng)
+    upstream = rng.uniform(0.5, 2.0, x.shape).astype(np.float32)  # lossk.boosting's sample weights
+    hess_out = np.empty_like(x)
+    surrogate = _dispatch._REGISTRY[(surrogate_key(loss), "cupy")]
+    assert surrogate.writes_out and surrogate is not _dispatch._REGISTRY[(key(loss), "cupy")]
+    _, grad, hess = surrogate.implementation(x, y, xp=np, reduction="none", grad_output=upstream, order=2, out=None,
+                                             hess_out=hess_out, **options)
+    _check_signatures(launches)
+    assert [c["kernel"] for c in launches] == ["lossk_elementwise"]
+    flags, args = dict(launches[0]["spec"].defines), _named(launches[0])
+    assert (flags["LOSSK_ELEMENT"], flags["LOSSK_HESS"], flags["LOSSK_SURROGATE"], flags["LOSSK_GRAD_OUTPUT"]) == (
+        called_spec.cuda_function, 1, 1, 1)
+    assert flags.get("LOSSK_HESSIAN_FLOOR") == specialisation.hessian_floor_function(called_spec)
+    assert hess is hess_out and int(args["hess"]) == HostArrays(None).pointer(hess_out)
+    assert int(args["grad"]) == HostArrays(None).pointer(grad) and grad is not hess
+
+
+def test_smooth_l1_with_beta_zero_takes_the_l1_floor(launches: list[dict]) -> None:
+    from lossk._hessian import surrogate_key
+
+    x = np.linspace(-1, 1, 7, dtype=np.float32)
+    surrogate = _dispatch._REGISTRY[(surrogate_key("smooth_l1_loss"), "cupy")].implementation
+    surrogate(x, 0 * x, xp=np, reduction="sum", grad_output=None, order=2, beta=0.0)
+    flags = dict(launches[0]["spec"].defines)
+    assert (flags["LOSSK_ELEMENT"], flags["LOSSK_HESSIAN_FLOOR"]) == ("l1_loss_element", "l1_loss_hessian_floor")
+
+
+def test_boosting_derivatives_take_the_fused_cuda_surrogate(launches: list[dict],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """lossk._hessian.derivatives (lossk.boosting's call) with the CuPy backend chosen: the surrogate registration
+    runs (floored, so boosting adds no pass of its own) and the exact one without ``surrogate``."""
+    import lossk
+    from lossk import _hessian
+
+    # as where CuPy is available: the CuPy registrations chosen and listed
+    monkeypatch.setattr(_hessian, "select", lambda name, backend, input: _dispatch._REGISTRY[(name, "cupy")])
+    monkeypatch.setattr(_hessian, "implementations",
+                        lambda name: {b: r for (n, b), r in _dispatch._REGISTRY.items() if n == name})
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=64).astype(np.float32)
+    y = rng.uniform(0.5, 2.0, size=64).astype(np.float32)
+    for surrogate in (True, False):
+        launches.clear()
+        *_, floored = _hessian.derivatives(lossk.tweedie_loss, x, y, grad_output=None, out=None, hess_out=None,
+                                          backend="cupy", surrogate=surrogate, reduction="sum", power=3.0)
+        flags = dict(launches[0]["spec"].defines)
+        assert floored == surrogate and flags["LOSSK_SURROGATE"] == int(surrogate)
+        assert flags.get("LOSSK_HESSIAN_FLOOR") == ("tweedie_loss_hessian_floor" if surrogate else None)
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,10 @@
 //   LOSSK_OPTION0/1        the same three modes for the loss's array options (pos_weight), in ACC
 //   LOSSK_GRAD             1: write the gradient
 //   LOSSK_HESS             1: write the second derivative, weighted and scaled like the gradient
+//   LOSSK_SURROGATE        1 (with LOSSK_HESS): the surrogate second derivative instead, d2 raised to the loss's
+//                          floor before weighting (d2 < floor ? floor : d2, NaN kept; lossk._spec.surrogate_hessian)
+//   LOSSK_HESSIAN_FLOOR    the element with its floor, pointwise.cuh's <loss>_hessian_floor (called instead of
+//                          LOSSK_ELEMENT in the surrogate variant); not defined for a loss without a floor: 0
 //   LOSSK_REDUCE           0: write the unreduced loss; 1: write one partial sum per block
 //   LOSSK_GRAD_OUTPUT      0: the upstream gradient is a scalar (grad_scale, times *upstream if given);
 //                          1: an ACC array shaped like the input (reduction='none')
@@ -52,6 +56,9 @@
 #ifndef LOSSK_HESS
 #define LOSSK_HESS 0
 #endif
+#ifndef LOSSK_SURROGATE
+#define LOSSK_SURROGATE 0
+#endif
 #ifndef LOSSK_REDUCE
 #define LOSSK_REDUCE 1
 #endif
@@ -71,10 +78,22 @@
 #define LOSSK_SCALAR(k) scalar##k
 #define LOSSK_OPTION(k) option_value##k
 
-// The loss's device function with this call's options (loss, d1, d2 before weighting and scaling).
+// The loss's device function with this call's options (loss, d1, d2 before weighting and scaling); d2 is the
+// surrogate in the LOSSK_SURROGATE variant.
 __device__ __forceinline__ void evaluate(ACC x, ACC y, ACC option_value0, ACC option_value1, ACC scalar0, ACC scalar1,
                                          ACC scalar2, ACC scalar3, ACC& loss, ACC& d1, ACC& d2) {
+#if LOSSK_SURROGATE && defined(LOSSK_HESSIAN_FLOOR)
+    ACC floor_value;
+    LOSSK_HESSIAN_FLOOR(x, y, LOSSK_ELEMENT_OPTIONS loss, d1, d2, floor_value);
+#else
     LOSSK_ELEMENT(x, y, LOSSK_ELEMENT_OPTIONS loss, d1, d2);
+#if LOSSK_SURROGATE
+    const ACC floor_value = (ACC)0;
+#endif
+#endif
+#if LOSSK_SURROGATE
+    d2 = d2 < floor_value ? floor_value : d2;
+#endif
 }
 
 __device__ __forceinline__ ACC option_at(const ACC* values, index_t period, index_t i) {

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..._dispatch import Implementation, register
 from ..._hessian import key as hessian_key
+from ..._hessian import surrogate_key
 from ..._losses import ELEMENTWISE_LOSSES
 from ..._reference._elementwise import contract_signature
 from ..._spec import ARRAY_KIND, SCALAR_KIND, ElementwiseLoss, check_supported, mean_divisor, resolve
@@ -53,9 +54,11 @@ def run_elementwise(
     out: Any,
     compute_hess: bool = False,
     hess_out: Any = None,
+    surrogate: bool = False,
     **options: Any,
 ) -> tuple[Any, Any, Any]:
-    """``(loss, grad, hess)`` of the elementwise loss ``loss`` with its validated ``options``."""
+    """``(loss, grad, hess)`` of the elementwise loss ``loss`` with its validated ``options``; ``surrogate``:
+    ``hess`` is the surrogate second derivative (``lossk._spec.ElementwiseLoss.hessian_floor``), in the same pass."""
     name, options = resolve(loss, options)
     spec = loss if name == loss.name else ELEMENTWISE_LOSSES[name]  # a row-mean loss is not in the table
     arrays = DeviceArrays(input)
@@ -95,7 +98,7 @@ def run_elementwise(
 
         variant = specialisation.elementwise(
             spec, dtype, arrays.dtype(y), weight=w_layout, options=tuple(layout for _, _, layout in array_options),
-            flags=flags, compute_grad=compute_grad, compute_hess=compute_hess, reduce=reduce,
+            flags=flags, compute_grad=compute_grad, compute_hess=compute_hess, surrogate=surrogate, reduce=reduce,
             grad_output_array=kind == "array",
         )
         grid = _grid(variant, "lossk_elementwise", arrays, n, vector_width(arrays.itemsize(x)), sm_count)
@@ -178,8 +181,9 @@ def implementation(spec: ElementwiseLoss) -> Implementation:
     return value_and_grad
 
 
-def derivatives(spec: ElementwiseLoss) -> Implementation:
-    """``spec``'s fused ``(loss, grad, hess)``: the contract of :mod:`lossk._hessian`."""
+def derivatives(spec: ElementwiseLoss, *, surrogate: bool = False) -> Implementation:
+    """``spec``'s fused ``(loss, grad, hess)``: the contract of :mod:`lossk._hessian`; ``surrogate``: ``hess`` is
+    the surrogate second derivative (registered under ``lossk._hessian.surrogate_key``)."""
 
     def value_grad_hessian(
         input: Any, target: Any, *, xp: ModuleType, reduction: str, grad_output: Any, order: int, out: Any = None,
@@ -187,9 +191,10 @@ def derivatives(spec: ElementwiseLoss) -> Implementation:
     ) -> tuple[Any, Any, Any]:
         return run_elementwise(spec, input, target, reduction=reduction, grad_output=grad_output,
                                compute_grad=order >= 1, out=out, compute_hess=order >= 2, hess_out=hess_out,
-                               **options)
+                               surrogate=surrogate, **options)
 
-    value_grad_hessian.__name__ = value_grad_hessian.__qualname__ = f"{spec.name}_value_grad_hessian"
+    name = f"{spec.name}_value_grad_{'surrogate_' if surrogate else ''}hessian"
+    value_grad_hessian.__name__ = value_grad_hessian.__qualname__ = name
     return value_grad_hessian
 
 
@@ -205,6 +210,14 @@ def supported(spec: ElementwiseLoss) -> bool:
     return spec.cuda_function in specialisation.device_functions()
 
 
+def supports_surrogate(spec: ElementwiseLoss) -> bool:
+    """Whether the fused surrogate Hessian serves ``spec``: its floor's device function is in ``pointwise.cuh``,
+    or it has no floor (0). Until then ``lossk.boosting`` floors the exact Hessian in a pass of its own;
+    ``tests/test_cuda_compile.py`` fails meanwhile."""
+    floor = specialisation.hessian_floor_function(spec)
+    return floor is None or floor in specialisation.device_functions()
+
+
 IMPLEMENTATIONS: dict[str, Implementation] = {}
 """The registered value-and-gradient implementation of each loss served here, by name."""
 
@@ -212,3 +225,5 @@ for _spec in ELEMENTWISE_LOSSES.values():
     if supported(_spec):
         IMPLEMENTATIONS[_spec.name] = register(_spec.name, "cupy", writes_out=True)(implementation(_spec))
         register(hessian_key(_spec.name), "cupy", writes_out=True)(derivatives(_spec))
+        if supports_surrogate(_spec):
+            register(surrogate_key(_spec.name), "cupy", writes_out=True)(derivatives(_spec, surrogate=True))

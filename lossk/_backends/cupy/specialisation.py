@@ -149,6 +149,7 @@ def elementwise(
     flags: Mapping[str, bool] | None = None,
     compute_grad: bool,
     compute_hess: bool = False,
+    surrogate: bool = False,
     reduce: bool,
     grad_output_array: bool,
 ) -> Specialisation:
@@ -156,6 +157,8 @@ def elementwise(
 
     ``options`` are the layouts of the spec's array options in order (missing ones: NONE), ``flags`` the
     values of its flags (missing ones: their defaults); both are compile-time, scalar options are not.
+    ``surrogate`` (with ``compute_hess``): the second derivative is the surrogate, raised to the spec's
+    ``hessian_floor`` (the device function :func:`hessian_floor_function`) in the same pass.
     """
     layouts = tuple(options) + (OptionLayout.NONE,) * (ARRAY_SLOTS - len(options))
     return Specialisation(
@@ -167,8 +170,23 @@ def elementwise(
             ("LOSSK_WEIGHT", int(weight)),
             *((f"LOSSK_OPTION{k}", int(layout)) for k, layout in enumerate(layouts)),
             *_pass_defines(compute_grad, compute_hess, reduce, grad_output_array),
+            *_surrogate_defines(spec, surrogate and compute_hess),
         ),
     )
+
+
+def hessian_floor_function(spec: ElementwiseLoss) -> str | None:
+    """The device function of ``pointwise.cuh`` computing the spec's surrogate Hessian floor
+    (``hessian_floor_element``): ``<cuda_function without _element>_hessian_floor``; ``None`` without a floor (0)."""
+    if spec.hessian_floor_element is None:
+        return None
+    return f"{spec.cuda_function.removesuffix('_element')}_hessian_floor"
+
+
+def _surrogate_defines(spec: ElementwiseLoss, surrogate: bool) -> tuple[tuple[str, int | str], ...]:
+    """``LOSSK_SURROGATE`` and, for a loss with a floor, ``LOSSK_HESSIAN_FLOOR`` (elementwise.cu)."""
+    floor = hessian_floor_function(spec) if surrogate else None
+    return (("LOSSK_SURROGATE", int(surrogate)), *((("LOSSK_HESSIAN_FLOOR", floor),) if floor else ()))
 
 
 def _element_defines(
