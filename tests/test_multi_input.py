@@ -172,9 +172,12 @@ def test_gaussian_clamp_passes_the_gradient_and_negative_var_raises():
     for backend in BACKENDS:
         _, grad_var = lossk.gaussian_nll_loss.grad(np.ones(3), np.zeros(3), var, backend=backend)
         np.testing.assert_allclose(grad_var, tv.grad.numpy(), rtol=1e-12)
-    for var in (np.array([1.0, -0.1]), -1.0):
+    for var in (np.array([1.0, -0.1]), -1.0, np.array([np.nan, -0.1]), np.array([-0.1, np.nan])):
+        with pytest.raises(ValueError, match="var has negative entry"):
+            torch.nn.functional.gaussian_nll_loss(torch.zeros(2), torch.zeros(2), torch.as_tensor(var))
         with pytest.raises(ValueError, match="var has negative entry"):
             lossk.gaussian_nll_loss(np.zeros(2), np.zeros(2), var)
+    assert np.isnan(lossk.gaussian_nll_loss(np.zeros(2), np.zeros(2), np.array([np.nan, 0.1])))
 
 
 BROADCAST_CASES = [
