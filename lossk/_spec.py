@@ -190,6 +190,9 @@ class ElementwiseLoss:
     """Data-dependent validation of the inputs (BCE's probabilities in [0, 1]); host-readable arrays only."""
     anchors: tuple[Anchor, ...] = ()
     """The anchor library's own test values, where the oracle is torch-written."""
+    torch_equivalent: str = ""
+    """The ``torch.nn.functional`` name of the loss where PyTorch has it but :attr:`oracle` is torch-written
+    (a stabler formulation than PyTorch's own); otherwise :attr:`torch_function` reads it from :attr:`oracle`."""
     hessian_floor: Callable[..., Any] | None = None
     """``hessian_floor(xp, x, y, **options)``: the floor of the surrogate Hessian on arrays (an array, or a number
     for a constant floor); ``None``: 0. The surrogate second derivative is ``where(d2 < floor, floor, d2)``, taken
@@ -232,7 +235,9 @@ class ElementwiseLoss:
     def torch_function(self) -> str | None:
         """The ``torch.nn.functional`` name of the loss, where PyTorch has it."""
         prefix = "torch.nn.functional."
-        return self.oracle[len(prefix):] if isinstance(self.oracle, str) and self.oracle.startswith(prefix) else None
+        if isinstance(self.oracle, str) and self.oracle.startswith(prefix):
+            return self.oracle[len(prefix):]
+        return self.torch_equivalent or None
 
 
 def check_supported(spec: ElementwiseLoss, *, multi_input: bool = False) -> None:

@@ -212,6 +212,7 @@ ELEMENTWISE_TORCH = [name for name, spec in ELEMENTWISE_LOSSES.items() if spec.t
 
 @pytest.mark.filterwarnings("ignore:reduction. 'mean' divides the total loss:UserWarning")  # torch's kl_div
 @pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")  # inside torch.func
+@pytest.mark.filterwarnings("ignore:There is a performance drop because we have not yet implemented the batching rule")
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("name", ELEMENTWISE_TORCH)
 def test_elementwise_hessian_matches_torch_func_hessian(name, reduction, rng):
@@ -234,8 +235,9 @@ def test_elementwise_hessian_matches_torch_func_hessian(name, reduction, rng):
     def scalar(x):
         return (factor * function(x, torch.from_numpy(target), reduction=reduction, **torch_options)).sum()
 
-    full = torch.func.hessian(scalar)(torch.from_numpy(input))
-    diagonal = full.reshape(input.size, input.size).diagonal().reshape(input.shape).numpy()
+    # reverse over reverse: torch.func.hessian's forward-over-reverse lacks soft_margin_loss_backward's forward AD
+    full = torch.func.jacrev(torch.func.jacrev(scalar))(torch.from_numpy(input))
+    diagonal = full.reshape(input.size, input.size).diagonal().reshape(input.shape).numpy(force=True)  # L1: zeros
     np.testing.assert_allclose(hess, diagonal, rtol=1e-9, atol=1e-12)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lossk._losses import ELEMENTWISE_LOSSES, readme
+from lossk._losses import ELEMENTWISE_LOSSES, multi_input, readme
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -18,9 +18,10 @@ def test_the_readme_holds_the_generated_losses_table() -> None:
 
 def test_every_spec_has_a_row_with_its_options() -> None:
     table = readme.table()
-    for spec in ELEMENTWISE_LOSSES.values():
+    for spec in (*ELEMENTWISE_LOSSES.values(), *multi_input.LOSSES):
         (line,) = [line for line in table.splitlines() if line.startswith(f"| `{spec.name}` / `{spec.class_name}` |")]
         for option in spec.keyword_options:
             assert f"`{option.name}={option.default!r}`" in line, (spec.name, option.name)
         assert (f"`F.{spec.torch_function}`" if spec.torch_function else "| none |") in line
+    assert "`F.soft_margin_loss`" in table and "`F.gaussian_nll_loss`" in table
     assert "log_cosh_loss" in table and "`cross_entropy` / `CrossEntropyLoss`" in table

@@ -63,14 +63,13 @@ SOFT_MARGIN_LOSS = ElementwiseLoss(
     Written ``max(z, 0) + log1p(exp(-|z|))`` with ``z = -y x``: finite for any input (PyTorch's own
     ``log1p(exp(z))`` overflows to inf, with a NaN gradient, once ``z > 709``, 88 in float32; elsewhere they
     agree). The mean divides by the element count.
-
-    PyTorch equivalent: ``torch.nn.functional.soft_margin_loss``.
     """,
     options=(reduction_option(),),
     formula=_soft_margin,
     element=_soft_margin_element,
     domain=Domain(_signs, extremes=(1e4, -1e4)),
     oracle=_soft_margin_oracle,
+    torch_equivalent="soft_margin_loss",
     references=("PyTorch, ``torch.nn.functional.soft_margin_loss`` (2.13).",),
     example="""
     >>> import numpy as np, lossk
