@@ -69,7 +69,8 @@ def derivatives(
     hess_out: Array | None, backend: str, surrogate: bool, **options: Any,
 ) -> tuple[Any, Array, Array, bool]:
     """:func:`value_grad_hessian` and whether ``hess`` is the surrogate: with ``surrogate=True``, the backend
-    that computes the exact Hessian computes the surrogate instead where it registers one (:func:`surrogate_key`)."""
+    that computes the exact Hessian computes the surrogate instead where it registers one (:func:`surrogate_key`),
+    the reference otherwise; ``False`` for a loss with no surrogate registered (floor 0: the caller clips)."""
     call = function._prepare(input, target, **options)
     grad_output = check_grad_output(grad_output, call.reduction, call.loss_shape, input)
     for name, buffer in (("out", out), ("hess_out", hess_out)):
@@ -81,8 +82,10 @@ def derivatives(
     registration = select(key(loss_name), backend, input)
     floored = False
     if surrogate:
+        surrogates = implementations(surrogate_key(loss_name))
         chosen = next(name for name, r in implementations(key(loss_name)).items() if r is registration)
-        fused = implementations(surrogate_key(loss_name)).get(chosen)
+        # a backend without the fused surrogate takes the reference's, on its arrays (one place per floor)
+        fused = surrogates.get(chosen, surrogates.get("array_api"))
         registration, floored = (fused, True) if fused is not None else (registration, False)
     extra = {"out": out, "hess_out": hess_out} if registration.writes_out else {}
     loss, grad, hess = registration.implementation(

@@ -39,8 +39,8 @@ step: XGBoost's ``min_child_weight``, LightGBM's ``min_sum_hessian_in_leaf``), o
 through a soft-cap, the focal loss, some Tweedie powers); ``hessian="surrogate"`` (default) gives a positive
 stand-in, ``max(exact, floor) · weight`` (the loss's own ``weight`` option and the sample weights). The floor
 is the loss's spec entry ``hessian_floor`` (``lossk._losses``; :data:`SURROGATE_HESSIAN` lists them), which the
-fused kernels (Numba and CUDA) apply in the same pass as the gradient (a backend without it — the class losses,
-the multi-input losses — takes one more pass over the exact Hessian). A constant ``c`` for these losses:
+fused kernels (Numba and CUDA) apply in the same pass as the gradient, and the reference on any other arrays;
+the class losses have the floor 0, applied in one more pass over the exact Hessian. A constant ``c`` for these losses:
 
 - ``l1_loss``: ``c = 1``, as LightGBM's ``regression_l1`` and XGBoost's ``reg:absoluteerror`` (which then
   refit each leaf to the residuals' median) and scikit-learn's ``AbsoluteError`` (Hessian 1, "a placeholder");
@@ -89,9 +89,10 @@ from typing import Any
 
 import numpy as np
 
-from ._array_api import Array, ieee_arithmetic, is_numpy_namespace, namespace_of
+from ._array_api import Array, is_numpy_namespace, namespace_of
 from ._hessian import derivatives
 from ._loss_function import LossFunction
+from ._multi_input import MultiInputLossFunction
 
 __all__ = ["catboost_objective", "lightgbm_objective", "xgboost_objective", "SURROGATE_HESSIAN"]
 
@@ -113,7 +114,8 @@ def _surrogate_floors() -> dict[str, Callable[[Any, Array, Array, dict[str, Any]
 SURROGATE_HESSIAN: dict[str, Callable[[Any, Array, Array, dict[str, Any]], Any]] = _surrogate_floors()
 """``floor(xp, margin, label, options)``: a loss's per-element surrogate floor, unweighted (an array, or a number
 for a constant floor; module docstring), read from its spec's ``hessian_floor`` (``lossk._losses``); losses not
-listed have the floor 0. The fused kernels compute the surrogate in the same pass as the gradient."""
+listed have the floor 0. The objectives do not call these: the fused kernels compute the surrogate in the same
+pass as the gradient, and the reference does on any other arrays (``lossk._hessian.derivatives``)."""
 
 CLASS_LOSSES = frozenset({"cross_entropy", "nll_loss"})
 """Losses whose margins are ``(n_samples, n_classes)`` and whose labels are class indices."""
@@ -131,7 +133,7 @@ class Objective:
 
     def __init__(self, loss: LossFunction | str, *, hessian: str = "surrogate", dtype: Any = None,
                  backend: str = "auto", **options: Any) -> None:
-        function = _loss_function(loss)
+        function = _single_input(_loss_function(loss))
         if hessian not in HESSIANS:
             raise ValueError(f"hessian must be one of {', '.join(map(repr, HESSIANS))}; got {hessian!r}")
         fixed = FIXED_OPTIONS.intersection(options)
@@ -195,20 +197,11 @@ class Objective:
         surrogate = self.hessian == "surrogate"
         _, grad, hess, floored = derivatives(self.function, prediction, label, out=out, hess_out=hess_out,
                                              surrogate=surrogate, **call)
-        if surrogate and not floored:  # no fused surrogate (class or multi-input losses): one more pass
-            floor = 0.0
-            if self.function.name in SURROGATE_HESSIAN:
-                with ieee_arithmetic(xp):  # exp((2 - p) x) may overflow to inf, as the exact Hessian does
-                    floor = SURROGATE_HESSIAN[self.function.name](xp, prediction, label, self._settings)
-            floor = xp.asarray(floor, dtype=hess.dtype) if isinstance(floor, float) else xp.astype(floor, hess.dtype)
-            if not self.is_multiclass and self.options.get("weight") is not None:  # as the kernels do
-                floor = floor * xp.astype(xp.asarray(self.options["weight"]), hess.dtype)
-            if weight is not None:
-                floor = floor * (weight[:, None] if self.is_multiclass else weight)
+        if surrogate and not floored:  # a loss without a floor (the class losses): negative values clipped to 0
             if isinstance(hess, np.ndarray):
-                np.maximum(hess, floor, out=hess)  # lossk's new array or the kept buffer: no second allocation
+                np.maximum(hess, 0, out=hess)  # lossk's new array or the kept buffer: no second allocation
             else:
-                hess = xp.maximum(hess, floor)
+                hess = xp.maximum(hess, xp.zeros_like(hess))
         return grad, hess
 
     def _kept_buffers(self, prediction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -330,6 +323,18 @@ def _loss_function(loss: LossFunction | str) -> LossFunction:
     if not isinstance(loss, LossFunction):
         raise TypeError(f"loss must be a lossk loss (such as lossk.huber_loss) or its name; got {loss!r}")
     return loss
+
+
+def _single_input(function: LossFunction) -> LossFunction:
+    """``function``, refused where it is a multi-input loss (``lossk._multi_input``): the objectives hand a loss
+    one margin array and its labels."""
+    if isinstance(function, MultiInputLossFunction):
+        raise ValueError(
+            f"loss must be a loss of one margin array against its labels, element by element or row by row of "
+            f"classes; lossk.{function.name} is a multi-input loss of ({', '.join(function.spec.inputs)}) "
+            "(multi-label margins: lossk.binary_cross_entropy_with_logits, whose per-element derivatives are "
+            "multilabel_soft_margin_loss's times the number of classes)")
+    return function
 
 
 def _same_library(a: Any, b: Array) -> bool:

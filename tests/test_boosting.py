@@ -343,6 +343,9 @@ def test_objective_errors_name_the_problem():
         boosting.xgboost_objective(len)
     with pytest.raises(ValueError, match="no loss named 'hubber_loss'"):
         boosting.xgboost_objective("hubber_loss")
+    for multi_input in ("margin_ranking_loss", "gaussian_nll_loss", "multilabel_soft_margin_loss"):
+        with pytest.raises(ValueError, match=f"lossk.{multi_input} is a multi-input loss"):
+            boosting.xgboost_objective(multi_input)
     with pytest.raises(ValueError, match="hessian must be one of"):
         boosting.lightgbm_objective(lossk.mse_loss, hessian="diagonal")
     with pytest.raises(TypeError, match="reduction is set by the objective"):
@@ -488,3 +491,27 @@ def test_focal_surrogate_objective_trains():
     one, four = (mean_loss(_xgboost_margins(xgb, X, y, {**XGBOOST, "base_score": 0.0}, objective, rounds=rounds))
                  for rounds in (1, 4))
     assert four < one < start
+
+
+@pytest.mark.parametrize("loss", ["huber_loss", "sigmoid_focal_loss", "tweedie_loss"])
+def test_a_backend_without_the_fused_surrogate_takes_the_reference_floor(loss, monkeypatch):
+    """lossk._hessian.derivatives: where the backend that computes the exact Hessian registers no fused
+    surrogate, the reference's surrogate serves its arrays (the floor has one place, the spec), not a 0 floor."""
+    from lossk import _dispatch
+    from lossk._hessian import surrogate_key
+
+    options = {"tweedie_loss": {"power": 3.0}}.get(loss, {})
+    rng = np.random.default_rng(7)
+    x = rng.uniform(-6, 6, 50)
+    y = {"sigmoid_focal_loss": np.where(rng.random(50) < 0.5, 0.0, 1.0),
+         "tweedie_loss": rng.gamma(2.0, 2.0, 50)}.get(loss, rng.normal(0, 1, 50))
+    weight = rng.uniform(0.5, 2.0, 50)
+    expected = boosting.xgboost_objective(loss, backend="array_api", **options)(y, x, sample_weight=weight)
+    registry = {k: v for k, v in _dispatch._REGISTRY.items() if k[0] != surrogate_key(loss) or k[1] == "array_api"}
+    monkeypatch.setattr(_dispatch, "_REGISTRY", registry)
+    for backend in ("auto", "array_api", *(["numba"] if _dispatch.is_available("numba") else [])):
+        grad, hess = boosting.xgboost_objective(loss, backend=backend, **options)(y, x, sample_weight=weight)
+        exact = boosting.xgboost_objective(loss, backend=backend, hessian="exact", **options)(y, x, sample_weight=weight)[1]
+        assert np.any(hess > np.maximum(exact, 0)), "the floor lifts the Hessian above the exact one somewhere"
+        np.testing.assert_allclose(grad, expected[0], rtol=1e-12, atol=0)
+        np.testing.assert_allclose(hess, expected[1], rtol=1e-12, atol=0)
