@@ -16,7 +16,8 @@ else is derived from it:
 A loss's per-element formulation is written twice, with the same operations in the same order: once for
 arrays (``formula(xp, x, y, *, order, **options) -> (loss, d1, d2)``, the specification every kernel is
 checked against) and once for scalars (``element(x, y, *options) -> (loss, d1, d2)``, what the kernels
-inline; it may use only the helpers of :mod:`lossk._losses.scalar` and :attr:`ElementwiseLoss.constants`).
+inline; it may use only the helpers of :mod:`lossk._losses.scalar`, :attr:`ElementwiseLoss.constants` and the
+loss's own :attr:`ElementwiseLoss.scalar_helpers`).
 ``d1`` and ``d2`` are the first and second derivatives of the per-element loss with respect to the
 differentiable input; ``order`` (0, 1 or 2) says which of them the reference needs (the others may be
 ``None``). The kernels compute ``d2`` always and store it only when asked (a ``hess`` buffer), so LLVM
@@ -167,6 +168,10 @@ class ElementwiseLoss:
     """``rewrite(options)``: ``(other loss, its options)`` where this loss is exactly another one."""
     constants: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
     """Module-level constants ``element`` reads (written into the generated kernel module)."""
+    scalar_helpers: tuple[Callable[..., Any], ...] = ()
+    """Scalar functions of the loss's own that :attr:`element` and :attr:`hessian_floor_element` call (the terms
+    both need, written once), under the rules of ``element``; the generated module copies them under their names,
+    each inlined like ``element``."""
     inputs: tuple[str, ...] = ("input", "target")
     """The positional array arguments, all of one shape (the first's), unless :attr:`input_shape` says otherwise."""
     differentiable: tuple[str, ...] = ("input",)

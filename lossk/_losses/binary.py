@@ -218,7 +218,8 @@ def _sigmoid_focal(xp, x, t, *, order, alpha, gamma):
     return scale * ce, d1, d2
 
 
-def _sigmoid_focal_element(x, t, alpha, gamma):
+def _focal_terms_element(x, t, alpha, gamma):
+    """``(scale, p, pq, ce, r)``: the focal factor ``a_t q^gamma``, ``p``, ``p (1 - p)``, BCE and ``r = q'/q``."""
     zero = cast_like(0.0, x)
     one = cast_like(1.0, x)
     two = cast_like(2.0, x)
@@ -240,10 +241,16 @@ def _sigmoid_focal_element(x, t, alpha, gamma):
         q = p * (one - t) + not_p * t
         log_q = log_of(q)
         r = (one - two * t) * pq / q
-    g = cast_like(gamma, x)
     a = cast_like(alpha, x)
     a_t = a * t + (one - a) * (one - t) if a >= zero else one
-    scale = a_t * exp_of(g * log_q)
+    return a_t * exp_of(cast_like(gamma, x) * log_q), p, pq, ce, r
+
+
+def _sigmoid_focal_element(x, t, alpha, gamma):
+    one = cast_like(1.0, x)
+    two = cast_like(2.0, x)
+    g = cast_like(gamma, x)
+    scale, p, pq, ce, r = _focal_terms_element(x, t, alpha, gamma)
     d1 = scale * ((p - t) + g * ce * r)
     d2 = scale * (pq + two * g * r * (p - t) + g * ce * r * (one - two * p) + g * (g - one) * ce * r * r)
     return scale * ce, d1, d2
@@ -256,23 +263,8 @@ def _sigmoid_focal_floor(xp, x, t, *, alpha, gamma):
 
 
 def _sigmoid_focal_floor_element(x, t, alpha, gamma):
-    zero = cast_like(0.0, x)
-    one = cast_like(1.0, x)
-    e = exp_of(-abs(x))
-    inv = one / (one + e)
-    l1pe = log1p_unit_of(e)
-    p = inv if x >= zero else e * inv
-    not_p = e * inv if x >= zero else inv
-    relu = x if x > zero else zero
-    if t == one:
-        log_q = -(relu + l1pe)
-    elif t == zero:
-        log_q = -(relu - x + l1pe)
-    else:
-        log_q = log_of(p * (one - t) + not_p * t)
-    a = cast_like(alpha, x)
-    a_t = a * t + (one - a) * (one - t) if a >= zero else one
-    return a_t * exp_of(cast_like(gamma, x) * log_q) * (e * inv * inv)
+    scale, _, pq, _, _ = _focal_terms_element(x, t, alpha, gamma)
+    return scale * pq
 
 
 def _focal_targets(rng, shape, options, differentiable):
@@ -328,6 +320,7 @@ SIGMOID_FOCAL_LOSS = ElementwiseLoss(
     ),
     formula=_sigmoid_focal,
     element=_sigmoid_focal_element,
+    scalar_helpers=(_focal_terms_element,),
     hessian_floor=_sigmoid_focal_floor,
     hessian_floor_element=_sigmoid_focal_floor_element,
     domain=Domain(_focal_targets, extremes=(1e4, -1e4, 40.0)),

@@ -3,7 +3,7 @@
 One module per loss, ``kernels/numba/pointwise/<name>.py``, committed: a real file, so that Numba's
 ``cache=True`` works across processes (a kernel made by a closure factory recompiles in every process,
 numba#6264), and so that a call loads only the kernel it needs. Each module holds the loss's scalar
-formulation (its spec's ``element``, copied verbatim with the constants it reads), the floor of its
+formulation (its spec's ``element``, copied verbatim with the constants and ``scalar_helpers`` it reads), the floor of its
 surrogate Hessian (``hessian_floor_element``, or 0) and one chunked ``prange`` loop, the same for every loss
 (see ``kernels/numba/elementwise.py``), once per combination of the loss's flags with their values compiled
 in. ``--check`` exits 1 when a committed module differs from what the generator writes (the tests check the same).
@@ -143,11 +143,12 @@ def scalar_source(spec: ElementwiseLoss, function: Any, name: str) -> str:
     it reads."""
     check_supported(spec, multi_input=is_multi_input(spec))
     code = function.__code__
-    unknown = set(code.co_names) - set(scalar.__all__) - set(spec.constants) - BUILTINS
+    own = {helper.__name__ for helper in spec.scalar_helpers}
+    unknown = set(code.co_names) - set(scalar.__all__) - set(spec.constants) - BUILTINS - own
     if unknown:
         raise ValueError(
             f"{spec.name}'s {function.__name__} reads {sorted(unknown)}: a scalar formulation may use only "
-            f"lossk._losses.scalar's helpers, {sorted(BUILTINS)} and its spec's constants"
+            f"lossk._losses.scalar's helpers, {sorted(BUILTINS)}, its spec's constants and scalar_helpers"
         )
     source = textwrap.dedent(inspect.getsource(function))
     header, body = source.split("\n", 1)
@@ -167,7 +168,8 @@ def module_source(spec: ElementwiseLoss) -> str:
     drops the branches they decide (a run-time flag costs both sides of each branch in a vectorised loop)."""
     multi = is_multi_input(spec)
     floor = spec.hessian_floor_element
-    used = set(spec.element.__code__.co_names) | (set() if multi or floor is None else set(floor.__code__.co_names))
+    scalars = [spec.element, *spec.scalar_helpers, *([] if multi or floor is None else [floor])]
+    used = set().union(*(function.__code__.co_names for function in scalars))
     needs_cast = any(o.kind == ARRAY_KIND for o in spec.formula_options) or (not multi and floor is None)
     helpers = sorted(used & set(scalar.__all__) | ({"cast_like"} if needs_cast else set()))
     options = spec.formula_options
@@ -227,7 +229,8 @@ def module_source(spec: ElementwiseLoss) -> str:
         helpers=f"from ..typed_math import {', '.join(helpers)}\n" if helpers else "",
         constants="".join(["\n", *(f"{name} = {value!r}\n" for name, value in spec.constants.items())])
         if spec.constants else "",
-        element=element_source(spec) + floor_source,
+        element="".join(f"{scalar_source(spec, helper, helper.__name__)}\n\n@njit(**ELEMENT)\n"
+                        for helper in spec.scalar_helpers) + element_source(spec) + floor_source,
         kernels="".join(kernels),
     )
 

@@ -17,7 +17,8 @@ from ..typed_math import cast_like, exp_of, log1p_unit_of, log_of
 
 
 @njit(**ELEMENT)
-def element(x, t, alpha, gamma):
+def _focal_terms_element(x, t, alpha, gamma):
+    """``(scale, p, pq, ce, r)``: the focal factor ``a_t q^gamma``, ``p``, ``p (1 - p)``, BCE and ``r = q'/q``."""
     zero = cast_like(0.0, x)
     one = cast_like(1.0, x)
     two = cast_like(2.0, x)
@@ -39,10 +40,17 @@ def element(x, t, alpha, gamma):
         q = p * (one - t) + not_p * t
         log_q = log_of(q)
         r = (one - two * t) * pq / q
-    g = cast_like(gamma, x)
     a = cast_like(alpha, x)
     a_t = a * t + (one - a) * (one - t) if a >= zero else one
-    scale = a_t * exp_of(g * log_q)
+    return a_t * exp_of(cast_like(gamma, x) * log_q), p, pq, ce, r
+
+
+@njit(**ELEMENT)
+def element(x, t, alpha, gamma):
+    one = cast_like(1.0, x)
+    two = cast_like(2.0, x)
+    g = cast_like(gamma, x)
+    scale, p, pq, ce, r = _focal_terms_element(x, t, alpha, gamma)
     d1 = scale * ((p - t) + g * ce * r)
     d2 = scale * (pq + two * g * r * (p - t) + g * ce * r * (one - two * p) + g * (g - one) * ce * r * r)
     return scale * ce, d1, d2
@@ -50,23 +58,8 @@ def element(x, t, alpha, gamma):
 
 @njit(**ELEMENT)
 def hessian_floor(x, t, alpha, gamma):
-    zero = cast_like(0.0, x)
-    one = cast_like(1.0, x)
-    e = exp_of(-abs(x))
-    inv = one / (one + e)
-    l1pe = log1p_unit_of(e)
-    p = inv if x >= zero else e * inv
-    not_p = e * inv if x >= zero else inv
-    relu = x if x > zero else zero
-    if t == one:
-        log_q = -(relu + l1pe)
-    elif t == zero:
-        log_q = -(relu - x + l1pe)
-    else:
-        log_q = log_of(p * (one - t) + not_p * t)
-    a = cast_like(alpha, x)
-    a_t = a * t + (one - a) * (one - t) if a >= zero else one
-    return a_t * exp_of(cast_like(gamma, x) * log_q) * (e * inv * inv)
+    scale, _, pq, _, _ = _focal_terms_element(x, t, alpha, gamma)
+    return scale * pq
 
 
 @njit(**FUSED)
