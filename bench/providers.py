@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -144,8 +145,8 @@ class LosskBackend(Provider):
         value_and_grad = functools.partial(
             getattr(lossk, case.lossk_name).value_and_grad, backend=self.backend, **case.options
         )
-        if registration.writes_out and case.differentiable == (0,):
-            value_and_grad = functools.partial(value_and_grad, out=array_namespace(args[0]).empty_like(args[0]))
+        if registration.writes_out and "out" in inspect.signature(value_and_grad.func).parameters:
+            value_and_grad = functools.partial(value_and_grad, out=_buffers(args, case.differentiable))
 
         def call() -> tuple[Any, Any]:
             loss, grad = value_and_grad(*args)
@@ -154,6 +155,14 @@ class LosskBackend(Provider):
             return loss, grad[: len(case.differentiable)] if len(case.differentiable) > 1 else grad
 
         return call
+
+
+def _buffers(args: tuple[Any, ...], differentiable: tuple[int, ...]) -> Any:
+    """An ``out=`` for lossk: an array like the differentiated argument, or a tuple of one per argument."""
+    from array_api_compat import array_namespace
+
+    buffers = tuple(array_namespace(args[i]).empty_like(args[i]) for i in differentiable)
+    return buffers if len(buffers) > 1 else buffers[0]
 
 
 class LosskHessian(LosskBackend):
@@ -176,11 +185,12 @@ class LosskHessian(LosskBackend):
 
         function = getattr(lossk, case.lossk_name, None)
         registration = _dispatch.implementations(key(case.lossk_dispatch or case.lossk_name)).get(self.backend)
-        if registration is None or not isinstance(function, lossk.LossFunction) or case.differentiable != (0,):
+        if registration is None or not isinstance(function, lossk.LossFunction):
             raise NotApplicable(f"lossk's {self.backend} backend has no Hessian of this loss")
         args, synchronize = (arrays, _nothing) if device == CPU else _gpu_arrays(arrays)
-        xp = array_namespace(args[0])
-        buffers = {"out": xp.empty_like(args[0]), "hess_out": xp.empty_like(args[0])} if registration.writes_out else {}
+        buffers = {}
+        if registration.writes_out:
+            buffers = {"out": _buffers(args, case.differentiable), "hess_out": _buffers(args, case.differentiable)}
         value_grad_hessian = functools.partial(
             function.value_grad_hessian, backend=self.backend, **buffers, **case.options
         )

@@ -21,8 +21,9 @@ def table(case: Case, measurements: Sequence[Measurement], copy_gbs: float) -> s
     lines = [
         f"{name}: forward+backward, float32, reduction='mean'",
         f"  GB/s counts the minimum bytes ({case.layout.description}); copy bandwidth {copy_gbs:.1f} GB/s",
-        "  " + _row(COLUMNS),
     ]
+    widths = (WIDTHS[0], max(WIDTHS[1], *(len(m.provider) for m in measurements)), *WIDTHS[2:])
+    lines.append("  " + _row(COLUMNS, widths))
     sizes = list(dict.fromkeys(m.size for m in measurements))
     for size in sizes:
         rows = sorted((m for m in measurements if m.size == size), key=lambda m: m.median_s)
@@ -37,7 +38,7 @@ def table(case: Case, measurements: Sequence[Measurement], copy_gbs: float) -> s
                 f"{m.fraction_of_copy:.0%}",
                 speedup,
             )
-            lines.append("  " + _row(cells) + mark)
+            lines.append("  " + _row(cells, widths) + mark)
     if not all(m.loss_matches for m in measurements):
         lines.append(
             f"  ! the loss differs from the float64 NumPy value by more than {LOSS_RTOL:g} (relative); "
@@ -46,9 +47,9 @@ def table(case: Case, measurements: Sequence[Measurement], copy_gbs: float) -> s
     return "\n".join(lines)
 
 
-def _row(cells: Sequence[str]) -> str:
-    left = [f"{cell:<{width}}" for cell, width in zip(cells[:2], WIDTHS[:2])]
-    right = [f"{cell:>{width}}" for cell, width in zip(cells[2:], WIDTHS[2:])]
+def _row(cells: Sequence[str], widths: Sequence[int]) -> str:
+    left = [f"{cell:<{width}}" for cell, width in zip(cells[:2], widths[:2])]
+    right = [f"{cell:>{width}}" for cell, width in zip(cells[2:], widths[2:])]
     return " ".join(left + right).rstrip()
 
 
