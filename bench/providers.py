@@ -185,11 +185,11 @@ class LosskHessian(LosskBackend):
 
         function = getattr(lossk, case.lossk_name, None)
         registration = _dispatch.implementations(key(case.lossk_dispatch or case.lossk_name)).get(self.backend)
-        if registration is None or not isinstance(function, lossk.LossFunction):
+        if registration is None or not hasattr(function, "value_grad_hessian"):
             raise NotApplicable(f"lossk's {self.backend} backend has no Hessian of this loss")
         args, synchronize = (arrays, _nothing) if device == CPU else _gpu_arrays(arrays)
         buffers = {}
-        if registration.writes_out:
+        if registration.writes_out and "out" in inspect.signature(function.value_grad_hessian).parameters:
             buffers = {"out": _buffers(args, case.differentiable), "hess_out": _buffers(args, case.differentiable)}
         value_grad_hessian = functools.partial(
             function.value_grad_hessian, backend=self.backend, **buffers, **case.options
@@ -198,7 +198,7 @@ class LosskHessian(LosskBackend):
         def call() -> tuple[Any, Any]:
             loss, grad, _ = value_grad_hessian(*args)
             synchronize()
-            return loss, grad
+            return loss, grad[: len(case.differentiable)] if len(case.differentiable) > 1 else grad
 
         return call
 

@@ -24,7 +24,9 @@ them when they can; this module copies into them otherwise.
 The multi-input losses (``lossk._multi_input``: ``gaussian_nll_loss``, ``margin_ranking_loss``,
 ``multilabel_soft_margin_loss``) register under the same key with their own contract (every input array
 positional; a tuple of gradients and a tuple of Hessian diagonals, one per differentiable argument); their
-``.hessian`` and ``.value_grad_hessian`` run through ``MultiInputLossFunction``, not :func:`value_grad_hessian`.
+``.hessian`` and ``.value_grad_hessian`` run through ``MultiInputLossFunction``, not :func:`value_grad_hessian`;
+``lossk.linear_cross_entropy``'s through ``lossk.linear`` (one diagonal per argument, from each row's whole
+softmax Hessian).
 """
 
 from __future__ import annotations

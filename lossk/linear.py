@@ -26,6 +26,7 @@ from . import classification
 from ._array_api import Array, as_array, namespace_of
 from ._dispatch import Implementation, implementations, select
 from ._reduction import compute_dtype
+from ._reference import classification as reference_classification
 from ._reference.linear import PRODUCTS
 from ._validation import (
     check_array,
@@ -47,6 +48,12 @@ UNFUSED_TEMPORARIES = 8
 """A cross-entropy that does not write its gradient in place (the reference) makes about this many
 chunk-sized temporaries, so its chunks are this many times smaller."""
 
+HESSIAN_LOGITS_CHUNK_BYTES = 16 * 2**20
+"""``chunk_size=None`` for the second derivatives: chunks of this many bytes of logits. Their reference
+cross-entropy makes about a dozen chunk-sized temporaries (some 200 MiB), traded for fewer passes over the
+(V, H) weight gradient and Hessian that every chunk adds to (``bench/NOTES.md``: at V = 32768, H = 512 this
+is 128 rows, the fastest of 32 to 512)."""
+
 
 @dataclass(frozen=True)
 class ChunkedCall:
@@ -65,6 +72,8 @@ class ChunkedCall:
     """weight, ignore_index, label_smoothing, softcap and backend, passed to every chunk's cross-entropy."""
     products: Implementation
     """``products(linear_weight, xp=, chunk_rows=)``: the chunks' matrix products (``lossk._reference.linear``)."""
+    hessian_chunk_rows: int
+    """The chunk size of the second derivatives' pass (:data:`HESSIAN_LOGITS_CHUNK_BYTES`)."""
 
 
 class LinearCrossEntropy:
@@ -94,6 +103,39 @@ class LinearCrossEntropy:
         call = self._prepare(input, linear_weight, target, **options)
         grad_output = check_grad_output(grad_output, call.reduction, (input.shape[0],), input)
         return _run(call, compute_grad=True, grad_output=grad_output)
+
+    def value_grad_hessian(
+        self, input: Array, linear_weight: Array, target: Array, /, *, grad_output: Any = None, **options: Any
+    ) -> tuple[Any, tuple[Array, Array, Array | None], tuple[Array, Array, Array | None]]:
+        r"""``(loss, (d_input, d_linear_weight, d_linear_bias), (h_input, h_linear_weight, h_linear_bias))``:
+        the gradients as :meth:`value_and_grad` gives them and the diagonals of the Hessian with respect to
+        each argument, shaped like it (``h_linear_bias`` None without a bias), scaled by the reduction and
+        ``grad_output`` like the gradients.
+
+        With each row's Hessian with respect to its logits written ``diag(D) + c beta beta^T``
+        (``lossk._reference.classification``; ``h`` its diagonal, cross-entropy's Hessian) and the logits
+        ``z = x W^T + b``:
+
+        .. math:: h_{x, nj} = \textstyle\sum_v D_{nv} W_{vj}^2 + c_n (\sum_v \beta_{nv} W_{vj})^2, \qquad
+                  h_{W, vj} = \textstyle\sum_n h_{nv} x_{nj}^2, \qquad h_{b, v} = \textstyle\sum_n h_{nv}.
+
+        Three more matrix products per chunk than the gradient's (six in all), and one array like
+        ``linear_weight`` (its square). Each chunk's cross-entropy is the reference (Array API, on the
+        input's library); ``chunk_size=None`` takes chunks of 16 MiB of logits
+        (:data:`HESSIAN_LOGITS_CHUNK_BYTES`); ``backend`` chooses the products.
+        Without a soft-cap or z-loss, ``h_input`` is the variance of ``W``'s columns under each row's softmax
+        times the row's weight: a difference of two sums that loses relative precision where one class takes
+        nearly all the probability.
+        """
+        call = self._prepare(input, linear_weight, target, **options)
+        grad_output = check_grad_output(grad_output, call.reduction, (input.shape[0],), input)
+        return _run_hessian(call, grad_output=grad_output)
+
+    def hessian(
+        self, input: Array, linear_weight: Array, target: Array, /, *, grad_output: Any = None, **options: Any
+    ) -> tuple[Array, Array, Array | None]:
+        """``(h_input, h_linear_weight, h_linear_bias)``, the Hessian's diagonals of :meth:`value_grad_hessian`."""
+        return self.value_grad_hessian(input, linear_weight, target, grad_output=grad_output, **options)[2]
 
 
 @LinearCrossEntropy
@@ -183,6 +225,7 @@ def linear_cross_entropy(
     automatic_rows = max(1, LOGITS_CHUNK_BYTES // max(row_bytes, 1))
     # the backend that will compute the chunks' cross-entropy (this also rejects an unusable backend now)
     registration = select("cross_entropy", backend, input, n_elements=automatic_rows * n_classes)
+    hessian_rows = max(1, HESSIAN_LOGITS_CHUNK_BYTES // max(row_bytes, 1)) if chunk_size is None else chunk_size
     if chunk_size is None:
         chunk_size = automatic_rows if registration.writes_out else max(1, automatic_rows // UNFUSED_TEMPORARIES)
     # the matrix products of the backend asked for where it registers its own (else the Array API's)
@@ -207,6 +250,7 @@ def linear_cross_entropy(
         min(chunk_size, max(n_tokens, 1)),
         options,
         products.implementation,
+        min(hessian_rows, max(n_tokens, 1)),
     )
 
 
@@ -324,6 +368,54 @@ def _run(call: ChunkedCall, *, compute_grad: bool, grad_output: Any) -> tuple[An
     if call.return_z_loss:
         result = (result, _combine(xp, z_terms, call.reduction, plan.factor, dtype, input.dtype))
     return result, ((d_input, d_weight, d_bias) if compute_grad else None)
+
+
+def _run_hessian(call: ChunkedCall, *, grad_output: Any) -> tuple[Any, Any, Any]:
+    """:meth:`LinearCrossEntropy.value_grad_hessian` (its docstring gives the formulas)."""
+    xp, input, linear_weight, target, bias = call.xp, call.input, call.linear_weight, call.target, call.linear_bias
+    n_tokens, rows = input.shape[0], call.hessian_chunk_rows
+    dtype = compute_dtype(xp, input.dtype)
+    plan = _chunk_plan(call, grad_output)
+    options = {name: value for name, value in call.cross_entropy_options.items() if name != "backend"}
+    options.update(weight=plan.weight, z_loss=call.z_loss, return_z_loss=call.return_z_loss)
+    products = call.products(linear_weight, xp=xp, chunk_rows=min(rows, n_tokens))
+    weight_in_dtype = xp.astype(linear_weight, dtype, copy=False)
+    square_weight = weight_in_dtype**2
+    d_input, h_input = xp.empty_like(input), xp.empty_like(input)
+    d_weight, h_weight = xp.zeros_like(linear_weight), xp.zeros_like(linear_weight)
+    d_bias, h_bias = (None, None) if bias is None else (xp.zeros_like(bias), xp.zeros_like(bias))
+    losses, z_terms = [], []
+    chunk_upstream = plan.upstream
+    for start in range(0, n_tokens, rows):
+        stop = min(start + rows, n_tokens)
+        x = input[start:stop, ...]
+        logits = products.logits(x)
+        if bias is not None:
+            logits += bias
+        if call.reduction == "none" and plan.upstream is not None:
+            chunk_upstream = plan.upstream[start:stop]
+        value, g, h, (diagonal, coefficient, beta) = reference_classification.cross_entropy_derivatives(
+            logits, target[start:stop], xp=xp, reduction=plan.reduction, grad_output=chunk_upstream, order=2,
+            hessian_factors=True, **options,
+        )
+        del logits
+        products.set_input_gradient(d_input, start, stop, g)
+        products.accumulate_weight_gradient(d_weight, g, x)
+        row_sums = xp.matmul(beta, weight_in_dtype)
+        h_rows = xp.matmul(diagonal, square_weight) + coefficient * row_sums**2
+        h_input[start:stop, ...] = xp.astype(h_rows, input.dtype)
+        products.accumulate_weight_gradient(h_weight, h, x * x)
+        if bias is not None:
+            d_bias += xp.sum(g, axis=0)
+            h_bias += xp.sum(h, axis=0)
+        loss, z_term = value if call.return_z_loss else (value, None)
+        losses.append(loss)
+        z_terms.append(z_term)
+        del value, loss, g, h, diagonal, coefficient, beta, row_sums, h_rows
+    result = _combine(xp, losses, call.reduction, plan.factor, dtype, input.dtype)
+    if call.return_z_loss:
+        result = (result, _combine(xp, z_terms, call.reduction, plan.factor, dtype, input.dtype))
+    return result, (d_input, d_weight, d_bias), (h_input, h_weight, h_bias)
 
 
 def _combine(xp: ModuleType, chunks: list[Array], reduction: str, factor: Any, dtype: Any, out_dtype: Any) -> Array:

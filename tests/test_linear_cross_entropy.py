@@ -338,3 +338,134 @@ def test_peak_memory_stays_far_below_the_logits(backend_name, tmp_path):
     assert result["growth"] < logits_bytes / 4, (
         f"peak memory grew by {result['growth'] / 2**20:.0f} MiB; full logits {logits_bytes / 2**20:.0f} MiB"
     )
+
+
+# ---- second derivatives ---------------------------------------------------------------------------------------
+
+HESSIAN_OPTION_SETS = [*OPTION_SETS, {"softcap": 2.0}]
+
+
+def torch_hessian_diagonals(arrays: dict[str, Any], *, grad_output: Any = None, **options: Any) -> tuple:
+    """The diagonals of the float64 Hessian of ``sum(grad_output * loss)`` with respect to input, linear_weight
+    and linear_bias (None without one), from ``torch.autograd.functional.hessian`` of matmul + the formula."""
+    names = [n for n in ("input", "linear_weight", "linear_bias") if n in arrays]
+    leaves = tuple(to_torch(arrays[n]) for n in names)
+    target, weight = to_torch(arrays["target"]), to_torch(arrays.get("weight"))
+
+    def scalar(*leaves: torch.Tensor) -> torch.Tensor:
+        logits = leaves[0] @ leaves[1].T + (leaves[2] if len(leaves) > 2 else 0)
+        loss, _ = z_loss_cross_entropy_formula(logits, target, weight=weight, **options)
+        upstream = 1.0 if grad_output is None else torch.as_tensor(np.asarray(grad_output, np.float64))
+        return (loss * upstream).sum()
+
+    blocks = torch.autograd.functional.hessian(scalar, leaves)
+    diagonals = [torch.diagonal(blocks[i][i].reshape(leaf.numel(), leaf.numel())).reshape(leaf.shape).numpy()
+                 for i, leaf in enumerate(leaves)]
+    return tuple(diagonals) + (None,) * (3 - len(diagonals))
+
+
+@pytest.mark.parametrize("chunk_size", [None, 1, 3])
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+@pytest.mark.parametrize("extras", [False, True], ids=["plain-call", "bias-weighted-ignored"])
+@pytest.mark.parametrize("options", HESSIAN_OPTION_SETS, ids=["plain", "smoothing", "z-loss", "softcap-z-smoothing",
+                                                              "softcap"])
+def test_hessian_diagonals_match_torch(options, extras, reduction, chunk_size, rng, seed):
+    """h_input, h_linear_weight and h_linear_bias against the float64 autograd Hessian of matmul + the formula;
+    the loss and gradients of value_grad_hessian are value_and_grad's."""
+    arrays = draw(rng, bias=extras, class_weight=extras, ignored=extras)
+    grad_output = rng.uniform(0.5, 2, N_TOKENS) if reduction == "none" else 1.5
+    settings = {"reduction": reduction, "z_loss": 0.0, "softcap": None, **options}
+    expected = torch_hessian_diagonals(arrays, grad_output=grad_output, **settings)
+    positional, keywords = call_arguments(arrays)
+    loss, grads, hessians = lossk.linear_cross_entropy.value_grad_hessian(
+        *positional, **keywords, **settings, grad_output=grad_output, chunk_size=chunk_size)
+    expected_loss, _, expected_grads = torch_linear_cross_entropy(arrays, grad_output=grad_output, **settings)
+    assert_close(loss, expected_loss, np.float64, "loss", seed)
+    assert_gradients_close(grads, expected_grads, np.float64, seed)
+    for name, actual, wanted in zip(("h_input", "h_linear_weight", "h_linear_bias"), hessians, expected, strict=True):
+        if wanted is None:
+            assert actual is None, f"{name} must be None without a linear_bias"
+        else:
+            assert_close(actual, wanted, np.float64, name, seed)
+    only = lossk.linear_cross_entropy.hessian(*positional, **keywords, **settings, grad_output=grad_output,
+                                              chunk_size=chunk_size)
+    for actual, wanted in zip(only, hessians, strict=True):
+        assert (actual is None) == (wanted is None)
+        if wanted is not None:
+            np.testing.assert_array_equal(actual, wanted)
+
+
+def test_hessian_matches_finite_differences_of_the_gradient(rng):
+    """Each diagonal entry against the central difference of lossk's own analytic gradient (float64), every
+    option on: an oracle independent of PyTorch."""
+    arrays = draw(rng, bias=True, class_weight=True, ignored=True)
+    positional, keywords = call_arguments(arrays)
+    settings = {"reduction": "mean", "z_loss": 0.1, "softcap": 2.5, "label_smoothing": 0.1, "chunk_size": 4}
+    _, _, hessians = lossk.linear_cross_entropy.value_grad_hessian(*positional, **keywords, **settings)
+    step = 1e-5
+    for index, name in enumerate(("input", "linear_weight", "linear_bias")):
+        base = arrays[name]
+        differences = np.empty_like(base)
+        for k in np.ndindex(base.shape):
+            sides = []
+            for sign in (1, -1):
+                moved = dict(arrays, **{name: base.copy()})
+                moved[name][k] += sign * step
+                moved_positional, moved_keywords = call_arguments(moved)
+                _, grads = lossk.linear_cross_entropy.value_and_grad(*moved_positional, **moved_keywords, **settings)
+                sides.append(grads[index][k])
+            differences[k] = (sides[0] - sides[1]) / (2 * step)
+        np.testing.assert_allclose(hessians[index], differences, rtol=1e-6, atol=1e-9, err_msg=name)
+
+
+def test_hessian_in_float32_and_float16(rng):
+    """The input's dtype throughout; float32 within its resolution of the float64 result, float16 within its own."""
+    arrays = draw(rng, bias=True, class_weight=True, ignored=True)
+    settings = {"reduction": "mean", "z_loss": 0.05, "softcap": 4.0, "chunk_size": 3}
+    positional, keywords = call_arguments(arrays)
+    _, _, exact = lossk.linear_cross_entropy.value_grad_hessian(*positional, **keywords, **settings)
+    for dtype, rtol in ((np.float32, 1e-4), (np.float16, 3e-2)):
+        low = {n: a.astype(dtype) if n != "target" else a for n, a in arrays.items()}
+        positional, keywords = call_arguments(low)
+        _, grads, hessians = lossk.linear_cross_entropy.value_grad_hessian(*positional, **keywords, **settings)
+        assert all(h.dtype == dtype for h in hessians) and all(g.dtype == dtype for g in grads)
+        for actual, wanted in zip(hessians, exact, strict=True):
+            np.testing.assert_allclose(actual.astype(np.float64), wanted, rtol=rtol,
+                                       atol=rtol * np.abs(wanted).max())
+
+
+def test_hessian_of_no_tokens_and_of_ignored_tokens(rng):
+    w = rng.normal(0, 1, (N_CLASSES, N_FEATURES))
+    loss, _, (h_x, h_w, h_b) = lossk.linear_cross_entropy.value_grad_hessian(
+        np.zeros((0, N_FEATURES)), w, np.zeros(0, dtype=np.int64), linear_bias=np.zeros(N_CLASSES))
+    assert np.isnan(loss) and h_x.shape == (0, N_FEATURES)
+    np.testing.assert_array_equal(h_w, 0.0)
+    np.testing.assert_array_equal(h_b, 0.0)
+    arrays = draw(rng, bias=False, class_weight=False, ignored=True)
+    positional, keywords = call_arguments(arrays)
+    _, _, (h_x, _, _) = lossk.linear_cross_entropy.value_grad_hessian(*positional, z_loss=0.1, reduction="sum")
+    ignored = arrays["target"] == -100
+    np.testing.assert_array_equal(h_x[ignored], 0.0)
+    assert np.all(h_x[~ignored] > 0)
+
+
+def test_hessian_on_torch_array_api_strict_and_lazy_dask(rng, seed):
+    """Any Array-API library, the input's library out; on Dask nothing is computed until the caller asks."""
+    arrays = draw(rng, bias=True, class_weight=True, ignored=True)
+    settings = {"reduction": "mean", "z_loss": 0.05, "softcap": 4.0, "label_smoothing": 0.1}
+    expected = torch_hessian_diagonals(arrays, **settings)
+    libraries = [(torch.from_numpy, torch.Tensor)]
+    xps = pytest.importorskip("array_api_strict")
+    libraries.append((xps.asarray, type(xps.asarray(0.0))))
+    da = pytest.importorskip("dask.array")
+    import dask
+
+    libraries.append((lambda a: da.from_array(a, chunks=4), da.Array))
+    for convert, kind in libraries:
+        positional, keywords = call_arguments({name: convert(a) for name, a in arrays.items()})
+        with dask.config.set(scheduler=refuse_to_compute):
+            hessians = lossk.linear_cross_entropy.hessian(*positional, **keywords, **settings, chunk_size=3)
+        assert all(isinstance(h, kind) for h in hessians), kind
+        for name, actual, wanted in zip(("h_input", "h_linear_weight", "h_linear_bias"), hessians, expected):
+            actual = actual.compute() if kind is da.Array else actual
+            assert_close(actual, wanted, np.float64, f"{name} ({kind.__module__})", seed)

@@ -36,6 +36,18 @@ v = c tanh(z / c), with t = tanh(z / c), dv/dz = 1 - t² and d²v/dz² = -2 t (1
 
 which may be negative (the cap bends the logit). NLL's Hessian with respect to its input is 0: the loss is
 linear in the log-probabilities.
+
+The whole Hessian of a row, not only its diagonal, is a diagonal plus a rank-one term (what
+``lossk.linear_cross_entropy``'s second derivatives need, its logits being a linear map of its input): with
+sq = z_scale · 2 λ (0 without a z-loss), d p_c / d v_k = p_c (δ_ck - p_k) and d a / d v_k = sq p_k,
+
+    d² loss / d v_c d v_k = a p_c δ_ck + (sq - a) p_c p_k,
+
+and through the cap, with j = 1 - t² and d loss / d v = g_v,
+
+    d² loss / d z_c d z_k = (a p_c j_c² - g_v,c · 2 t_c (1 - t_c²) / c) δ_ck + (sq - a) (p_c j_c) (p_k j_k):
+
+``hessian_factors=True`` returns the diagonal part D, the row's coefficient sq - a and the vector β = p j.
 """
 
 from __future__ import annotations
@@ -107,11 +119,13 @@ def cross_entropy(
 def cross_entropy_derivatives(
     input: Array, target: Array, *, xp: ModuleType, reduction: str, grad_output: Any, order: int,
     weight: Array | None, ignore_index: int, label_smoothing: float, z_loss: float, softcap: float | None,
-    return_z_loss: bool,
+    return_z_loss: bool, hessian_factors: bool = False,
 ) -> tuple[Any, Array | None, Array | None]:
     """``(loss, grad, hess)``: ``grad`` from ``order`` 1 on, the Hessian's diagonal ``hess`` at ``order`` 2.
 
     ``hess`` is scaled by the reduction and ``grad_output`` like ``grad`` (module docstring).
+    ``hessian_factors=True`` (``order`` 2) appends ``(D, c, beta)``, each row's whole Hessian
+    ``diag(D) + c beta beta^T`` (module docstring): class axis last, the compute dtype, 0 on ignored rows.
     """
     compute_grad = order >= 1
     dtype = compute_dtype(xp, input.dtype)
@@ -171,18 +185,27 @@ def cross_entropy_derivatives(
     grad = softmax_coefficient * p - q * scale
     # ignored rows get exactly 0, as in PyTorch, even when every row is ignored (scale = 1 / 0)
     keep = kept[..., None] != 0
-    hess = None
+    hess = factors = None
     if order >= 2:
         hess = softmax_coefficient * p * (1 - p)
         if square_coefficient is not None:
             hess = hess + square_coefficient * p * p
+        if hessian_factors:
+            diagonal, beta = softmax_coefficient * p, p
+            coefficient = -softmax_coefficient if square_coefficient is None else square_coefficient - softmax_coefficient
         if softcap is not None:
             bend = 2 * capped * (1 - capped**2) / softcap
             hess = hess * (1 - capped**2) ** 2 - grad * bend
+            if hessian_factors:
+                diagonal, beta = diagonal * (1 - capped**2) ** 2 - grad * bend, beta * (1 - capped**2)
+        if hessian_factors:
+            factors = tuple(xp.where(keep, f, xp.zeros_like(f)) for f in (diagonal, coefficient, beta))
         hess = class_back(xp, xp.astype(xp.where(keep, hess, xp.zeros_like(hess)), input.dtype))
     grad = xp.where(keep, grad, xp.zeros_like(grad))
     if softcap is not None:
         grad = grad * (1 - capped**2)
+    if factors is not None:
+        return value, class_back(xp, xp.astype(grad, input.dtype)), hess, factors
     return value, class_back(xp, xp.astype(grad, input.dtype)), hess
 
 
