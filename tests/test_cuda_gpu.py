@@ -584,3 +584,43 @@ def test_nll_hessian_is_zero(library: str, rng: np.random.Generator) -> None:
     for name, actual, reference_value in zip(("loss", "grad", "hess"), got, expected, strict=True):
         assert_close(actual, reference_value, "float32", f"nll {name}")
     assert not to_host(got[2]).any()
+
+
+@pytest.mark.parametrize("library", LIBRARIES)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("options", [{}, {"z_loss": 1e-2, "softcap": 3.0, "label_smoothing": 0.1, "class_weight": True}],
+                         ids=["plain", "every-option"])
+def test_linear_cross_entropy_and_its_hessian(options: dict[str, Any], dtype: str, library: str,
+                                              rng: np.random.Generator) -> None:
+    """The chunked linear layer + cross-entropy on the device (the fused CUDA cross-entropy in place, the
+    library's products) and its second derivatives (the reference on the device), against NumPy float64."""
+    n_tokens, n_features, n_classes = 37, 24, 129
+    arrays = {"input": rng.normal(0, 1, (n_tokens, n_features)),
+              "linear_weight": rng.normal(0, 0.3, (n_classes, n_features)),
+              "linear_bias": rng.normal(0, 0.3, n_classes)}
+    target = rng.integers(0, n_classes, n_tokens)
+    target[::5] = -100
+    settings = {name: value for name, value in options.items() if name != "class_weight"}
+    if options.get("class_weight"):
+        arrays["weight"] = rng.uniform(0.5, 2.0, n_classes)
+    host = {name: rounded(a, dtype) for name, a in arrays.items()}
+    device = {name: to_device(a, dtype, library) for name, a in arrays.items()}
+    device_target = to_device(target, dtype, library)
+
+    def call(function: Any, values: dict[str, Any], labels: Any, **extra: Any) -> Any:
+        keywords = {name: values[name] for name in ("linear_bias", "weight") if name in values}
+        return function(values["input"], values["linear_weight"], labels, chunk_size=16, **keywords, **settings, **extra)
+
+    expected = call(lossk.linear_cross_entropy.value_grad_hessian, host, target, backend="array_api")
+    loss, grads = call(lossk.linear_cross_entropy.value_and_grad, device, device_target)
+    got = call(lossk.linear_cross_entropy.value_grad_hessian, device, device_target)
+    assert_close(loss, expected[0], dtype, "loss")
+    assert_close(got[0], expected[0], dtype, "loss (value_grad_hessian)")
+    for name, actual, also, reference_value in zip(("d_input", "d_linear_weight", "d_linear_bias"), grads, got[1],
+                                                   expected[1], strict=True):
+        assert_close(actual, reference_value, dtype, name)
+        assert_close(also, reference_value, dtype, f"{name} (value_grad_hessian)")
+    for name, actual, reference_value in zip(("h_input", "h_linear_weight", "h_linear_bias"), got[2], expected[2],
+                                             strict=True):
+        assert type(actual) is type(device["input"])
+        assert_close(actual, reference_value, dtype, name)
