@@ -12,7 +12,7 @@ from typing import Any, TypeAlias
 
 import array_api_compat
 import numpy as np
-from array_api_compat import device, is_array_api_obj, size
+from array_api_compat import device, is_array_api_obj, is_writeable_array, size
 
 __all__ = [
     "Array",
@@ -22,6 +22,7 @@ __all__ = [
     "is_array_api_obj",
     "is_cpu_eager",
     "is_numpy_namespace",
+    "is_writeable_array",
     "library_name",
     "namespace_of",
     "size",

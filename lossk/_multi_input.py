@@ -42,7 +42,7 @@ from ._reduction import apply_reduction, compute_dtype, upstream_scale
 from ._spec import (
     ARRAY_KIND, ElementwiseLoss, check_supported, docstring, mean_divisor, parameters, prepare_arguments,
 )
-from ._validation import check_grad_output, check_out
+from ._validation import check_grad_output, check_inplace, check_out
 
 
 _HESSIAN_DOC = """The diagonal second derivatives {hessians} of :func:`lossk.{name}`, each d² loss / d argument²
@@ -154,6 +154,7 @@ class MultiInputLossFunction(LossFunction):
             if inplace:
                 if out is not None:
                     raise ValueError("pass either out= or inplace=True, not both")
+                check_inplace(given[spec.differentiable[0]], spec.differentiable[0])
                 out = given[spec.differentiable[0]]
             outs = self._destinations(out, "out", given, constant)
         if order >= 2:

@@ -9,7 +9,7 @@ import math
 from types import ModuleType
 from typing import Any
 
-from ._array_api import Array, is_array_api_obj, is_cpu_eager, library_name
+from ._array_api import Array, is_array_api_obj, is_cpu_eager, is_writeable_array, library_name
 
 REDUCTIONS = ("none", "mean", "sum")
 
@@ -110,11 +110,21 @@ def check_grad_output(grad_output: Any, reduction: str, loss_shape: tuple[int, .
     raise TypeError(f"grad_output must be a scalar (a number or a 0-d array) for reduction={reduction!r}")
 
 
+def check_inplace(input: Array, name: str = "input") -> None:
+    """``inplace=True`` writes the gradient into ``input`` (the argument ``name``): it must be writeable."""
+    if not is_writeable_array(input):
+        raise ValueError(f"inplace=True writes the gradient into {name}, but it is a read-only "
+                         f"{library_name(input)} array (JAX arrays are immutable): call without inplace")
+
+
 def check_out(out: Array, input: Array, name: str = "out") -> None:
     """``out`` (the argument ``name``) receives a derivative: the input's library, shape and dtype."""
     check_array(name, out)
     if library_name(out) != library_name(input):
         raise TypeError(f"{name} must come from the input's library ({library_name(input)}), got {library_name(out)}")
+    if not is_writeable_array(out):
+        raise ValueError(f"{name} must be a writeable array (it receives a derivative), got a read-only "
+                         f"{library_name(out)} array (JAX arrays are immutable: call without {name}=)")
     check_same_shape(name, out, "input", input)
     if out.dtype != input.dtype:
         raise TypeError(f"{name} must have the input's dtype {input.dtype}, got {out.dtype}")

@@ -23,7 +23,7 @@ from types import ModuleType
 from typing import Any
 
 from . import classification
-from ._array_api import Array, as_array, namespace_of
+from ._array_api import Array, as_array, is_writeable_array, namespace_of
 from ._dispatch import Implementation, implementations, select
 from ._reduction import compute_dtype
 from ._reference import classification as reference_classification
@@ -335,9 +335,7 @@ def _run(call: ChunkedCall, *, compute_grad: bool, grad_output: Any) -> tuple[An
     }
     products = call.products(linear_weight, xp=xp, chunk_rows=min(call.chunk_rows, n_tokens))
     if compute_grad:
-        d_input = xp.empty_like(input)
-        d_weight = xp.zeros_like(linear_weight)
-        d_bias = None if bias is None else xp.zeros_like(bias)
+        grads = _ChunkSums(xp, products, input, linear_weight, bias)
     losses, z_terms = [], []
     chunk_upstream = plan.upstream
     for start in range(0, n_tokens, call.chunk_rows):
@@ -350,12 +348,9 @@ def _run(call: ChunkedCall, *, compute_grad: bool, grad_output: Any) -> tuple[An
             if call.reduction == "none" and plan.upstream is not None:
                 chunk_upstream = plan.upstream[start:stop]
             value, g = classification.cross_entropy.value_and_grad(
-                logits, target[start:stop], grad_output=chunk_upstream, inplace=True, **options
+                logits, target[start:stop], grad_output=chunk_upstream, inplace=grads.in_place, **options
             )
-            products.set_input_gradient(d_input, start, stop, g)
-            products.accumulate_weight_gradient(d_weight, g, x)
-            if d_bias is not None:
-                d_bias += xp.sum(g, axis=0)
+            grads.add(start, stop, g, x)
         else:
             value = classification.cross_entropy(logits, target[start:stop], **options)
         loss, z_term = value if call.return_z_loss else (value, None)
@@ -367,7 +362,7 @@ def _run(call: ChunkedCall, *, compute_grad: bool, grad_output: Any) -> tuple[An
     result = _combine(xp, losses, call.reduction, plan.factor, dtype, input.dtype)
     if call.return_z_loss:
         result = (result, _combine(xp, z_terms, call.reduction, plan.factor, dtype, input.dtype))
-    return result, ((d_input, d_weight, d_bias) if compute_grad else None)
+    return result, (grads.arrays() if compute_grad else None)
 
 
 def _run_hessian(call: ChunkedCall, *, grad_output: Any) -> tuple[Any, Any, Any]:
@@ -381,9 +376,8 @@ def _run_hessian(call: ChunkedCall, *, grad_output: Any) -> tuple[Any, Any, Any]
     products = call.products(linear_weight, xp=xp, chunk_rows=min(rows, n_tokens))
     weight_in_dtype = xp.astype(linear_weight, dtype, copy=False)
     square_weight = weight_in_dtype**2
-    d_input, h_input = xp.empty_like(input), xp.empty_like(input)
-    d_weight, h_weight = xp.zeros_like(linear_weight), xp.zeros_like(linear_weight)
-    d_bias, h_bias = (None, None) if bias is None else (xp.zeros_like(bias), xp.zeros_like(bias))
+    grads = _ChunkSums(xp, products, input, linear_weight, bias)
+    hessians = _ChunkSums(xp, products, input, linear_weight, bias)
     losses, z_terms = [], []
     chunk_upstream = plan.upstream
     for start in range(0, n_tokens, rows):
@@ -399,15 +393,10 @@ def _run_hessian(call: ChunkedCall, *, grad_output: Any) -> tuple[Any, Any, Any]
             hessian_factors=True, **options,
         )
         del logits
-        products.set_input_gradient(d_input, start, stop, g)
-        products.accumulate_weight_gradient(d_weight, g, x)
+        grads.add(start, stop, g, x)
         row_sums = xp.matmul(beta, weight_in_dtype)
         h_rows = xp.matmul(diagonal, square_weight) + coefficient * row_sums**2
-        h_input[start:stop, ...] = xp.astype(h_rows, input.dtype)
-        products.accumulate_weight_gradient(h_weight, h, x * x)
-        if bias is not None:
-            d_bias += xp.sum(g, axis=0)
-            h_bias += xp.sum(h, axis=0)
+        hessians.add(start, stop, h, x * x, rows=xp.astype(h_rows, input.dtype))
         loss, z_term = value if call.return_z_loss else (value, None)
         losses.append(loss)
         z_terms.append(z_term)
@@ -415,7 +404,43 @@ def _run_hessian(call: ChunkedCall, *, grad_output: Any) -> tuple[Any, Any, Any]
     result = _combine(xp, losses, call.reduction, plan.factor, dtype, input.dtype)
     if call.return_z_loss:
         result = (result, _combine(xp, z_terms, call.reduction, plan.factor, dtype, input.dtype))
-    return result, (d_input, d_weight, d_bias), (h_input, h_weight, h_bias)
+    return result, grads.arrays(), hessians.arrays()
+
+
+class _ChunkSums:
+    """The (N, H), (V, H) and (V,) results of a pass over the chunks: rows set chunk by chunk, and sums over
+    the chunks of ``g^T x`` and of ``g``'s columns. In place where the library's arrays are writeable (the
+    products' own buffers and blocks); otherwise (JAX) the rows are concatenated and the sums added, new arrays
+    each time."""
+
+    def __init__(self, xp: ModuleType, products: Any, input: Array, linear_weight: Array, bias: Array | None) -> None:
+        self.xp, self.products, self.linear_weight = xp, products, linear_weight
+        self.input = xp.empty_like(input)
+        self.in_place = is_writeable_array(self.input)
+        self.chunks: list[Array] = []
+        self.weight = xp.zeros_like(linear_weight)
+        self.bias = None if bias is None else xp.zeros_like(bias)
+
+    def add(self, start: int, stop: int, g: Array, x: Array, rows: Array | None = None) -> None:
+        """Rows ``start:stop`` = ``rows`` (default ``g W``); weight += ``g^T x``; bias += the column sums of ``g``."""
+        xp = self.xp
+        if self.in_place:
+            if rows is None:
+                self.products.set_input_gradient(self.input, start, stop, g)
+            else:
+                self.input[start:stop, ...] = rows
+            self.products.accumulate_weight_gradient(self.weight, g, x)
+            if self.bias is not None:
+                self.bias += xp.sum(g, axis=0)
+            return
+        self.chunks.append(xp.matmul(g, self.linear_weight) if rows is None else rows)
+        self.weight = self.weight + xp.matmul(xp.matrix_transpose(g), x)
+        if self.bias is not None:
+            self.bias = self.bias + xp.sum(g, axis=0)
+
+    def arrays(self) -> tuple[Array, Array, Array | None]:
+        rows = self.input if self.in_place or not self.chunks else self.xp.concat(self.chunks)
+        return rows, self.weight, self.bias
 
 
 def _combine(xp: ModuleType, chunks: list[Array], reduction: str, factor: Any, dtype: Any, out_dtype: Any) -> Array:

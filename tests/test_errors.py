@@ -173,6 +173,21 @@ def test_out_and_inplace_together():
         lossk.mse_loss.grad(X.copy(), Y, out=np.empty_like(X), inplace=True)
 
 
+def test_read_only_destinations_are_refused_by_name():
+    """A read-only NumPy array (and JAX's immutable arrays, tests/test_linear_cross_entropy.py) cannot take a
+    derivative: out=, hess_out= and inplace=True say so before any computing."""
+    frozen = X.copy()
+    frozen.flags.writeable = False
+    with pytest.raises(ValueError, match="out must be a writeable array"):
+        lossk.mse_loss.grad(X, Y, out=frozen)
+    with pytest.raises(ValueError, match="hess_out must be a writeable array"):
+        lossk.mse_loss.value_grad_hessian(X, Y, hess_out=frozen)
+    with pytest.raises(ValueError, match="inplace=True writes the gradient into input, but it is a read-only numpy"):
+        lossk.mse_loss.grad(frozen, Y, inplace=True)
+    with pytest.raises(ValueError, match="inplace=True writes the gradient into input1"):
+        lossk.margin_ranking_loss.grad(frozen, Y, np.ones_like(X), inplace=True)
+
+
 def test_out_of_the_wrong_dtype():
     with pytest.raises(TypeError, match="out must have the input's dtype"):
         lossk.mse_loss.grad(X, Y, out=np.empty_like(X, dtype=np.float32))

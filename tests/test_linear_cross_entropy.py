@@ -469,3 +469,27 @@ def test_hessian_on_torch_array_api_strict_and_lazy_dask(rng, seed):
         for name, actual, wanted in zip(("h_input", "h_linear_weight", "h_linear_bias"), hessians, expected):
             actual = actual.compute() if kind is da.Array else actual
             assert_close(actual, wanted, np.float64, f"{name} ({kind.__module__})", seed)
+
+
+def test_jax_arrays(rng, seed):
+    """JAX arrays are immutable: the chunks' gradient rows are concatenated and the sums added (no in-place
+    cross-entropy), with the values of every other library; the results are JAX arrays."""
+    jax = pytest.importorskip("jax")
+    jnp = pytest.importorskip("jax.numpy")
+    arrays = draw(rng, bias=True, class_weight=True, ignored=True)
+    settings = {"reduction": "mean", "z_loss": 0.05, "softcap": 4.0, "label_smoothing": 0.1}
+    expected_loss, _, expected_grads = torch_linear_cross_entropy(arrays, **settings)
+    expected_hessians = torch_hessian_diagonals(arrays, **settings)
+    with jax.enable_x64(True):
+        positional, keywords = call_arguments({name: jnp.asarray(a) for name, a in arrays.items()})
+        loss, grads = lossk.linear_cross_entropy.value_and_grad(*positional, **keywords, **settings, chunk_size=3)
+        forward = lossk.linear_cross_entropy(*positional, **keywords, **settings, chunk_size=3)
+        _, _, hessians = lossk.linear_cross_entropy.value_grad_hessian(*positional, **keywords, **settings,
+                                                                       chunk_size=4)
+    for result in (loss, forward, *grads, *hessians):
+        assert isinstance(result, jax.Array), type(result)
+    assert_close(np.asarray(loss), expected_loss, np.float64, "loss", seed)
+    assert_close(np.asarray(forward), expected_loss, np.float64, "forward-only loss", seed)
+    assert_gradients_close(tuple(np.asarray(g) for g in grads), expected_grads, np.float64, seed)
+    for name, actual, wanted in zip(("h_input", "h_linear_weight", "h_linear_bias"), hessians, expected_hessians):
+        assert_close(np.asarray(actual), wanted, np.float64, name, seed)
