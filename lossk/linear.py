@@ -417,6 +417,8 @@ class _ChunkSums:
         self.xp, self.products, self.linear_weight = xp, products, linear_weight
         self.input = xp.empty_like(input)
         self.in_place = is_writeable_array(self.input)
+        if not self.in_place:
+            del self.input
         self.chunks: list[Array] = []
         self.weight = xp.zeros_like(linear_weight)
         self.bias = None if bias is None else xp.zeros_like(bias)
@@ -439,8 +441,10 @@ class _ChunkSums:
             self.bias = self.bias + xp.sum(g, axis=0)
 
     def arrays(self) -> tuple[Array, Array, Array | None]:
-        rows = self.input if self.in_place or not self.chunks else self.xp.concat(self.chunks)
-        return rows, self.weight, self.bias
+        if self.in_place:
+            return self.input, self.weight, self.bias
+        no_rows = self.xp.zeros((0, self.linear_weight.shape[1]), dtype=self.linear_weight.dtype)
+        return self.xp.concat(self.chunks) if self.chunks else no_rows, self.weight, self.bias
 
 
 def _combine(xp: ModuleType, chunks: list[Array], reduction: str, factor: Any, dtype: Any, out_dtype: Any) -> Array:

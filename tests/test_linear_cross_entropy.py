@@ -493,3 +493,7 @@ def test_jax_arrays(rng, seed):
     assert_gradients_close(tuple(np.asarray(g) for g in grads), expected_grads, np.float64, seed)
     for name, actual, wanted in zip(("h_input", "h_linear_weight", "h_linear_bias"), hessians, expected_hessians):
         assert_close(np.asarray(actual), wanted, np.float64, name, seed)
+    loss, (d_input, d_weight, _) = lossk.linear_cross_entropy.value_and_grad(
+        jnp.zeros((0, N_FEATURES)), jnp.asarray(arrays["linear_weight"], dtype=jnp.float32), jnp.zeros(0, jnp.int32))
+    assert np.isnan(loss) and d_input.shape == (0, N_FEATURES) and d_input.dtype == jnp.float32
+    np.testing.assert_array_equal(np.asarray(d_weight), 0.0)
