@@ -40,7 +40,8 @@ through a soft-cap, the focal loss, some Tweedie powers); ``hessian="surrogate"`
 stand-in, ``max(exact, floor) · weight`` (the loss's own ``weight`` option and the sample weights). The floor
 is the loss's spec entry ``hessian_floor`` (``lossk._losses``; :data:`SURROGATE_HESSIAN` lists them), which the
 fused kernels (Numba and CUDA) apply in the same pass as the gradient, and the reference on any other arrays;
-the class losses have the floor 0, applied in one more pass over the exact Hessian. A constant ``c`` for these losses:
+the class losses have the floor 0, applied in one more pass over the exact Hessian. A constant ``c`` for these
+losses:
 
 - ``l1_loss``: ``c = 1``, as LightGBM's ``regression_l1`` and XGBoost's ``reg:absoluteerror`` (which then
   refit each leaf to the residuals' median) and scikit-learn's ``AbsoluteError`` (Hessian 1, "a placeholder");
@@ -144,13 +145,11 @@ class Objective:
             signature.bind_partial(None, None, **options)
         except TypeError as error:
             raise TypeError(f"lossk.{function.name}: {error}") from None
-        defaults = {p.name: p.default for p in signature.parameters.values() if p.default is not inspect.Parameter.empty}
         self.function = function
         self.hessian = hessian
         self.dtype = dtype
         self.backend = backend
         self.options = options
-        self._settings = {**defaults, **options}
         self._device_labels: weakref.WeakKeyDictionary[Any, Array] = weakref.WeakKeyDictionary()
         self._buffers: tuple[Any, np.ndarray, np.ndarray] | None = None
 

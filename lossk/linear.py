@@ -89,7 +89,7 @@ class LinearCrossEntropy:
 
     def __call__(self, input: Array, linear_weight: Array, target: Array, /, **options: Any) -> Any:
         """The loss (``(loss, z_term)`` with ``return_z_loss=True``); nothing is kept for a backward pass."""
-        value, _ = _run(self._prepare(input, linear_weight, target, **options), compute_grad=False, grad_output=None)
+        value, _, _ = _run(self._prepare(input, linear_weight, target, **options), order=0, grad_output=None)
         return value
 
     def value_and_grad(
@@ -102,7 +102,8 @@ class LinearCrossEntropy:
         """
         call = self._prepare(input, linear_weight, target, **options)
         grad_output = check_grad_output(grad_output, call.reduction, (input.shape[0],), input)
-        return _run(call, compute_grad=True, grad_output=grad_output)
+        loss, grads, _ = _run(call, order=1, grad_output=grad_output)
+        return loss, grads
 
     def value_grad_hessian(
         self, input: Array, linear_weight: Array, target: Array, /, *, grad_output: Any = None, **options: Any
@@ -129,7 +130,7 @@ class LinearCrossEntropy:
         """
         call = self._prepare(input, linear_weight, target, **options)
         grad_output = check_grad_output(grad_output, call.reduction, (input.shape[0],), input)
-        return _run_hessian(call, grad_output=grad_output)
+        return _run(call, order=2, grad_output=grad_output)
 
     def hessian(
         self, input: Array, linear_weight: Array, target: Array, /, *, grad_output: Any = None, **options: Any
@@ -321,9 +322,13 @@ def _chunk_plan(call: ChunkedCall, grad_output: Any) -> ChunkPlan:
     return ChunkPlan("sum", weight, factor, as_array(xp, upstream * factor))
 
 
-def _run(call: ChunkedCall, *, compute_grad: bool, grad_output: Any) -> tuple[Any, Any]:
+def _run(call: ChunkedCall, *, order: int, grad_output: Any) -> tuple[Any, Any, Any]:
+    """``(loss, grads, hessians)`` over the chunks: the loss alone at ``order`` 0, the gradients from 1, the
+    Hessian's diagonals at 2 (:meth:`LinearCrossEntropy.value_grad_hessian` gives the formulas); ``None`` for
+    what the order leaves out."""
     xp, input, linear_weight, target, bias = call.xp, call.input, call.linear_weight, call.target, call.linear_bias
     n_tokens = input.shape[0]
+    rows = call.hessian_chunk_rows if order == 2 else call.chunk_rows
     dtype = compute_dtype(xp, input.dtype)
     plan = _chunk_plan(call, grad_output)
     options = {
@@ -333,51 +338,13 @@ def _run(call: ChunkedCall, *, compute_grad: bool, grad_output: Any) -> tuple[An
         "z_loss": call.z_loss,
         "return_z_loss": call.return_z_loss,
     }
-    products = call.products(linear_weight, xp=xp, chunk_rows=min(call.chunk_rows, n_tokens))
-    if compute_grad:
-        grads = _ChunkSums(xp, products, input, linear_weight, bias)
-    losses, z_terms = [], []
-    chunk_upstream = plan.upstream
-    for start in range(0, n_tokens, call.chunk_rows):
-        stop = min(start + call.chunk_rows, n_tokens)
-        x = input[start:stop, ...]
-        logits = products.logits(x)
-        if bias is not None:
-            logits += bias
-        if compute_grad:
-            if call.reduction == "none" and plan.upstream is not None:
-                chunk_upstream = plan.upstream[start:stop]
-            value, g = classification.cross_entropy.value_and_grad(
-                logits, target[start:stop], grad_output=chunk_upstream, inplace=grads.in_place, **options
-            )
-            grads.add(start, stop, g, x)
-        else:
-            value = classification.cross_entropy(logits, target[start:stop], **options)
-        loss, z_term = value if call.return_z_loss else (value, None)
-        losses.append(loss)
-        z_terms.append(z_term)
-        del logits, value, loss  # the chunk's logits (and gradient) go before the next chunk's are made
-        if compute_grad:
-            del g
-    result = _combine(xp, losses, call.reduction, plan.factor, dtype, input.dtype)
-    if call.return_z_loss:
-        result = (result, _combine(xp, z_terms, call.reduction, plan.factor, dtype, input.dtype))
-    return result, (grads.arrays() if compute_grad else None)
-
-
-def _run_hessian(call: ChunkedCall, *, grad_output: Any) -> tuple[Any, Any, Any]:
-    """:meth:`LinearCrossEntropy.value_grad_hessian` (its docstring gives the formulas)."""
-    xp, input, linear_weight, target, bias = call.xp, call.input, call.linear_weight, call.target, call.linear_bias
-    n_tokens, rows = input.shape[0], call.hessian_chunk_rows
-    dtype = compute_dtype(xp, input.dtype)
-    plan = _chunk_plan(call, grad_output)
-    options = {name: value for name, value in call.cross_entropy_options.items() if name != "backend"}
-    options.update(weight=plan.weight, z_loss=call.z_loss, return_z_loss=call.return_z_loss)
     products = call.products(linear_weight, xp=xp, chunk_rows=min(rows, n_tokens))
-    weight_in_dtype = xp.astype(linear_weight, dtype, copy=False)
-    square_weight = weight_in_dtype**2
-    grads = _ChunkSums(xp, products, input, linear_weight, bias)
-    hessians = _ChunkSums(xp, products, input, linear_weight, bias)
+    grads = _ChunkSums(xp, products, input, linear_weight, bias) if order >= 1 else None
+    hessians = _ChunkSums(xp, products, input, linear_weight, bias) if order == 2 else None
+    if order == 2:
+        reference_options = {name: value for name, value in options.items() if name != "backend"}
+        weight_in_dtype = xp.astype(linear_weight, dtype, copy=False)
+        square_weight = weight_in_dtype**2
     losses, z_terms = [], []
     chunk_upstream = plan.upstream
     for start in range(0, n_tokens, rows):
@@ -386,25 +353,34 @@ def _run_hessian(call: ChunkedCall, *, grad_output: Any) -> tuple[Any, Any, Any]
         logits = products.logits(x)
         if bias is not None:
             logits += bias
-        if call.reduction == "none" and plan.upstream is not None:
+        if order >= 1 and call.reduction == "none" and plan.upstream is not None:
             chunk_upstream = plan.upstream[start:stop]
-        value, g, h, (diagonal, coefficient, beta) = reference_classification.cross_entropy_derivatives(
-            logits, target[start:stop], xp=xp, reduction=plan.reduction, grad_output=chunk_upstream, order=2,
-            hessian_factors=True, **options,
-        )
-        del logits
-        grads.add(start, stop, g, x)
-        row_sums = xp.matmul(beta, weight_in_dtype)
-        h_rows = xp.matmul(diagonal, square_weight) + coefficient * row_sums**2
-        hessians.add(start, stop, h, x * x, rows=xp.astype(h_rows, input.dtype))
+        if order == 2:
+            value, g, h, (diagonal, coefficient, beta) = reference_classification.cross_entropy_derivatives(
+                logits, target[start:stop], xp=xp, grad_output=chunk_upstream, order=2, hessian_factors=True,
+                **reference_options,
+            )
+            h_rows = xp.matmul(diagonal, square_weight) + coefficient * xp.matmul(beta, weight_in_dtype) ** 2
+            hessians.add(start, stop, h, x * x, rows=xp.astype(h_rows, input.dtype))
+            del h, diagonal, coefficient, beta, h_rows
+        elif order == 1:
+            value, g = classification.cross_entropy.value_and_grad(
+                logits, target[start:stop], grad_output=chunk_upstream, inplace=grads.in_place, **options
+            )
+        else:
+            value = classification.cross_entropy(logits, target[start:stop], **options)
+        del logits  # the chunk's logits (and gradient) go before the next chunk's are made
+        if order >= 1:
+            grads.add(start, stop, g, x)
+            del g
         loss, z_term = value if call.return_z_loss else (value, None)
         losses.append(loss)
         z_terms.append(z_term)
-        del value, loss, g, h, diagonal, coefficient, beta, row_sums, h_rows
+        del value, loss
     result = _combine(xp, losses, call.reduction, plan.factor, dtype, input.dtype)
     if call.return_z_loss:
         result = (result, _combine(xp, z_terms, call.reduction, plan.factor, dtype, input.dtype))
-    return result, grads.arrays(), hessians.arrays()
+    return result, None if grads is None else grads.arrays(), None if hessians is None else hessians.arrays()
 
 
 class _ChunkSums:

@@ -3,10 +3,10 @@
 One module per loss, ``kernels/numba/pointwise/<name>.py``, committed: a real file, so that Numba's
 ``cache=True`` works across processes (a kernel made by a closure factory recompiles in every process,
 numba#6264), and so that a call loads only the kernel it needs. Each module holds the loss's scalar
-formulation (its spec's ``element``, copied verbatim with the constants and ``scalar_helpers`` it reads), the floor of its
-surrogate Hessian (``hessian_floor_element``, or 0) and one chunked ``prange`` loop, the same for every loss
-(see ``kernels/numba/elementwise.py``), once per combination of the loss's flags with their values compiled
-in. ``--check`` exits 1 when a committed module differs from what the generator writes (the tests check the same).
+formulation (its spec's ``element``, copied verbatim with the constants and ``scalar_helpers`` it reads), the
+floor of its surrogate Hessian (``hessian_floor_element``, or 0) and one chunked ``prange`` loop, the same for
+every loss (see ``kernels/numba/elementwise.py``), once per combination of the loss's flags with their values
+compiled in. ``--check`` exits 1 when a committed module differs from what the generator writes (the tests check the same).
 
 Numba's cache of a module is keyed on that file alone (its modification time and size), not on the kernel
 sources it inlines (``elementwise.py`` and what it imports). So each module's header carries a SHA-256 of

@@ -2,8 +2,9 @@
 
 The rows of the elementwise losses come from :data:`lossk._losses.ELEMENTWISE_LOSSES` and
 :data:`lossk._losses.multi_input.LOSSES` (name, class, summary, options with their defaults, what ``mean``
-divides by, PyTorch's equivalent); cross-entropy and NLL, which are not in that table, have fixed rows here. ``tests/test_readme_losses.py`` checks that README.md holds
-exactly this text between its markers, so a new loss is one regeneration away from being documented.
+divides by, PyTorch's equivalent); cross-entropy and NLL, which are not in that table, have fixed rows here.
+``tests/test_readme_losses.py`` checks that README.md holds exactly this text between its markers, so a new
+loss is one regeneration away from being documented.
 """
 
 from __future__ import annotations

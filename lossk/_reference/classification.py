@@ -192,7 +192,9 @@ def cross_entropy_derivatives(
             hess = hess + square_coefficient * p * p
         if hessian_factors:
             diagonal, beta = softmax_coefficient * p, p
-            coefficient = -softmax_coefficient if square_coefficient is None else square_coefficient - softmax_coefficient
+            coefficient = -softmax_coefficient
+            if square_coefficient is not None:
+                coefficient = square_coefficient + coefficient
         if softcap is not None:
             bend = 2 * capped * (1 - capped**2) / softcap
             hess = hess * (1 - capped**2) ** 2 - grad * bend

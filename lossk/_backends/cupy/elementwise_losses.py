@@ -212,8 +212,8 @@ def supported(spec: ElementwiseLoss) -> bool:
 
 def supports_surrogate(spec: ElementwiseLoss) -> bool:
     """Whether the fused surrogate Hessian serves ``spec``: its floor's device function is in ``pointwise.cuh``,
-    or it has no floor (0). Until then ``lossk.boosting`` floors the exact Hessian in a pass of its own;
-    ``tests/test_cuda_compile.py`` fails meanwhile."""
+    or it has no floor (0). Until then CuPy arrays take the reference's surrogate, on the device
+    (``lossk._hessian.derivatives``); ``tests/test_cuda_compile.py`` fails meanwhile."""
     floor = specialisation.hessian_floor_function(spec)
     return floor is None or floor in specialisation.device_functions()
 
