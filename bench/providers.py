@@ -133,8 +133,6 @@ class LosskBackend(Provider):
         return None
 
     def prepare(self, case: Case, arrays: tuple[np.ndarray, ...], device: str) -> Call:
-        from array_api_compat import array_namespace
-
         import lossk
         from lossk import _dispatch
 
@@ -151,10 +149,15 @@ class LosskBackend(Provider):
         def call() -> tuple[Any, Any]:
             loss, grad = value_and_grad(*args)
             synchronize()
-            # linear_cross_entropy also returns d_linear_bias (None here): keep the differentiated arguments'
-            return loss, grad[: len(case.differentiable)] if len(case.differentiable) > 1 else grad
+            return loss, _differentiated(grad, case)
 
         return call
+
+
+def _differentiated(grad: Any, case: Case) -> Any:
+    """lossk's gradient of ``case``'s differentiated arguments: linear_cross_entropy also returns
+    ``d_linear_bias`` (None here), which is dropped."""
+    return grad[: len(case.differentiable)] if len(case.differentiable) > 1 else grad
 
 
 def _buffers(args: tuple[Any, ...], differentiable: tuple[int, ...]) -> Any:
@@ -177,8 +180,6 @@ class LosskHessian(LosskBackend):
         )
 
     def prepare(self, case: Case, arrays: tuple[np.ndarray, ...], device: str) -> Call:
-        from array_api_compat import array_namespace
-
         import lossk
         from lossk import _dispatch
         from lossk._hessian import key
@@ -198,7 +199,7 @@ class LosskHessian(LosskBackend):
         def call() -> tuple[Any, Any]:
             loss, grad, _ = value_grad_hessian(*args)
             synchronize()
-            return loss, grad[: len(case.differentiable)] if len(case.differentiable) > 1 else grad
+            return loss, _differentiated(grad, case)
 
         return call
 

@@ -20,7 +20,7 @@ from ._array_api import Array
 from ._dispatch import Implementation, select
 from ._hessian import value_grad_hessian
 from ._spec import ElementwiseLoss, docstring, parameters, prepare_arguments, resolve
-from ._validation import check_grad_output, check_inplace, check_out
+from ._validation import check_grad_output, check_out, inplace_out
 
 
 @dataclass(frozen=True)
@@ -187,10 +187,7 @@ class LossFunction:
         if compute_grad:
             grad_output = check_grad_output(grad_output, call.reduction, call.loss_shape, input)
             if inplace:
-                if out is not None:
-                    raise ValueError("pass either out= or inplace=True, not both")
-                check_inplace(input)
-                out = input
+                out = inplace_out(out, input)
             if out is not None:
                 check_out(out, input)
         registration = select(call.loss or self.name, backend, input)

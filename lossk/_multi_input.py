@@ -42,7 +42,7 @@ from ._reduction import apply_reduction, compute_dtype, upstream_scale
 from ._spec import (
     ARRAY_KIND, ElementwiseLoss, check_supported, docstring, mean_divisor, parameters, prepare_arguments,
 )
-from ._validation import check_grad_output, check_inplace, check_out
+from ._validation import check_grad_output, check_out, inplace_out
 
 
 _HESSIAN_DOC = """The diagonal second derivatives {hessians} of :func:`lossk.{name}`, each d² loss / d argument²
@@ -152,10 +152,7 @@ class MultiInputLossFunction(LossFunction):
             loss_shape = shape[:-1] if spec.row_mean else shape
             grad_output = check_grad_output(grad_output, reduction, loss_shape, first)
             if inplace:
-                if out is not None:
-                    raise ValueError("pass either out= or inplace=True, not both")
-                check_inplace(given[spec.differentiable[0]], spec.differentiable[0])
-                out = given[spec.differentiable[0]]
+                out = inplace_out(out, given[spec.differentiable[0]], spec.differentiable[0])
             outs = self._destinations(out, "out", given, constant)
         if order >= 2:
             hess_outs = self._destinations(hess_out, hess_name, given, constant)

@@ -110,11 +110,15 @@ def check_grad_output(grad_output: Any, reduction: str, loss_shape: tuple[int, .
     raise TypeError(f"grad_output must be a scalar (a number or a 0-d array) for reduction={reduction!r}")
 
 
-def check_inplace(input: Array, name: str = "input") -> None:
-    """``inplace=True`` writes the gradient into ``input`` (the argument ``name``): it must be writeable."""
+def inplace_out(out: Array | None, input: Array, name: str = "input") -> Array:
+    """The ``out`` of ``inplace=True``: ``input`` itself (the argument ``name``), which must be writeable and
+    not come with an ``out=`` of its own."""
+    if out is not None:
+        raise ValueError("pass either out= or inplace=True, not both")
     if not is_writeable_array(input):
         raise ValueError(f"inplace=True writes the gradient into {name}, but it is a read-only "
                          f"{library_name(input)} array (JAX arrays are immutable): call without inplace")
+    return input
 
 
 def check_out(out: Array, input: Array, name: str = "out") -> None:

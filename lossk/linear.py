@@ -391,10 +391,9 @@ class _ChunkSums:
 
     def __init__(self, xp: ModuleType, products: Any, input: Array, linear_weight: Array, bias: Array | None) -> None:
         self.xp, self.products, self.linear_weight = xp, products, linear_weight
-        self.input = xp.empty_like(input)
-        self.in_place = is_writeable_array(self.input)
-        if not self.in_place:
-            del self.input
+        # whether the library's new arrays take item assignment (JAX's do not), asked of an empty one
+        self.in_place = is_writeable_array(xp.empty_like(input[:0, ...]))
+        self.input = xp.empty_like(input) if self.in_place else None
         self.chunks: list[Array] = []
         self.weight = xp.zeros_like(linear_weight)
         self.bias = None if bias is None else xp.zeros_like(bias)
