@@ -19,8 +19,11 @@ gradient, a log of 0 is -inf where the loss's formula takes it (PyTorch's clamps
 cross-entropy's log >= -100, are part of the formulas), and a mean over no elements (an empty input,
 every target ignored) is NaN; a result beyond its dtype's range (float16) is ±inf. Every registered
 implementation runs in :func:`~lossk._array_api.ieee_arithmetic`, so that NumPy does not warn where PyTorch
-is silent (``divide by zero in log``, ``invalid value in divide``, ``overflow in cast``). (A lazy library
-computes later, outside that context: Dask's NumPy chunks may warn when computed.)
+is silent (``divide by zero in log``, ``invalid value in divide``, ``overflow in cast``). A lazy library
+computes later, outside that context, so the reference does not evaluate a division by zero for a mean
+over nothing (:mod:`lossk._reduction`) or 0 * inf for an ignored row: every loss of the registry computes
+on Dask without a warning, extreme inputs included (``tests/test_warnings.py``), save a float16 result
+cast to ±inf.
 
 Every implementation has the signature::
 

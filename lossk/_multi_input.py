@@ -32,13 +32,11 @@ import inspect
 from types import ModuleType
 from typing import Any
 
-import math
-
 from ._array_api import Array, as_array, ieee_arithmetic
 from ._dispatch import register, select
 from ._hessian import key as hessian_key
 from ._loss_function import LossFunction
-from ._reduction import apply_reduction, compute_dtype, upstream_scale
+from ._reduction import apply_reduction, compute_dtype, divide, upstream_scale
 from ._spec import (
     ARRAY_KIND, ElementwiseLoss, check_supported, docstring, mean_divisor, parameters, prepare_arguments,
 )
@@ -226,9 +224,9 @@ def _per_element(xp: ModuleType, reduction: str, grad_output: Any, shape: tuple[
     columns = shape[-1]
     with ieee_arithmetic(xp):
         if reduction == "sum":
-            return reduction, (1.0 if grad_output is None else grad_output) / columns if columns else math.nan
+            return reduction, divide(1.0 if grad_output is None else grad_output, columns)
         upstream = xp.ones(shape[:-1], dtype=dtype) if grad_output is None else grad_output
-        return reduction, xp.broadcast_to(xp.expand_dims(upstream / columns, axis=-1), shape)
+        return reduction, xp.broadcast_to(xp.expand_dims(divide(upstream, columns), axis=-1), shape)
 
 
 def _row_mean(xp: ModuleType, loss: Array, reduction: str, shape: tuple[int, ...]) -> Array:
@@ -237,8 +235,8 @@ def _row_mean(xp: ModuleType, loss: Array, reduction: str, shape: tuple[int, ...
         return loss
     with ieee_arithmetic(xp):
         if reduction == "sum":
-            return as_array(xp, loss / shape[-1]) if shape[-1] else as_array(xp, loss * math.nan)
-        return as_array(xp, xp.sum(loss, axis=-1) / shape[-1])
+            return as_array(xp, divide(loss, shape[-1]))
+        return as_array(xp, divide(xp.sum(loss, axis=-1), shape[-1]))
 
 
 def _namespace(array: Any) -> ModuleType:

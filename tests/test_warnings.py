@@ -41,6 +41,27 @@ def test_numpy_on_every_backend(case, reduction, backend, rng):
     )
 
 
+def _to_dask(x: np.ndarray):
+    """Two chunks along the first axis: a graph that combines chunks."""
+    da = pytest.importorskip("dask.array")
+    return da.from_array(x, chunks=(max(1, (x.shape[0] + 1) // 2), *x.shape[1:]) if x.ndim else ())
+
+
+@pytest.mark.parametrize("case", EVERY_LOSS, ids=lambda case: case.id)
+@pytest.mark.parametrize("reduction", ["none", "mean"])
+def test_dask_computes_without_warning(case, reduction, rng):
+    """Dask computes after lossk's ``ieee_arithmetic`` context has closed, in NumPy's default error state:
+    the means over nothing (an empty input, every target ignored) must not divide by zero there
+    (``lossk._reduction``), nor a row's 0 * inf be evaluated (``lossk._reference.classification``)."""
+    dask = pytest.importorskip("dask")
+    arrays, options = case.make(rng)
+    options = {k: _to_dask(v) if isinstance(v, np.ndarray) else v for k, v in options.items()}
+    loss, grad = getattr(lossk, case.loss).value_and_grad(
+        *(_to_dask(a) for a in arrays), reduction=reduction, **options
+    )
+    dask.compute(loss, grad)
+
+
 @pytest.fixture
 def torch_warns_always():
     """PyTorch warns some things once per process (``TORCH_WARN_ONCE``); here, every time."""

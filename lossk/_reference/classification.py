@@ -78,9 +78,10 @@ def log_softmax_and_logsumexp(xp: ModuleType, logits: Array) -> tuple[Array, Arr
     """(log softmax over the last axis, its logsumexp with the last axis dropped), both shifted by the row max.
 
     Rows of no classes (an empty last axis, where the max has no identity) have an empty log-softmax and a
-    logsumexp of 0, so that their loss and z-loss are 0, as in the fused kernels.
+    logsumexp of 0, so that their loss and z-loss are 0, as in the fused kernels. No rows: both are empty
+    (without the max, which Dask fails to take over the class axis of an empty array).
     """
-    if logits.shape[-1] == 0:
+    if logits.shape[-1] == 0 or size(logits) == 0:
         return logits, xp.zeros(logits.shape[:-1], dtype=logits.dtype, device=device(logits))
     row_max = xp.max(logits, axis=-1, keepdims=True)
     shifted = logits - row_max
@@ -100,6 +101,15 @@ def target_rows(
         return is_target, kept, kept
     w_y = xp.reshape(xp.take(weight, xp.reshape(safe_target, (-1,))), safe_target.shape)
     return is_target, w_y * kept, kept
+
+
+def kept_rows_only(xp: ModuleType, scale: Any, keep: Array) -> Any:
+    """The upstream scale on the rows ``keep`` marks, 0 on ignored rows: every row's gradient is 0 when every
+    row is ignored, as in PyTorch, although the mean's scale is then 1 / 0 = inf, and no 0 * inf is evaluated
+    (NumPy would warn inside a Dask graph: ``lossk._reduction``). A number scale is finite: kept as it is."""
+    if isinstance(scale, (int, float)):
+        return scale
+    return xp.where(keep, scale, xp.zeros_like(scale))
 
 
 def cross_entropy(
@@ -170,9 +180,11 @@ def cross_entropy_derivatives(
         value = (value, xp.astype(z_term, input.dtype))
     if not compute_grad:
         return value, None, None
+    keep = kept[..., None] != 0
     scale = upstream_scale(reduction, grad_output, divisor)
     if reduction == "none" and grad_output is not None:
         scale = xp.astype(scale, dtype)[..., None]
+    scale = kept_rows_only(xp, scale, keep)
     p = xp.exp(log_p)
     softmax_coefficient = xp.sum(q, axis=-1, keepdims=True) * scale
     square_coefficient = None
@@ -180,11 +192,11 @@ def cross_entropy_derivatives(
         z_scale = upstream_scale(reduction, grad_output, z_divisor)
         if reduction == "none" and grad_output is not None:
             z_scale = xp.astype(z_scale, dtype)[..., None]
+        z_scale = kept_rows_only(xp, z_scale, keep)
         softmax_coefficient = softmax_coefficient + (2 * z_loss) * lse[..., None] * z_scale
         square_coefficient = (2 * z_loss) * z_scale
     grad = softmax_coefficient * p - q * scale
-    # ignored rows get exactly 0, as in PyTorch, even when every row is ignored (scale = 1 / 0)
-    keep = kept[..., None] != 0
+    # ignored rows get exactly 0, as in PyTorch (a NaN or infinite logit there too)
     hess = factors = None
     if order >= 2:
         hess = softmax_coefficient * p * (1 - p)
@@ -239,7 +251,8 @@ def nll_loss(
     scale = upstream_scale(reduction, grad_output, divisor)
     if reduction == "none" and grad_output is not None:
         scale = xp.astype(scale, dtype)
-    # ignored rows get exactly 0, as in PyTorch, even when every row is ignored (scale = 1 / 0)
-    kept_target = is_target & (target != ignore_index)[..., None]
+    kept = target != ignore_index
+    scale = kept_rows_only(xp, scale, kept)
+    kept_target = is_target & kept[..., None]
     grad = xp.where(kept_target, (-w_y * scale)[..., None], xp.zeros_like(x))
     return value, class_back(xp, xp.astype(grad, input.dtype))
