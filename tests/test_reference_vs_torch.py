@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from loss_cases import CASES, SATURATED, Case, as_dtype, draw, reductions, strided
-from torch_oracle import assert_close, to_numpy, torch_value_and_grad
+from torch_oracle import TORCH_DTYPES, assert_close, to_numpy, torch_value_and_grad
 
 import lossk
 from lossk._losses import ELEMENTWISE_LOSSES
@@ -36,15 +36,18 @@ def test_matches_pytorch(case, reduction, dtype, layout, backend, rng, seed):
     function = getattr(lossk, case.loss)
 
     expected_loss, expected_grad = torch_value_and_grad(case.loss, input, target, reduction=reduction, **options)
+    peer_loss, peer_grad = torch_value_and_grad(
+        case.loss, input, target, reduction=reduction, torch_dtype=TORCH_DTYPES[np.dtype(dtype)], **options
+    )
     loss, grad = function.value_and_grad(*call_args, reduction=reduction, backend=backend.name, **call_options)
     forward_only = function(*call_args, reduction=reduction, backend=backend.name, **call_options)
     for name, result, expected in (("loss", loss, expected_loss), ("forward-only loss", forward_only, expected_loss)):
         assert result.dtype == input.dtype, f"{name} has dtype {result.dtype}, the input {input.dtype}"
         assert type(result) is type(call_args[0]), f"{name} is a {type(result)}, not the input's array type"
-        assert_close(result, expected, dtype, name, seed)
+        assert_close(result, expected, dtype, name, seed, peer=peer_loss)
     assert grad.dtype == input.dtype
     assert type(grad) is type(call_args[0])
-    assert_close(grad, expected_grad, dtype, "gradient", seed)
+    assert_close(grad, expected_grad, dtype, "gradient", seed, peer=peer_grad)
 
     # a random upstream gradient: a scalar for mean/sum, an array of the unreduced loss's shape for 'none'
     if reduction == "none":
