@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from loss_cases import CASES, Case, defaults, draw, reductions
+from loss_cases import CASES, Case, as_dtype, defaults, draw, reductions
 from torch_oracle import less_peer_error
 
 import lossk
@@ -110,11 +110,6 @@ def reference(loss: str, input: np.ndarray, target: np.ndarray, **options: Any) 
     return getattr(lossk, loss).value_and_grad(input, target, backend="array_api", **options)
 
 
-def as_float32(*arrays: np.ndarray) -> list[np.ndarray]:
-    """Floating arrays in float32 (the reference then computes in float32), class indices unchanged."""
-    return [a.astype(np.float32) if np.issubdtype(a.dtype, np.floating) else a for a in arrays]
-
-
 def draw_rounded(case: Case, dtype: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     input, target, arrays = draw(case, rng)
     return rounded(input, dtype), rounded(target, dtype), {k: rounded(v, dtype) for k, v in arrays.items()}
@@ -134,7 +129,8 @@ def test_kernel_matches_the_reference(case: Case, dtype: str, library: str, rng:
         peer_loss = peer_grad = None
         if dtype == "float32":
             peer_loss, peer_grad = reference(
-                case.loss, *as_float32(input, target), **options, **dict(zip(arrays, as_float32(*arrays.values())))
+                case.loss, as_dtype(input, np.float32), as_dtype(target, np.float32), **options,
+                **{k: as_dtype(v, np.float32) for k, v in arrays.items()},
             )
         device_arrays = {k: to_device(v, dtype, library) for k, v in arrays.items()}
         loss, grad = getattr(lossk, case.loss).value_and_grad(
