@@ -96,9 +96,9 @@ def assert_close(actual: Any, expected: Any, dtype: str, what: str, peer: np.nda
     of the tolerance (``torch_oracle.assert_close``: an ill-conditioned formula errs as much in the reference)."""
     actual = to_host(actual)
     expected = rounded(np.asarray(expected, dtype=np.float64), dtype)
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape}, reference {expected.shape}"
     if peer is not None:
         actual = less_peer_error(actual, expected, peer)
-    assert actual.shape == expected.shape, f"{what}: shape {actual.shape}, reference {expected.shape}"
     rtol, atol = TOLERANCES[dtype]
     finite = np.abs(expected[np.isfinite(expected)])
     scale = max(1.0, float(np.median(finite))) if finite.size else 1.0

@@ -242,7 +242,7 @@ def nll_loss(
     dev = device(input)
     x = class_last(xp, xp.astype(input, dtype))
     w = None if weight is None else xp.astype(weight, dtype)
-    is_target, w_y, _ = target_rows(xp, target, x.shape[-1], w, ignore_index, dtype, dev)
+    is_target, w_y, kept = target_rows(xp, target, x.shape[-1], w, ignore_index, dtype, dev)
     loss = -w_y * xp.sum(xp.where(is_target, x, xp.zeros_like(x)), axis=-1)
     divisor = xp.sum(w_y)
     value = xp.astype(apply_reduction(xp, loss, reduction, divisor), input.dtype)
@@ -251,8 +251,8 @@ def nll_loss(
     scale = upstream_scale(reduction, grad_output, divisor)
     if reduction == "none" and grad_output is not None:
         scale = xp.astype(scale, dtype)
-    kept = target != ignore_index
-    scale = kept_rows_only(xp, scale, kept)
-    kept_target = is_target & kept[..., None]
+    keep = kept != 0
+    scale = kept_rows_only(xp, scale, keep)
+    kept_target = is_target & keep[..., None]
     grad = xp.where(kept_target, (-w_y * scale)[..., None], xp.zeros_like(x))
     return value, class_back(xp, xp.astype(grad, input.dtype))
